@@ -1,0 +1,33 @@
+# Entry points. `make test` is the one command that runs every check (CI runs exactly it).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test lint rust-test helm-test crds-check venv demo
+
+test: lint rust-test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+rust-test:
+	cargo test --all-targets --locked
+
+# Python tools (real Helm v4 SDK, Kubernetes schemas) live in a project-local venv.
+$(VENV)/.installed: tests/helm/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r tests/helm/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+helm-test: $(VENV)/.installed
+	cargo build --locked --quiet
+	$(PY) -m pytest -q tests/helm
+
+# The no-cluster tour: admission decisions and rendered workloads for the bundled examples.
+demo:
+	cargo run --quiet -- validate -f examples/
+	cargo run --quiet -- render -f examples/

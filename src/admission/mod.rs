@@ -1,0 +1,1 @@
+//! Admission webhooks: HTTPS server, AdmissionReview handling, routes and webhook configurations.

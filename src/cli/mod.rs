@@ -1,0 +1,6 @@
+//! Subcommands of the `spin-operator` binary. Thin: parsing, I/O and printing around the library.
+
+pub mod render;
+pub mod rules;
+pub mod run;
+pub mod validate;

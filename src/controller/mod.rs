@@ -1,0 +1,1 @@
+//! Controllers: SpinApp reconciler and SpinAppExecutor finalizer.

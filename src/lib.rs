@@ -1,0 +1,14 @@
+//! spin-operator: a Kubernetes operator for Spin (WebAssembly) applications.
+//!
+//! The pure core (API types, rules, desired state) is kept free of I/O so that the admission
+//! webhooks, the reconciler and the offline commands (`validate`, `render`, `rules`) all share it.
+
+pub mod admission;
+pub mod api;
+pub mod controller;
+pub mod crd;
+pub mod desired;
+pub mod inventory;
+pub mod manifests;
+pub mod rules;
+pub mod tls;

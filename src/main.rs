@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Kubernetes operator for Spin (WebAssembly) applications.
+#[derive(Parser)]
+#[command(name = "spin-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print both CustomResourceDefinitions as YAML (or write them to a directory).
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Default and validate manifests offline, as the admission webhooks would.
+    Validate(cli::validate::Args),
+    /// Print the rule catalogue the webhooks enforce.
+    Rules(cli::rules::Args),
+    /// Print the objects the operator would create for the SpinApps in the inputs.
+    Render(cli::render::Args),
+    /// Run the operator: admission webhooks and controllers.
+    Run(cli::run::Args),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds { out_dir } => {
+            match out_dir {
+                Some(dir) => spin_operator::crd::write_all(&dir)?,
+                None => print!("{}", spin_operator::crd::all_yaml()?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Rules(args) => cli::rules::run(args),
+        Command::Render(args) => cli::render::run(args),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(cli::run::run(args)),
+    }
+}

@@ -1,0 +1,1 @@
+//! The rule table: defaulting and validation of SpinApps and SpinAppExecutors (pure).
