@@ -127,7 +127,9 @@ fn deployment(server: &TestApiServer, name: &str) -> Option<Deployment> {
 }
 
 fn spinapp(server: &TestApiServer, name: &str) -> SpinApp {
-    server.get_as::<SpinApp>(Some(NS), name).expect("app exists")
+    server
+        .get_as::<SpinApp>(Some(NS), name)
+        .expect("app exists")
 }
 
 fn ready_reason(app: &SpinApp) -> Option<(String, String)> {
@@ -155,9 +157,9 @@ fn events(server: &TestApiServer) -> Vec<Value> {
 }
 
 fn has_event(server: &TestApiServer, regarding: &str, reason: &str) -> bool {
-    events(server).iter().any(|e| {
-        e["reason"] == reason && e["regarding"]["name"].as_str() == Some(regarding)
-    })
+    events(server)
+        .iter()
+        .any(|e| e["reason"] == reason && e["regarding"]["name"].as_str() == Some(regarding))
 }
 
 /// Name of the Secret mounted as runtime config in the Deployment, if any.
@@ -182,7 +184,10 @@ fn generated_secrets(server: &TestApiServer, app: &str) -> BTreeSet<String> {
 /// Waits until `n` more successful reconciles happened (resyncs included).
 async fn wait_reconciles(running: &Running, n: u64) {
     let target = running.successes() + n;
-    wait(&format!("{n} more reconciles"), || running.successes() >= target).await;
+    wait(&format!("{n} more reconciles"), || {
+        running.successes() >= target
+    })
+    .await;
 }
 
 /// Plays the Deployment controller: all replicas ready and Available.
@@ -210,7 +215,12 @@ fn assert_requests_covered(requests: &[RequestRecord]) {
             continue;
         }
         assert!(
-            rbac::allows(r.verb.as_str(), &r.group, &r.resource, r.subresource.as_deref()),
+            rbac::allows(
+                r.verb.as_str(),
+                &r.group,
+                &r.resource,
+                r.subresource.as_deref()
+            ),
             "request not covered by rbac::PERMISSIONS: {} {}/{} {:?}",
             r.verb.as_str(),
             r.group,
@@ -272,13 +282,19 @@ async fn create_converges_mirrors_deployment_status_and_resync_writes_nothing() 
     })
     .await;
     let status = spinapp(&server, "hello").status.unwrap();
-    assert_eq!(status.active_scheduler.as_deref(), Some("containerd-shim-spin"));
+    assert_eq!(
+        status.active_scheduler.as_deref(),
+        Some("containerd-shim-spin")
+    );
     assert_eq!(status.deployment_name.as_deref(), Some("hello"));
     assert_eq!(status.service_name.as_deref(), Some("hello"));
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.ready_replicas, 0);
     let selector = status.selector.unwrap();
-    assert!(selector.contains(&format!("{APP_NAME_LABEL}=hello")), "{selector}");
+    assert!(
+        selector.contains(&format!("{APP_NAME_LABEL}=hello")),
+        "{selector}"
+    );
 
     // Play the Deployment controller: status mirrors it.
     mark_deployment_available(&server, "hello", 2);
@@ -346,8 +362,7 @@ async fn spec_change_patches_children_and_removes_dropped_fields() {
             let pod = d.spec.template.spec.as_ref().unwrap();
             d.spec.replicas == Some(3)
                 && pod.containers[0].image.as_deref() == Some("ghcr.io/example/hello:v2")
-                && d
-                    .spec
+                && d.spec
                     .template
                     .metadata
                     .as_ref()
@@ -390,7 +405,10 @@ async fn executor_without_deployments_deletes_the_deployment_and_keeps_status() 
     wait("Deployment", || deployment(&server, "hello").is_some()).await;
 
     server.put(executor("shim", false));
-    wait("Deployment deleted", || deployment(&server, "hello").is_none()).await;
+    wait("Deployment deleted", || {
+        deployment(&server, "hello").is_none()
+    })
+    .await;
     wait("status without Deployment", || {
         let a = spinapp(&server, "hello");
         let s = a.status.clone().unwrap_or_default();
@@ -569,7 +587,9 @@ async fn executor_deletion_is_blocked_while_used_in_its_namespace() {
     .await;
 
     let apps: Api<SpinApp> = Api::namespaced(server.client(), NS);
-    apps.delete("hello", &DeleteParams::default()).await.unwrap();
+    apps.delete("hello", &DeleteParams::default())
+        .await
+        .unwrap();
     wait("executor deleted once unused", || {
         server.get_as::<SpinAppExecutor>(Some(NS), "shim").is_none()
     })
@@ -637,8 +657,7 @@ async fn api_faults_and_dropped_watches_converge_and_bad_apps_do_not_stall_other
     })
     .await;
     wait("broken app reports its reason", || {
-        ready_reason(&spinapp(&server, "broken"))
-            == Some(("False".into(), "MissingSecret".into()))
+        ready_reason(&spinapp(&server, "broken")) == Some(("False".into(), "MissingSecret".into()))
     })
     .await;
     assert!(deployment(&server, "broken").is_none());
@@ -665,11 +684,7 @@ async fn leader_handover_between_two_instances() {
     // pod-b stays standby while pod-a renews: observe several of pod-a's renewals.
     let lease_updates = || {
         server
-            .requests_matching(
-                &RequestMatcher::any()
-                    .verb(Verb::Update)
-                    .resource("leases"),
-            )
+            .requests_matching(&RequestMatcher::any().verb(Verb::Update).resource("leases"))
             .len()
     };
     let seen = lease_updates();
@@ -686,13 +701,22 @@ async fn leader_handover_between_two_instances() {
     assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
 
     server.put(app("hello", "shim"));
-    wait("leader reconciles", || deployment(&server, "hello").is_some()).await;
+    wait("leader reconciles", || {
+        deployment(&server, "hello").is_some()
+    })
+    .await;
 
     // Graceful stop releases the lease; pod-b takes over and reconciles new work.
     a.stop().await;
-    wait("pod-b leads", || b.state.is_leader() && b.state.caches_synced()).await;
+    wait("pod-b leads", || {
+        b.state.is_leader() && b.state.caches_synced()
+    })
+    .await;
     server.put(app("after", "shim"));
-    wait("new leader reconciles", || deployment(&server, "after").is_some()).await;
+    wait("new leader reconciles", || {
+        deployment(&server, "after").is_some()
+    })
+    .await;
 
     // A crashed leader (no release) is replaced once its lease expires.
     let c = start_with(&server, config("pod-c"));
@@ -771,9 +795,15 @@ async fn rbac_permissions_cover_exactly_the_requests_made() {
     // createDeployment=false on another executor: Deployment delete path.
     server.put(executor("ext", true));
     server.put(app("hello", "ext"));
-    wait("hello Deployment", || deployment(&server, "hello").is_some()).await;
+    wait("hello Deployment", || {
+        deployment(&server, "hello").is_some()
+    })
+    .await;
     server.put(executor("ext", false));
-    wait("hello Deployment deleted", || deployment(&server, "hello").is_none()).await;
+    wait("hello Deployment deleted", || {
+        deployment(&server, "hello").is_none()
+    })
+    .await;
     running.stop().await;
 
     let requests = server.requests();

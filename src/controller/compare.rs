@@ -22,6 +22,7 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
             Some(lv) => is_subset(dv, lv),
+            // An empty desired map/list is satisfied by an absent live field (the API drops them).
             None => dv.is_null() || is_empty_collection(dv),
         }),
         (Value::Array(d), Value::Array(l)) => {
@@ -30,7 +31,6 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
         (Value::Null, _) => true,
         (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
         (d, l) => d == l,
-        // An empty desired map/list is satisfied by an absent live field (the API drops them).
     }
 }
 

@@ -96,6 +96,8 @@ async fn reconcile_executor(
         match event {
             FinalizerEvent::Apply(_) => Ok(Action::await_change()),
             FinalizerEvent::Cleanup(executor) => {
+                // Never judge "unused" from a cache that has not listed all apps yet.
+                let _ = ctx.apps.wait_until_ready().await;
                 let users = users(&ctx.apps, &executor);
                 if users.is_empty() {
                     return Ok(Action::await_change());

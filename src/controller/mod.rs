@@ -142,6 +142,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ControllerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut always_leading = None;
     let (leading, elector_task) = match config.leader_election.clone() {
         Some(le) => {
             let elector = LeaderElector::new(client.clone(), le, config.metrics.clone());
@@ -154,14 +155,14 @@ pub async fn run(
         }
         None => {
             let (tx, rx) = watch::channel(true);
-            // Keep the sender alive for the lifetime of `run`.
-            std::mem::forget(tx.clone());
-            drop(tx);
+            // Keep the sender alive for the lifetime of `run` (a closed channel reads as "stop").
+            always_leading = Some(tx);
             (rx, None)
         }
     };
 
     let result = lead_loop(client, &config, leading, shutdown).await;
+    drop(always_leading);
     config.state.set_leading(false);
     let _ = stop_tx.send(true);
     if let Some(task) = elector_task {

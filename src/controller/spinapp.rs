@@ -45,6 +45,18 @@ pub struct Context {
     pub(crate) settings: Settings,
 }
 
+impl Context {
+    async fn wait_synced(&self) {
+        let _ = futures::join!(
+            self.executors.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+        );
+    }
+}
+
 /// The referenced Secrets/ConfigMaps of one app, copied out of the caches for `desired::build`.
 struct Snapshot {
     namespace: String,
@@ -114,6 +126,9 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
     let (Some(ns), Some(name)) = (app.namespace(), app.metadata.name.clone()) else {
         return Err(ControllerError::MissingMetadata(app.name_any()));
     };
+    // Decide only on complete caches: a half-listed cache would mean spurious applies and
+    // ExecutorNotFound flaps on every operator start.
+    ctx.wait_synced().await;
 
     // What runs now, reported in status while the app cannot be (re)built.
     let live_deployment = cached(&ctx.deployments, &ns, &name);
@@ -446,7 +461,7 @@ async fn write_status(
     if let Some(now) = status::ready_condition(Some(&new))
         && before.as_ref() != Some(&(now.status.clone(), now.reason.clone()))
     {
-        let type_ = if now.status == "True" {
+        let type_ = if now.status == "True" || now.reason == status::REASON_DEPLOYMENT_UNAVAILABLE {
             EventType::Normal
         } else {
             EventType::Warning
