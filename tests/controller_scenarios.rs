@@ -58,6 +58,11 @@ fn settings() -> Settings {
 }
 
 fn start_with(server: &TestApiServer, config: ControllerConfig) -> Running {
+    // `RUST_LOG=spin_operator=debug cargo test ...` shows the controllers' logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let (tx, rx) = oneshot::channel::<()>();
     let metrics = config.metrics.clone();
     let state = config.state.clone();

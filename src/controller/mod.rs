@@ -181,8 +181,8 @@ async fn lead_loop(
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            r = leading.wait_for(|l| *l) => {
-                if r.is_err() {
+            closed = async { leading.wait_for(|l| *l).await.is_err() } => {
+                if closed {
                     return Ok(());
                 }
             }
@@ -197,7 +197,7 @@ async fn lead_loop(
                 config.state.set_leading(false);
                 return r;
             }
-            _ = leading.wait_for(|l| !*l) => {
+            _ = async { leading.wait_for(|l| !*l).await.map(|_| ()) } => {
                 // Stop at once: another replica may take over after the lease expires.
                 tracing::warn!("lost leadership: stopping controllers");
                 config.state.set_leading(false);
