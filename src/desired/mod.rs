@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 
-use crate::api::{SpinApp, SpinAppExecutor};
+use crate::api::{RUNTIME_CONFIG_KEY, SpinApp, SpinAppExecutor};
 use crate::inventory::Inventory;
 
 mod ca;
@@ -104,13 +104,63 @@ pub fn referenced_objects(app: &SpinApp) -> Referenced {
 }
 
 /// Builds the children of `app` run by `executor`.
+///
+/// With `createDeployment: false` only the Service is built (upstream builds neither the
+/// runtime config nor the CA Secret then, so missing references are not an error either).
 pub fn build(
     app: &SpinApp,
     executor: &SpinAppExecutor,
     refs: &dyn References,
 ) -> Result<Children, DesiredError> {
-    let _ = (app, executor, refs);
-    Err(DesiredError::InvalidExecutor {
-        reason: "not built yet".into(),
+    let service = service::service(app);
+    if !executor.spec.create_deployment {
+        return Ok(Children {
+            deployment: None,
+            service,
+            runtime_config_secret: None,
+            ca_secret: None,
+        });
+    }
+    let config = executor
+        .spec
+        .deployment_config
+        .as_ref()
+        .ok_or_else(|| DesiredError::InvalidExecutor {
+            reason: "createDeployment is true but deploymentConfig is missing".into(),
+        })?;
+
+    let namespace = runtime_config::namespace_of(app);
+    let runtime_config_secret = runtime_config::render_runtime_config(app, refs)?
+        .map(|toml| runtime_config::secret(app, toml));
+    let runtime_config_name = match (&runtime_config_secret, runtime_config::load_from_secret(app))
+    {
+        (Some(secret), _) => secret.metadata.name.clone(),
+        (None, Some(own)) => {
+            // The pod mounts this key: check it is there now rather than fail the container.
+            if runtime_config::secret_value(refs, &namespace, own, RUNTIME_CONFIG_KEY)?.is_none() {
+                return Err(DesiredError::MissingKey {
+                    kind: "Secret",
+                    name: own.to_string(),
+                    key: RUNTIME_CONFIG_KEY.to_string(),
+                });
+            }
+            Some(own.to_string())
+        }
+        (None, None) => None,
+    };
+    let ca_name = ca::ca_secret_name(config);
+    let deployment = deployment::deployment(
+        app,
+        config,
+        &deployment::Mounts {
+            runtime_config_secret: runtime_config_name.as_deref(),
+            ca_secret: ca_name.as_deref(),
+        },
+    )?;
+    Ok(Children {
+        deployment: Some(deployment),
+        service,
+        runtime_config_secret,
+        ca_secret: ca::ca_secret(config, app.metadata.namespace.clone()),
     })
 }
