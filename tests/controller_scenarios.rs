@@ -758,38 +758,35 @@ async fn rbac_permissions_cover_exactly_the_requests_made() {
             .is_some()
     })
     .await;
-    let secrets: Api<Secret> = Api::namespaced(server.client(), NS);
+    // The test's own changes go through the direct handle, so the request log holds only the
+    // operator's calls.
     let first = runtime_config_secret_of(&deployment(&server, "stateful").unwrap()).unwrap();
-    secrets
-        .patch(
-            "app-credentials",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": {"redis-url": "redis://other:6379"}})),
-        )
-        .await
+    let mut creds = server
+        .get(&ResourceKey::of::<Secret>(), Some(NS), "app-credentials")
         .unwrap();
+    creds["stringData"] = json!({"redis-url": "redis://other:6379"});
+    server.put(creds);
     wait("stale runtime config deleted", || {
         !generated_secrets(&server, "stateful").contains(&first)
     })
     .await;
     // Deletion blocked twice (the second identical event is a patch of the event series).
-    let executors: Api<SpinAppExecutor> = Api::namespaced(server.client(), NS);
-    executors
-        .delete("containerd-shim-spin", &DeleteParams::default())
-        .await
+    server
+        .delete(
+            &ResourceKey::of::<SpinAppExecutor>(),
+            Some(NS),
+            "containerd-shim-spin",
+        )
         .unwrap();
     wait("blocked", || {
         has_event(&server, "containerd-shim-spin", "DeletionBlocked")
     })
     .await;
-    let apps: Api<SpinApp> = Api::namespaced(server.client(), NS);
-    apps.patch(
-        "stateful",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
-    )
-    .await
-    .unwrap();
+    let mut touched = server
+        .get(&ResourceKey::of::<SpinApp>(), Some(NS), "stateful")
+        .unwrap();
+    touched["metadata"]["annotations"] = json!({"touch": "1"});
+    server.put(touched);
     wait("repeated DeletionBlocked event patched", || {
         server
             .requests_matching(&RequestMatcher::any().verb(Verb::Patch).resource("events"))

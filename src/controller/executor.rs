@@ -28,6 +28,8 @@ pub struct Context {
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
     pub(crate) settings: Settings,
+    /// True once the caches (including `apps`) listed.
+    pub(crate) synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AsRecorder for Context {
@@ -97,7 +99,8 @@ async fn reconcile_executor(
             FinalizerEvent::Apply(_) => Ok(Action::await_change()),
             FinalizerEvent::Cleanup(executor) => {
                 // Never judge "unused" from a cache that has not listed all apps yet.
-                let _ = ctx.apps.wait_until_ready().await;
+                let mut synced = ctx.synced.clone();
+                let _ = synced.wait_for(|s| *s).await;
                 let users = users(&ctx.apps, &executor);
                 if users.is_empty() {
                     return Ok(Action::await_change());

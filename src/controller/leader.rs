@@ -207,9 +207,7 @@ impl LeaderElector {
                 spec.acquire_time.clone()
             },
             renew_time: Some(now),
-            lease_transitions: Some(
-                spec.lease_transitions.unwrap_or(0) + i32::from(taking_over && !holder.is_empty()),
-            ),
+            lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(taking_over)),
             ..spec
         });
         // `replace` carries the resourceVersion we read: a concurrent writer makes it 409.

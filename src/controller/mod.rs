@@ -141,33 +141,25 @@ pub async fn run(
     config: ControllerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ControllerError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut always_leading = None;
-    let (leading, elector_task) = match config.leader_election.clone() {
-        Some(le) => {
-            let elector = LeaderElector::new(client.clone(), le, config.metrics.clone());
-            let leading = elector.subscribe();
-            let mut stop = stop_rx.clone();
-            let task = tokio::spawn(elector.run(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }));
-            (leading, Some(task))
-        }
-        None => {
-            let (tx, rx) = watch::channel(true);
-            // Keep the sender alive for the lifetime of `run` (a closed channel reads as "stop").
-            always_leading = Some(tx);
-            (rx, None)
-        }
+    let Some(le) = config.leader_election.clone() else {
+        // No election: lead unconditionally while `run` lives (the sender stays in scope).
+        let (_always, leading) = watch::channel(true);
+        let result = lead_loop(client, &config, leading, shutdown).await;
+        config.state.set_leading(false);
+        return result;
     };
-
-    let result = lead_loop(client, &config, leading, shutdown).await;
-    drop(always_leading);
-    config.state.set_leading(false);
-    let _ = stop_tx.send(true);
-    if let Some(task) = elector_task {
-        let _ = task.await;
-    }
+    let elector = LeaderElector::new(client.clone(), le, config.metrics.clone());
+    let leading = elector.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The elector runs inside this future (not spawned): dropping `run` (a crash) stops renewals
+    // without releasing, while a graceful shutdown releases the lease after the controllers stop.
+    let controllers = async {
+        let result = lead_loop(client, &config, leading, shutdown).await;
+        config.state.set_leading(false);
+        let _ = stop_tx.send(true);
+        result
+    };
+    let (result, ()) = tokio::join!(controllers, elector.run(stop_future(&stop_rx)));
     result
 }
 
@@ -276,6 +268,7 @@ async fn run_controllers(
         watcher::Config::default(),
     );
 
+    let (synced_tx, synced_rx) = watch::channel(false);
     let ctl_config = controller::Config::default().concurrency(settings.concurrency);
     let app_controller = Controller::new(
         Api::<SpinApp>::all(client.clone()),
@@ -295,9 +288,10 @@ async fn run_controllers(
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         settings: settings.clone(),
+        synced: synced_rx.clone(),
     });
 
-    let (apps_for_exec, apps_for_sec, apps_for_cm) = (apps.clone(), apps.clone(), apps.clone());
+    let (apps_for_exec, apps_for_sec, apps_for_cm) = (apps.clone(), apps.clone(), apps);
     let exec_for_sec = executors.clone();
     let app_run = app_controller
         .owns_stream(deployment_stream)
@@ -329,7 +323,6 @@ async fn run_controllers(
         watcher::Config::default(),
     )
     .with_config(ctl_config);
-    let exec_store = exec_controller.store();
     let exec_ctx = Arc::new(executor::Context {
         client: client.clone(),
         apps: exec_apps.clone(),
@@ -337,6 +330,7 @@ async fn run_controllers(
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         settings,
+        synced: synced_rx,
     });
     let exec_run = exec_controller
         .watches_stream(exec_app_stream, |a| executor::executor_for_app(&a))
@@ -348,18 +342,20 @@ async fn run_controllers(
             }
         });
 
+    // `Store::wait_until_ready` wakes only one waiting task (kube-runtime's DelayedInit keeps a
+    // single waker), so this is the only waiter on these stores; reconcilers wait on `synced_tx`.
+    // The controllers' own stores are waited on by kube-runtime itself.
     let state = config.state.clone();
     let synced = async move {
         let _ = futures::join!(
-            apps.wait_until_ready(),
             executors.wait_until_ready(),
             deployments.wait_until_ready(),
             services.wait_until_ready(),
             secrets.wait_until_ready(),
             config_maps.wait_until_ready(),
             exec_apps.wait_until_ready(),
-            exec_store.wait_until_ready(),
         );
+        let _ = synced_tx.send(true);
         state.set_synced(true);
         tracing::info!("controller caches synced");
         futures::future::pending::<()>().await;

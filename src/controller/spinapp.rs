@@ -43,17 +43,15 @@ pub struct Context {
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
     pub(crate) settings: Settings,
+    /// True once every reflector cache listed (see `run_controllers`: `Store::wait_until_ready`
+    /// wakes only one waiting task, so exactly one task waits on the stores and flips this).
+    pub(crate) synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
     async fn wait_synced(&self) {
-        let _ = futures::join!(
-            self.executors.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.secrets.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-        );
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|s| *s).await;
     }
 }
 
@@ -129,6 +127,7 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
     // Decide only on complete caches: a half-listed cache would mean spurious applies and
     // ExecutorNotFound flaps on every operator start.
     ctx.wait_synced().await;
+    tracing::debug!(app = %name, namespace = %ns, "reconciling");
 
     // What runs now, reported in status while the app cannot be (re)built.
     let live_deployment = cached(&ctx.deployments, &ns, &name);
