@@ -308,10 +308,10 @@ where
     let name = desired.name_any();
     let (stamped, stamped_json) = compare::stamp(desired, kind)?;
     let live = cached(store, ns, &name);
-    if compare::up_to_date(&stamped_json, live.as_deref()) {
-        if let Some(live) = live {
-            return Ok((*live).clone());
-        }
+    if let Some(live) = live
+        && compare::up_to_date(&stamped_json, Some(live.as_ref()))
+    {
+        return Ok((*live).clone());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
