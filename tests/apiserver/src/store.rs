@@ -292,6 +292,15 @@ impl State {
                         object: obj,
                     });
                 }
+                if send_initial && let Some(rt) = resource::lookup_key(&filter.key) {
+                    // Streaming lists: a bookmark marks the end of the initial state.
+                    let _ = tx.send(WatchMsg {
+                        event: "BOOKMARK",
+                        object: json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {
+                            "resourceVersion": self.rv.to_string(),
+                            "annotations": {"k8s.io/initial-events-end": "true"}}}),
+                    });
+                }
             }
         }
         self.watchers.push(Watcher { filter, tx });
