@@ -250,6 +250,16 @@ fn serve_inner(
     let meta = wants_meta(headers);
     let out = |v: Value| if meta { meta_only(&v) } else { v };
     let manager = field_manager(q, headers);
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    // Writes run against a copy under dryRun=All: full validation, nothing stored or watched.
+    let write = |f: &mut dyn FnMut(&mut crate::store::State) -> Result<Response, ApiError>| {
+        let mut guard = shared.state();
+        if dry_run {
+            f(&mut guard.dry_run_copy())
+        } else {
+            f(&mut guard)
+        }
+    };
     let parse_body = || -> Result<Value, ApiError> {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
@@ -285,14 +295,18 @@ fn serve_inner(
         }
         Verb::Watch => watch(shared, rt, t, q, meta),
         Verb::Create => {
-            let obj = shared.state().create(rt, &ns, parse_body()?, &manager)?;
-            Ok(json_response(StatusCode::CREATED, &out(obj)))
+            let body = parse_body()?;
+            write(&mut |state| {
+                let obj = state.create(rt, &ns, body.clone(), &manager)?;
+                Ok(json_response(StatusCode::CREATED, &out(obj)))
+            })
         }
         Verb::Update => {
-            let obj = shared
-                .state()
-                .update(rt, &ns, &name, parse_body()?, scope, &manager)?;
-            Ok(json_response(StatusCode::OK, &out(obj)))
+            let body = parse_body()?;
+            write(&mut |state| {
+                let obj = state.update(rt, &ns, &name, body.clone(), scope, &manager)?;
+                Ok(json_response(StatusCode::OK, &out(obj)))
+            })
         }
         Verb::Patch => {
             let kind = PatchKind::from_content_type(content_type).ok_or_else(|| {
@@ -308,33 +322,37 @@ fn serve_inner(
                 ));
             }
             let force = q.get("force").is_some_and(|f| f == "true");
-            let (obj, created) = shared
-                .state()
-                .patch(rt, &ns, &name, kind, body, scope, &manager, force)?;
-            let code = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json_response(code, &out(obj)))
+            write(&mut |state| {
+                let (obj, created) =
+                    state.patch(rt, &ns, &name, kind, body, scope, &manager, force)?;
+                let code = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(json_response(code, &out(obj)))
+            })
         }
         Verb::Delete => {
             let opts = delete_opts(q, body)?;
-            let obj = shared.state().delete(rt, &ns, &name, &opts)?;
-            Ok(json_response(StatusCode::OK, &out(obj)))
+            write(&mut |state| {
+                let obj = state.delete(rt, &ns, &name, &opts)?;
+                Ok(json_response(StatusCode::OK, &out(obj)))
+            })
         }
         Verb::DeleteCollection => {
             let opts = delete_opts(q, body)?;
             let sel = selectors(q)?;
-            let mut state = shared.state();
-            let items: Vec<Value> = state
-                .delete_collection(rt, t.namespace.as_deref(), &sel, &opts)
-                .into_iter()
-                .map(out)
-                .collect();
-            let list = json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind),
-                "metadata": {"resourceVersion": state.current_rv().to_string()}, "items": items});
-            Ok(json_response(StatusCode::OK, &list))
+            write(&mut |state| {
+                let items: Vec<Value> = state
+                    .delete_collection(rt, t.namespace.as_deref(), &sel, &opts)
+                    .into_iter()
+                    .map(out)
+                    .collect();
+                let list = json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind),
+                    "metadata": {"resourceVersion": state.current_rv().to_string()}, "items": items});
+                Ok(json_response(StatusCode::OK, &list))
+            })
         }
         Verb::Other => Err(ApiError::new(
             405,

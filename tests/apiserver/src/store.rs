@@ -240,6 +240,19 @@ impl State {
         }
     }
 
+    /// A throwaway copy for `dryRun=All`: same objects and versions, no watchers or history.
+    pub fn dry_run_copy(&self) -> State {
+        State {
+            objects: self.objects.clone(),
+            rv: self.rv,
+            history: VecDeque::new(),
+            compacted: self.compacted,
+            history_limit: self.history_limit,
+            watchers: Vec::new(),
+            seed: self.seed,
+        }
+    }
+
     pub fn drop_watches(&mut self) {
         self.watchers.clear();
     }

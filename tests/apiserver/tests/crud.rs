@@ -390,3 +390,54 @@ async fn json_and_strategic_patches() {
         ]
     );
 }
+
+#[tokio::test]
+async fn dry_run_stores_nothing() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let rv = server.resource_version();
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let created = api.create(&pp, &cm("dry", &[])).await.unwrap();
+    assert_eq!(created.metadata.name.as_deref(), Some("dry"));
+    assert!(api.get_opt("dry").await.unwrap().is_none());
+    assert_eq!(server.resource_version(), rv);
+    // Validation still happens.
+    api.create(&PostParams::default(), &cm("real", &[]))
+        .await
+        .unwrap();
+    let err = api_err(api.create(&pp, &cm("real", &[])).await.unwrap_err());
+    assert_eq!(err.code, 409);
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_objects() {
+    let server = TestApiServer::start().await;
+    let client = server.client();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "gone"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "gone");
+    cms.create(&PostParams::default(), &cm("x", &[]))
+        .await
+        .unwrap();
+    let other: Api<ConfigMap> = Api::namespaced(client, "kept");
+    other
+        .create(&PostParams::default(), &cm("x", &[]))
+        .await
+        .unwrap();
+    namespaces
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(cms.get_opt("x").await.unwrap().is_none());
+    assert!(other.get_opt("x").await.unwrap().is_some());
+}
