@@ -337,6 +337,16 @@ fn serve_inner(
             let opts = delete_opts(q, body)?;
             write(&mut |state| {
                 let obj = state.delete(rt, &ns, &name, &opts)?;
+                let gone = state.get(&rt.key(), &ns, &name).is_none();
+                // Like the apiserver: built-in types answer an immediate delete with a success
+                // Status, custom resources with the deleted object; pending finalizers return it.
+                if gone && !rt.group.ends_with("spinkube.dev") {
+                    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Success",
+                        "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": uid}});
+                    return Ok(json_response(StatusCode::OK, &status));
+                }
                 Ok(json_response(StatusCode::OK, &out(obj)))
             })
         }

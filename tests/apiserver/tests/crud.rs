@@ -441,3 +441,30 @@ async fn deleting_a_namespace_deletes_its_objects() {
     assert!(cms.get_opt("x").await.unwrap().is_none());
     assert!(other.get_opt("x").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn delete_answers_like_the_apiserver() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    api.create(&PostParams::default(), &cm("now", &[]))
+        .await
+        .unwrap();
+    let gone = api.delete("now", &DeleteParams::default()).await.unwrap();
+    assert!(
+        gone.right().is_some_and(|s| s.is_success()),
+        "immediate delete returns a success Status"
+    );
+
+    let mut held = cm("held", &[]);
+    held.metadata.finalizers = Some(vec!["x/y".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    let pending = api.delete("held", &DeleteParams::default()).await.unwrap();
+    let obj = pending.left().expect("pending deletion returns the object");
+    assert!(obj.metadata.deletion_timestamp.is_some());
+    let err = api_err(
+        api.delete("missing", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 404);
+}
