@@ -507,8 +507,13 @@ impl State {
     ) -> Result<(Value, bool), ApiError> {
         let key = rt.key();
         let now = now();
-        let own = ownership(rt, manager, scope, &now);
         let existing = self.get(&key, ns, name).cloned();
+        let previous = existing.clone();
+        let normalize = |v: &mut Value| defaults::apply(rt, v, previous.as_ref());
+        let own = Ownership {
+            normalize: Some(&normalize),
+            ..ownership(rt, manager, scope, &now)
+        };
         if kind == PatchKind::Apply {
             let config: Value = serde_yaml::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
@@ -874,6 +879,7 @@ fn ownership<'a>(rt: &ResourceType, manager: &'a str, scope: Scope, now: &'a str
         scope,
         api_version: rt.api_version(),
         now,
+        normalize: None,
     }
 }
 
