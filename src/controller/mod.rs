@@ -230,10 +230,26 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
+    // Watch errors (410 Gone, dropped connections) are retried by this watcher's own backoff;
+    // they are logged and dropped here, because an error reaching the controller's merged
+    // trigger stream throttles the triggers of every watched kind.
     let stream = watcher(api, wc)
         .default_backoff()
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .filter_map(|r| {
+            futures::future::ready(match r {
+                Ok(obj) => Some(Ok(obj)),
+                Err(watcher::Error::WatchError(s)) if s.code == 410 => {
+                    tracing::debug!(kind = K::kind(&()).as_ref(), "watch history expired; relisting");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch error; retrying");
+                    None
+                }
+            })
+        });
     (reader, stream)
 }
 
@@ -270,12 +286,13 @@ async fn run_controllers(
 
     let (synced_tx, synced_rx) = watch::channel(false);
     let ctl_config = controller::Config::default().concurrency(settings.concurrency);
-    let app_controller = Controller::new(
+    // The controllers' own watches go through `reflected` too, so no watch error throttles them.
+    let (apps, app_stream) = reflected(
         Api::<SpinApp>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(ctl_config.clone());
-    let apps = app_controller.store();
+    );
+    let app_controller =
+        Controller::for_stream(app_stream, apps.clone()).with_config(ctl_config.clone());
 
     let ctx = Arc::new(spinapp::Context {
         client: client.clone(),
@@ -318,11 +335,12 @@ async fn run_controllers(
         Api::<SpinApp>::all(client.clone()),
         watcher::Config::default(),
     );
-    let exec_controller = Controller::new(
+    let (exec_main, exec_main_stream) = reflected(
         Api::<SpinAppExecutor>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(ctl_config);
+    );
+    let exec_controller =
+        Controller::for_stream(exec_main_stream, exec_main).with_config(ctl_config);
     let exec_ctx = Arc::new(executor::Context {
         client: client.clone(),
         apps: exec_apps.clone(),
