@@ -586,3 +586,121 @@ fn uses_ca_secret(executors: &Store<SpinAppExecutor>, app: &SpinApp, secret: &st
             .unwrap_or(crate::api::DEFAULT_CA_SECRET)
             == secret
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::runtime::{reflector, watcher};
+    use serde_json::json;
+
+    fn store_of<K>(objs: Vec<K>) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (reader, mut writer) = reflector::store();
+        for o in objs {
+            writer.apply_watcher_event(&watcher::Event::Apply(o));
+        }
+        reader
+    }
+
+    fn app(ns: &str, name: &str, executor: &str, spec: serde_json::Value) -> SpinApp {
+        let mut a: SpinApp = serde_json::from_value(json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}")},
+            "spec": spec
+        }))
+        .unwrap();
+        a.spec.executor = executor.to_string();
+        a
+    }
+
+    fn names(refs: Vec<ObjectRef<SpinApp>>) -> Vec<String> {
+        let mut v: Vec<String> = refs
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace.clone().unwrap_or_default(), r.name))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn executor_changes_map_to_apps_in_its_namespace_only() {
+        let apps = store_of(vec![
+            app("a", "one", "shim", json!({})),
+            app("a", "two", "other", json!({})),
+            app("b", "three", "shim", json!({})),
+        ]);
+        let mut exec = SpinAppExecutor::new("shim", Default::default());
+        exec.metadata.namespace = Some("a".into());
+        assert_eq!(names(apps_for_executor(&apps, &exec)), vec!["a/one"]);
+    }
+
+    #[test]
+    fn secret_changes_map_to_owners_referencing_apps_and_ca_users() {
+        let rc = json!({"runtimeConfig": {"keyValueStores": [{"name": "default", "type": "redis",
+            "options": [{"name": "url", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "url"}}}]}]}});
+        let apps = store_of(vec![
+            app("a", "uses-creds", "plain", rc.clone()),
+            app("b", "other-ns", "plain", rc),
+            app("a", "owner", "plain", json!({})),
+            app("a", "ca-user", "with-ca", json!({})),
+        ]);
+        let mut with_ca: SpinAppExecutor = serde_json::from_value(json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+            "metadata": {"name": "with-ca", "namespace": "a"},
+            "spec": {"createDeployment": true, "deploymentConfig": {
+                "runtimeClassName": "x", "installDefaultCACerts": true}}
+        }))
+        .unwrap();
+        with_ca.metadata.namespace = Some("a".into());
+        let executors = store_of(vec![with_ca]);
+
+        let mut creds = Secret::default();
+        creds.metadata.name = Some("creds".into());
+        creds.metadata.namespace = Some("a".into());
+        assert_eq!(
+            names(apps_for_secret(&apps, &executors, &creds)),
+            vec!["a/uses-creds"]
+        );
+
+        let mut owned = Secret::default();
+        owned.metadata.name = Some("owner-abc".into());
+        owned.metadata.namespace = Some("a".into());
+        owned.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "SpinApp".into(),
+            name: "owner".into(),
+            uid: "uid-a-owner".into(),
+            api_version: "core.spinkube.dev/v1alpha1".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        assert_eq!(
+            names(apps_for_secret(&apps, &executors, &owned)),
+            vec!["a/owner"]
+        );
+
+        let mut ca = Secret::default();
+        ca.metadata.name = Some(crate::api::DEFAULT_CA_SECRET.into());
+        ca.metadata.namespace = Some("a".into());
+        assert_eq!(
+            names(apps_for_secret(&apps, &executors, &ca)),
+            vec!["a/ca-user"]
+        );
+    }
+
+    #[test]
+    fn config_map_changes_map_to_referencing_apps() {
+        let rc = json!({"runtimeConfig": {"llmCompute": {"type": "remote_http",
+            "options": [{"name": "url", "valueFrom": {"configMapKeyRef": {"name": "endpoints", "key": "u"}}}]}}});
+        let apps = store_of(vec![
+            app("a", "llm", "shim", rc),
+            app("a", "plain", "shim", json!({})),
+        ]);
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("endpoints".into());
+        cm.metadata.namespace = Some("a".into());
+        assert_eq!(names(apps_for_config_map(&apps, &cm)), vec!["a/llm"]);
+    }
+}
