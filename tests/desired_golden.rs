@@ -41,8 +41,11 @@ fn readable_secret(mut value: Value) -> Value {
 }
 
 fn render(example: &Path) -> String {
-    let located =
-        manifests::load(&[root().join("examples/executors.yaml"), example.to_path_buf()]).unwrap();
+    let located = manifests::load(&[
+        root().join("examples/executors.yaml"),
+        example.to_path_buf(),
+    ])
+    .unwrap();
     let inventory = manifests::inventory(&located);
     let mut docs = Vec::new();
     for m in &located {

@@ -75,7 +75,9 @@ llmCompute:
 
 #[test]
 fn tables_and_resolved_values_parse_back() {
-    let text = render_runtime_config(&app(FULL), &inventory()).unwrap().unwrap();
+    let text = render_runtime_config(&app(FULL), &inventory())
+        .unwrap()
+        .unwrap();
     let doc: Table = text.parse().unwrap();
 
     let providers = doc["config_provider"].as_array().unwrap();
@@ -85,7 +87,10 @@ fn tables_and_resolved_values_parse_back() {
 
     let kv = doc["key_value_store"].as_table().unwrap();
     assert_eq!(kv["default"]["type"].as_str(), Some("redis"));
-    assert_eq!(kv["default"]["url"].as_str(), Some("redis://localhost:9000"));
+    assert_eq!(
+        kv["default"]["url"].as_str(),
+        Some("redis://localhost:9000")
+    );
     assert_eq!(kv["cache"]["type"].as_str(), Some("spin"));
     assert_eq!(kv["cache"]["path"].as_str(), Some("/data/cache.db"));
 
@@ -96,7 +101,11 @@ fn tables_and_resolved_values_parse_back() {
     let llm = doc["llm_compute"].as_table().unwrap();
     assert_eq!(llm["type"].as_str(), Some("remote_http"));
     assert_eq!(llm["url"].as_str(), Some("https://llm.example.com"));
-    assert_eq!(llm["auth_token"].as_str(), Some(SECRET_VALUE), "from stringData");
+    assert_eq!(
+        llm["auth_token"].as_str(),
+        Some(SECRET_VALUE),
+        "from stringData"
+    );
 }
 
 #[test]
@@ -105,7 +114,9 @@ fn layout_matches_upstream_go_toml_output() {
     let a = app(
         "keyValueStores:\n  - name: default\n    type: redis\n    options: [{name: url, value: \"redis://localhost:9000\"}]",
     );
-    let text = render_runtime_config(&a, &Inventory::default()).unwrap().unwrap();
+    let text = render_runtime_config(&a, &Inventory::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(
         text,
         "[[config_provider]]\ntype = 'env'\nprefix = 'SPIN_VARIABLE_'\n\n[key_value_store]\n[key_value_store.default]\ntype = 'redis'\nurl = 'redis://localhost:9000'\n"
@@ -114,7 +125,9 @@ fn layout_matches_upstream_go_toml_output() {
 
 #[test]
 fn full_layout_sorted_and_deterministic() {
-    let text = render_runtime_config(&app(FULL), &inventory()).unwrap().unwrap();
+    let text = render_runtime_config(&app(FULL), &inventory())
+        .unwrap()
+        .unwrap();
     let expected = format!(
         "[[config_provider]]
 type = 'env'
@@ -144,7 +157,9 @@ url = 'https://llm.example.com'
     assert_eq!(text, expected);
     for _ in 0..5 {
         assert_eq!(
-            render_runtime_config(&app(FULL), &inventory()).unwrap().unwrap(),
+            render_runtime_config(&app(FULL), &inventory())
+                .unwrap()
+                .unwrap(),
             text
         );
     }
@@ -156,7 +171,9 @@ fn no_runtime_config_still_has_the_env_provider() {
         "apiVersion: core.spinkube.dev/v1alpha1\nkind: SpinApp\nmetadata: {name: app, namespace: ns}\nspec: {image: i, executor: shim}",
     )
     .unwrap();
-    let text = render_runtime_config(&a, &Inventory::default()).unwrap().unwrap();
+    let text = render_runtime_config(&a, &Inventory::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(
         text,
         "[[config_provider]]\ntype = 'env'\nprefix = 'SPIN_VARIABLE_'\n"
@@ -167,7 +184,10 @@ fn no_runtime_config_still_has_the_env_provider() {
         secret.metadata.name.unwrap(),
         format!("app-{}", runtime_config_hash(text.as_bytes()))
     );
-    assert_eq!(secret.data.unwrap()["runtime-config.toml"].0, text.as_bytes());
+    assert_eq!(
+        secret.data.unwrap()["runtime-config.toml"].0,
+        text.as_bytes()
+    );
 }
 
 #[test]
@@ -178,7 +198,9 @@ fn awkward_strings_are_escaped_and_round_trip() {
     options:
       - {name: url, value: "it's \"quoted\"\tand\\slashed"}
       - {name: "odd key", value: "line1\nline2"}"#);
-    let text = render_runtime_config(&a, &Inventory::default()).unwrap().unwrap();
+    let text = render_runtime_config(&a, &Inventory::default())
+        .unwrap()
+        .unwrap();
     let doc: Table = text.parse().unwrap();
     let store = doc["key_value_store"]["my store"].as_table().unwrap();
     assert_eq!(store["url"].as_str(), Some("it's \"quoted\"\tand\\slashed"));
@@ -191,7 +213,14 @@ fn hash_names_change_with_content_only() {
     let inv = inventory();
     let first = desired::build(&app(FULL), &shim(), &inv).unwrap();
     let again = desired::build(&app(FULL), &shim(), &inv).unwrap();
-    let name = first.runtime_config_secret.as_ref().unwrap().metadata.name.clone().unwrap();
+    let name = first
+        .runtime_config_secret
+        .as_ref()
+        .unwrap()
+        .metadata
+        .name
+        .clone()
+        .unwrap();
     assert_eq!(
         Some(name.clone()),
         again.runtime_config_secret.unwrap().metadata.name
@@ -199,7 +228,10 @@ fn hash_names_change_with_content_only() {
     assert!(name.starts_with("app-"));
     let hash = &name["app-".len()..];
     assert!(!hash.is_empty() && hash.len() <= 8);
-    assert!(hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        hash.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
 
     // A changed referenced value changes the name, and the Deployment follows it.
     let mut changed = inv.clone();
@@ -212,7 +244,15 @@ fn hash_names_change_with_content_only() {
     let after = desired::build(&app(FULL), &shim(), &changed).unwrap();
     let new_name = after.runtime_config_secret.unwrap().metadata.name.unwrap();
     assert_ne!(new_name, name);
-    let mounted = after.deployment.unwrap().spec.template.spec.unwrap().volumes.unwrap()[0]
+    let mounted = after
+        .deployment
+        .unwrap()
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap()[0]
         .secret
         .clone()
         .unwrap()
@@ -225,7 +265,10 @@ fn stable_hash_values() {
     // Pinned: a change here renames every generated Secret and rolls every app.
     assert_eq!(
         runtime_config_hash(b"[[config_provider]]\ntype = 'env'\nprefix = 'SPIN_VARIABLE_'\n"),
-        format!("{:x}", adler32_reference(b"[[config_provider]]\ntype = 'env'\nprefix = 'SPIN_VARIABLE_'\n"))
+        format!(
+            "{:x}",
+            adler32_reference(b"[[config_provider]]\ntype = 'env'\nprefix = 'SPIN_VARIABLE_'\n")
+        )
     );
     assert_eq!(runtime_config_hash(b"Wikipedia"), "11e60398");
 }
@@ -250,11 +293,15 @@ fn missing_secret_configmap_and_keys_are_typed_errors() {
     let cases = [
         (
             "llmCompute: {type: t, options: [{name: a, valueFrom: {secretKeyRef: {name: nope, key: k}}}]}",
-            DesiredError::MissingSecret { name: "nope".into() },
+            DesiredError::MissingSecret {
+                name: "nope".into(),
+            },
         ),
         (
             "llmCompute: {type: t, options: [{name: a, valueFrom: {configMapKeyRef: {name: nope, key: k}}}]}",
-            DesiredError::MissingConfigMap { name: "nope".into() },
+            DesiredError::MissingConfigMap {
+                name: "nope".into(),
+            },
         ),
         (
             "llmCompute: {type: t, options: [{name: a, valueFrom: {secretKeyRef: {name: creds, key: nokey}}}]}",
@@ -291,7 +338,9 @@ fn missing_secret_configmap_and_keys_are_typed_errors() {
 #[test]
 fn optional_references_resolve_to_empty() {
     let rc = "llmCompute: {type: t, options: [{name: a, valueFrom: {secretKeyRef: {name: nope, key: k, optional: true}}}]}";
-    let text = render_runtime_config(&app(rc), &inventory()).unwrap().unwrap();
+    let text = render_runtime_config(&app(rc), &inventory())
+        .unwrap()
+        .unwrap();
     let doc: Table = text.parse().unwrap();
     assert_eq!(doc["llm_compute"]["a"].as_str(), Some(""));
 }
@@ -325,7 +374,9 @@ fn non_utf8_secret_is_invalid_without_values() {
 #[test]
 fn literal_value_wins_over_reference_and_last_option_wins() {
     let rc = "llmCompute:\n  type: t\n  options:\n    - {name: a, value: literal, valueFrom: {secretKeyRef: {name: nope, key: k}}}\n    - {name: b, value: first}\n    - {name: b, value: second}";
-    let text = render_runtime_config(&app(rc), &inventory()).unwrap().unwrap();
+    let text = render_runtime_config(&app(rc), &inventory())
+        .unwrap()
+        .unwrap();
     let doc: Table = text.parse().unwrap();
     assert_eq!(doc["llm_compute"]["a"].as_str(), Some("literal"));
     assert_eq!(doc["llm_compute"]["b"].as_str(), Some("second"));

@@ -121,19 +121,22 @@ pub fn build(
             ca_secret: None,
         });
     }
-    let config = executor
-        .spec
-        .deployment_config
-        .as_ref()
-        .ok_or_else(|| DesiredError::InvalidExecutor {
-            reason: "createDeployment is true but deploymentConfig is missing".into(),
-        })?;
+    let config =
+        executor
+            .spec
+            .deployment_config
+            .as_ref()
+            .ok_or_else(|| DesiredError::InvalidExecutor {
+                reason: "createDeployment is true but deploymentConfig is missing".into(),
+            })?;
 
     let namespace = runtime_config::namespace_of(app);
     let runtime_config_secret = runtime_config::render_runtime_config(app, refs)?
         .map(|toml| runtime_config::secret(app, toml));
-    let runtime_config_name = match (&runtime_config_secret, runtime_config::load_from_secret(app))
-    {
+    let runtime_config_name = match (
+        &runtime_config_secret,
+        runtime_config::load_from_secret(app),
+    ) {
         (Some(secret), _) => secret.metadata.name.clone(),
         (None, Some(own)) => {
             // The pod mounts this key: check it is there now rather than fail the container.
