@@ -381,3 +381,43 @@ fn literal_value_wins_over_reference_and_last_option_wins() {
     assert_eq!(doc["llm_compute"]["a"].as_str(), Some("literal"));
     assert_eq!(doc["llm_compute"]["b"].as_str(), Some("second"));
 }
+
+mod roundtrip {
+    use proptest::prelude::*;
+    use spin_operator::api::{KeyValueStoreConfig, RuntimeConfig, RuntimeConfigOption, SpinApp};
+    use spin_operator::desired::render_runtime_config;
+    use spin_operator::inventory::Inventory;
+    use toml::Table;
+
+    proptest! {
+        // Any store name, option name and value (quotes, backslashes, control characters,
+        // non-ASCII) must come back unchanged from a real TOML parser.
+        #[test]
+        fn any_names_and_values_round_trip(
+            store in "\\PC{0,12}|[a-z_-]{1,8}",
+            key in "\\PC{1,12}|[\\x00-\\x7f]{1,8}",
+            value in "\\PC{0,24}|[\\x00-\\x7f]{0,16}",
+        ) {
+            prop_assume!(key != "type");
+            let mut app = SpinApp::default();
+            app.metadata.name = Some("app".into());
+            app.spec.runtime_config = Some(RuntimeConfig {
+                key_value_stores: Some(vec![KeyValueStoreConfig {
+                    name: store.clone(),
+                    type_: "redis".into(),
+                    options: Some(vec![RuntimeConfigOption {
+                        name: key.clone(),
+                        value: Some(value.clone()),
+                        value_from: None,
+                    }]),
+                }]),
+                ..RuntimeConfig::default()
+            });
+            let text = render_runtime_config(&app, &Inventory::default()).unwrap().unwrap();
+            let doc: Table = text.parse().unwrap();
+            let table = doc["key_value_store"][store.as_str()].as_table().unwrap();
+            prop_assert_eq!(table["type"].as_str(), Some("redis"));
+            prop_assert_eq!(table[key.as_str()].as_str(), Some(value.as_str()));
+        }
+    }
+}
