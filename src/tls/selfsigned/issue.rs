@@ -212,3 +212,118 @@ fn split_bundle(bundle: &str) -> Vec<(String, CertificateDer<'static>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+
+    use super::*;
+
+    const HOUR: u64 = 3600;
+
+    fn names() -> Vec<String> {
+        service_dns_names("spin-operator-webhook", "spin-operator")
+    }
+
+    fn lifetimes() -> Lifetimes {
+        Lifetimes {
+            ca: Duration::from_secs(300 * HOUR),
+            serving: Duration::from_secs(30 * HOUR),
+        }
+    }
+
+    /// Does `bundle` verify `cert_pem` for `name` at `now`?
+    fn verifies(bundle: &str, cert_pem: &str, name: &str, now: i64) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in parse_certs(bundle.as_bytes()).unwrap() {
+            roots.add(ca).unwrap();
+        }
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let leaf = parse_certs(cert_pem.as_bytes()).unwrap().remove(0);
+        verifier
+            .verify_server_cert(
+                &leaf,
+                &[],
+                &ServerName::try_from(name.to_string()).unwrap(),
+                &[],
+                UnixTime::since_unix_epoch(Duration::from_secs(now as u64)),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn generated_ca_verifies_serving_cert_for_every_service_name() {
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names(), now, lifetimes()).unwrap();
+        for n in names() {
+            assert!(verifies(&m.ca_bundle_pem, &m.cert_pem, &n, now), "{n}");
+        }
+        assert!(!verifies(&m.ca_bundle_pem, &m.cert_pem, "other.example", now));
+        // Another CA does not verify it.
+        let other = generate(&names(), now, lifetimes()).unwrap();
+        assert!(!verifies(&other.ca_bundle_pem, &m.cert_pem, &names()[2], now));
+        assert!(load_pair(m.cert_pem.as_bytes(), m.key_pem.as_bytes(), now).is_ok());
+    }
+
+    #[test]
+    fn renew_is_a_noop_while_fresh() {
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names(), now, lifetimes()).unwrap();
+        assert_eq!(renew(&m, &names(), now + 10 * HOUR as i64, lifetimes()).unwrap(), None);
+    }
+
+    #[test]
+    fn serving_cert_is_reissued_by_the_same_ca_at_two_thirds() {
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names(), now, lifetimes()).unwrap();
+        let later = now + 25 * HOUR as i64;
+        let r = renew(&m, &names(), later, lifetimes()).unwrap().unwrap();
+        assert_eq!(r.ca_bundle_pem, m.ca_bundle_pem);
+        assert_eq!(r.ca_key_pem, m.ca_key_pem);
+        assert_ne!(r.cert_pem, m.cert_pem);
+        assert!(verifies(&r.ca_bundle_pem, &r.cert_pem, &names()[3], later));
+    }
+
+    #[test]
+    fn ca_rotation_keeps_the_old_ca_in_the_bundle() {
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names(), now, lifetimes()).unwrap();
+        let later = now + 250 * HOUR as i64;
+        // The serving cert itself expired long ago; the CA is past 2/3 of its life.
+        let r = renew(&m, &names(), later, lifetimes()).unwrap().unwrap();
+        assert_ne!(r.ca_key_pem, m.ca_key_pem);
+        assert_eq!(parse_certs(r.ca_bundle_pem.as_bytes()).unwrap().len(), 2);
+        assert!(r.ca_bundle_pem.ends_with(&m.ca_bundle_pem));
+        assert!(verifies(&r.ca_bundle_pem, &r.cert_pem, &names()[2], later));
+        // Once the old CA has expired it is dropped from the bundle.
+        let much_later = now + 301 * HOUR as i64;
+        let pruned = renew(&r, &names(), much_later, lifetimes()).unwrap().unwrap();
+        assert_eq!(parse_certs(pruned.ca_bundle_pem.as_bytes()).unwrap().len(), 1);
+        assert_eq!(pruned.ca_key_pem, r.ca_key_pem);
+    }
+
+    #[test]
+    fn unusable_material_is_regenerated() {
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names(), now, lifetimes()).unwrap();
+        let broken = Material {
+            ca_key_pem: generate(&names(), now, lifetimes()).unwrap().ca_key_pem,
+            ..m.clone()
+        };
+        let r = renew(&broken, &names(), now, lifetimes()).unwrap().unwrap();
+        assert!(verifies(&r.ca_bundle_pem, &r.cert_pem, &names()[2], now));
+        let wrong_names = vec!["x.y.svc".to_string()];
+        let r = renew(&m, &wrong_names, now, lifetimes()).unwrap().unwrap();
+        assert_eq!(r.ca_bundle_pem, m.ca_bundle_pem);
+        assert!(verifies(&r.ca_bundle_pem, &r.cert_pem, "x.y.svc", now));
+    }
+}
