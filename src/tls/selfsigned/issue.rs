@@ -267,10 +267,20 @@ mod tests {
         for n in names() {
             assert!(verifies(&m.ca_bundle_pem, &m.cert_pem, &n, now), "{n}");
         }
-        assert!(!verifies(&m.ca_bundle_pem, &m.cert_pem, "other.example", now));
+        assert!(!verifies(
+            &m.ca_bundle_pem,
+            &m.cert_pem,
+            "other.example",
+            now
+        ));
         // Another CA does not verify it.
         let other = generate(&names(), now, lifetimes()).unwrap();
-        assert!(!verifies(&other.ca_bundle_pem, &m.cert_pem, &names()[2], now));
+        assert!(!verifies(
+            &other.ca_bundle_pem,
+            &m.cert_pem,
+            &names()[2],
+            now
+        ));
         assert!(load_pair(m.cert_pem.as_bytes(), m.key_pem.as_bytes(), now).is_ok());
     }
 
@@ -278,7 +288,10 @@ mod tests {
     fn renew_is_a_noop_while_fresh() {
         let now = jiff::Timestamp::now().as_second();
         let m = generate(&names(), now, lifetimes()).unwrap();
-        assert_eq!(renew(&m, &names(), now + 10 * HOUR as i64, lifetimes()).unwrap(), None);
+        assert_eq!(
+            renew(&m, &names(), now + 10 * HOUR as i64, lifetimes()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -306,8 +319,13 @@ mod tests {
         assert!(verifies(&r.ca_bundle_pem, &r.cert_pem, &names()[2], later));
         // Once the old CA has expired it is dropped from the bundle.
         let much_later = now + 301 * HOUR as i64;
-        let pruned = renew(&r, &names(), much_later, lifetimes()).unwrap().unwrap();
-        assert_eq!(parse_certs(pruned.ca_bundle_pem.as_bytes()).unwrap().len(), 1);
+        let pruned = renew(&r, &names(), much_later, lifetimes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parse_certs(pruned.ca_bundle_pem.as_bytes()).unwrap().len(),
+            1
+        );
         assert_eq!(pruned.ca_key_pem, r.ca_key_pem);
     }
 
