@@ -58,3 +58,33 @@ impl TlsMetrics {
         self.reloads.get_or_create(&OutcomeLabels { outcome }).get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::ReloadingResolver;
+
+    #[test]
+    fn exposes_not_after_and_reload_outcomes() {
+        let mut registry = Registry::default();
+        let metrics = TlsMetrics::register(&mut registry);
+        let resolver = ReloadingResolver::new(Some(metrics));
+        let ck = rcgen::generate_simple_self_signed(vec!["m.example".to_string()]).unwrap();
+        let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+        resolver
+            .offer_pem(cert.as_bytes(), key.as_bytes(), "t")
+            .unwrap();
+        assert!(resolver.offer_pem(cert.as_bytes(), b"", "t").is_err());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let not_after = resolver.info().unwrap().not_after;
+        assert!(
+            text.contains(&format!(
+                "webhook_certificate_not_after_timestamp_seconds {not_after}\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("webhook_certificate_reloads_total{outcome=\"loaded\"} 1\n"));
+        assert!(text.contains("webhook_certificate_reloads_total{outcome=\"rejected\"} 1\n"));
+    }
+}
