@@ -104,18 +104,26 @@ impl ReloadingResolver {
         source: &str,
     ) -> Result<Reload, TlsError> {
         let fingerprint = pair_fingerprint(cert_pem, key_pem);
-        if self.lock().served == Some(fingerprint) {
+        // Held for the whole offer so concurrent offers apply in order; handshakes only touch
+        // `current`, never this lock.
+        let mut tracking = self.lock();
+        if tracking.served == Some(fingerprint) {
             return Ok(Reload::Unchanged);
         }
         let now = jiff::Timestamp::now().as_second();
         let loaded = match load_pair(cert_pem, key_pem, now) {
             Ok(loaded) => loaded,
             Err(err) => {
-                self.failed(fingerprint, source, &err);
+                Self::failed(
+                    &mut tracking,
+                    self.metrics.as_ref(),
+                    fingerprint,
+                    source,
+                    &err,
+                );
                 return Err(err);
             }
         };
-        let mut tracking = self.lock();
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(loaded.key);
         tracking.served = Some(fingerprint);
         tracking.last_failure = None;
@@ -139,18 +147,28 @@ impl ReloadingResolver {
     pub fn report_failure(&self, source: &str, err: &TlsError) {
         let text = err.to_string();
         let fingerprint: Fingerprint = Sha256::digest(text.as_bytes()).into();
-        self.failed(fingerprint, source, err);
+        Self::failed(
+            &mut self.lock(),
+            self.metrics.as_ref(),
+            fingerprint,
+            source,
+            err,
+        );
     }
 
-    fn failed(&self, fingerprint: Fingerprint, source: &str, err: &TlsError) {
-        let mut tracking = self.lock();
+    fn failed(
+        tracking: &mut Tracking,
+        metrics: Option<&TlsMetrics>,
+        fingerprint: Fingerprint,
+        source: &str,
+        err: &TlsError,
+    ) {
         if tracking.last_failure == Some(fingerprint) {
             return;
         }
         tracking.last_failure = Some(fingerprint);
         let serving = tracking.served.is_some();
-        drop(tracking);
-        if let Some(m) = &self.metrics {
+        if let Some(m) = metrics {
             m.rejected();
         }
         tracing::error!(
