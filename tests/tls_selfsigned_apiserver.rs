@@ -190,3 +190,53 @@ async fn replicas_share_one_secret_and_ca_and_rotation_repatches() {
     let leaf = follower_resolver.current().unwrap().cert[0].clone();
     assert!(verifies(&rotated, &leaf, &format!("{SVC}.{NS}.svc"), later));
 }
+
+#[tokio::test]
+async fn run_loop_serves_once_the_leader_has_written_and_follows_leadership() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = TestApiServer::start().await;
+    server.put(webhook_config(
+        "MutatingWebhookConfiguration",
+        "spin-mutating",
+    ));
+    server.put(webhook_config(
+        "ValidatingWebhookConfiguration",
+        "spin-validating",
+    ));
+    let mut cfg = config();
+    cfg.poll_interval = Duration::from_millis(20);
+
+    let leading = Arc::new(AtomicBool::new(false));
+    let resolver = Arc::new(ReloadingResolver::default());
+    let flag = leading.clone();
+    let task = tokio::spawn(
+        SelfSigned::new(server.client(), cfg, resolver.clone())
+            .run(move || flag.load(Ordering::Relaxed)),
+    );
+    // Not leading: several passes read the (absent) Secret and write nothing.
+    let reads = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.verb == Verb::Get && r.resource == "secrets")
+            .count()
+    };
+    assert!(spin_test_apiserver::wait_for(|| reads() >= 3, Duration::from_secs(20)).await);
+    assert_eq!(server.count_writes(), 0);
+    assert!(!resolver.has_certificate());
+
+    leading.store(true, Ordering::Relaxed);
+    assert!(
+        spin_test_apiserver::wait_for(|| resolver.has_certificate(), Duration::from_secs(20)).await
+    );
+    let ca = secret_ca(&server);
+    assert!(
+        spin_test_apiserver::wait_for(
+            || bundles(&server) == vec![Some(ByteString(ca.clone())); 4],
+            Duration::from_secs(20)
+        )
+        .await
+    );
+    task.abort();
+}
