@@ -201,8 +201,7 @@ mod tests {
                 assert_eq!(hook["clientConfig"]["service"]["port"], 443);
             }
         }
-        let m: MutatingWebhookConfiguration =
-            serde_yaml::from_str(&files().unwrap()[0].1).unwrap();
+        let m: MutatingWebhookConfiguration = serde_yaml::from_str(&files().unwrap()[0].1).unwrap();
         assert_eq!(m, mutating_configuration());
     }
 }

@@ -53,9 +53,11 @@ pub fn router(state: AdmissionState) -> Router {
     for route in ROUTES {
         app = app.route(
             route.path,
-            post(move |State(state): State<AdmissionState>, body: Bytes| async move {
-                handle(&state, route, &body)
-            }),
+            post(
+                move |State(state): State<AdmissionState>, body: Bytes| async move {
+                    handle(&state, route, &body)
+                },
+            ),
         );
     }
     app.with_state(state)
@@ -66,9 +68,11 @@ pub fn router(state: AdmissionState) -> Router {
         ))
         // Last resort: decisions already run under catch_unwind with the uid at hand; this
         // catches anything outside it and still answers a denial, never a bare 500.
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            json_response(&review::rejected("", "internal error in admission webhook"))
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                json_response(&review::rejected("", "internal error in admission webhook"))
+            },
+        ))
 }
 
 fn json_response(response: &AdmissionResponse) -> Response<Body> {
@@ -124,9 +128,12 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
         Outcome::Denied
     };
     log_decision(route, &req, &decision, outcome);
-    state
-        .metrics
-        .observe(route.name, outcome, &decision.rules_fired, started.elapsed());
+    state.metrics.observe(
+        route.name,
+        outcome,
+        &decision.rules_fired,
+        started.elapsed(),
+    );
     json_response(&response)
 }
 
@@ -143,20 +150,11 @@ fn decide(state: &AdmissionState, route: &Route, req: &RawRequest) -> Decision {
     let lookup = state.lookup.as_ref();
     match route.action {
         // Operations the route is not registered for have no rules: allow unchanged.
-        _ if !registered => no_decision(),
+        _ if !registered => Decision::default(),
         Action::MutateSpinApp => rules::mutate_spinapp(&request, lookup, &state.options),
         Action::ValidateSpinApp => rules::validate_spinapp(&request, lookup, &state.options),
         Action::ValidateExecutor => rules::validate_executor(&request, lookup, &state.options),
-        Action::AllowUnchanged => no_decision(),
-    }
-}
-
-fn no_decision() -> Decision {
-    Decision {
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        patch: json_patch::Patch(Vec::new()),
-        rules_fired: Vec::new(),
+        Action::AllowUnchanged => Decision::default(),
     }
 }
 

@@ -147,7 +147,10 @@ mod tests {
         assert!(!r.is_ready());
         assert_eq!(
             r.checks(),
-            vec![("caches".to_string(), true), ("certificate".to_string(), false)]
+            vec![
+                ("caches".to_string(), true),
+                ("certificate".to_string(), false)
+            ]
         );
     }
 

@@ -106,7 +106,9 @@ impl AdmissionMetrics {
             })
             .inc();
         for &rule in rules {
-            self.rules.get_or_create(&RuleLabels { webhook, rule }).inc();
+            self.rules
+                .get_or_create(&RuleLabels { webhook, rule })
+                .inc();
         }
         self.latency
             .get_or_create(&WebhookLabels { webhook })
@@ -136,6 +138,11 @@ mod tests {
         assert!(out.contains(
             r#"spin_operator_admission_rule_hits_total{webhook="vspinapp.kb.io",rule="SA-REPLICAS-MIN"} 1"#
         ), "{out}");
-        assert!(out.contains("spin_operator_admission_duration_seconds_count{webhook=\"vspinapp.kb.io\"} 1"), "{out}");
+        assert!(
+            out.contains(
+                "spin_operator_admission_duration_seconds_count{webhook=\"vspinapp.kb.io\"} 1"
+            ),
+            "{out}"
+        );
     }
 }

@@ -207,7 +207,13 @@ pub fn respond(
 ) -> Result<AdmissionResponse, kube::core::admission::SerializePatchError> {
     let mut response = allowed(&req.uid);
     if !decision.warnings.is_empty() {
-        response.warnings = Some(decision.warnings.iter().map(|w| w.message.clone()).collect());
+        response.warnings = Some(
+            decision
+                .warnings
+                .iter()
+                .map(|w| w.message.clone())
+                .collect(),
+        );
     }
     if !decision.allowed() {
         let kind = route.resource.kind();
@@ -215,18 +221,11 @@ pub fn respond(
         let causes = decision
             .errors
             .iter()
-            .map(|e| {
-                let full = e.to_string();
+            .map(|e| StatusCause {
+                reason: e.cause_reason().to_string(),
                 // Kubernetes puts the field in its own member and the rest in the message.
-                let message = full
-                    .strip_prefix(&format!("{}: ", e.field))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| full.clone());
-                StatusCause {
-                    reason: e.cause_reason().to_string(),
-                    message,
-                    field: e.field.clone(),
-                }
+                message: e.body(),
+                field: e.field.clone(),
             })
             .collect();
         response.allowed = false;
@@ -308,8 +307,8 @@ mod tests {
 
     #[test]
     fn missing_request_and_bad_operation() {
-        let err = parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
-            .unwrap_err();
+        let err =
+            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).unwrap_err();
         assert_eq!(err, Rejection::new(None, "AdmissionReview has no request"));
         let mut r = spinapp_request();
         r["operation"] = "EXPLODE".into();
@@ -321,8 +320,7 @@ mod tests {
     #[test]
     fn wrong_kind_for_route_is_rejected() {
         let req = parse(&body(spinapp_request())).unwrap();
-        let route =
-            route_for_path("/validate-core-spinkube-dev-v1alpha1-spinappexecutor").unwrap();
+        let route = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinappexecutor").unwrap();
         let err = check_route(route, &req).unwrap_err();
         assert_eq!(err.uid.as_deref(), Some("u-1"));
         assert!(err.reason.contains("SpinAppExecutor"), "{}", err.reason);
@@ -348,5 +346,79 @@ mod tests {
         assert_eq!(r["response"]["status"]["code"], 400);
         assert_eq!(r["kind"], "AdmissionReview");
         assert_eq!(r["apiVersion"], "admission.k8s.io/v1");
+    }
+
+    fn decision_with(errors: Vec<rules::FieldError>, warnings: Vec<rules::Warning>) -> Decision {
+        Decision {
+            errors,
+            warnings,
+            patch: serde_json::from_value(serde_json::json!([
+                {"op": "add", "path": "/spec/replicas", "value": 1}
+            ]))
+            .unwrap(),
+            rules_fired: vec!["SA-X"],
+        }
+    }
+
+    #[test]
+    fn denial_is_an_invalid_status_with_one_cause_per_field_error() {
+        let req = parse(&body(spinapp_request())).unwrap();
+        let route = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let errors = vec![
+            rules::FieldError {
+                rule: "SA-A",
+                field: "spec.replicas".into(),
+                error_type: rules::ErrorType::Invalid,
+                bad_value: Some((-1).into()),
+                detail: "must be greater than or equal to 1".into(),
+            },
+            rules::FieldError {
+                rule: "SA-B",
+                field: "spec.executor".into(),
+                error_type: rules::ErrorType::Required,
+                bad_value: None,
+                detail: "no executor".into(),
+            },
+        ];
+        let warnings = vec![rules::Warning {
+            rule: "SA-W",
+            message: "image uses :latest".into(),
+        }];
+        let decision = decision_with(errors, warnings);
+        let r = serde_json::to_value(review(respond(route, &req, &decision).unwrap())).unwrap();
+        let resp = &r["response"];
+        assert_eq!(resp["uid"], "u-1");
+        assert_eq!(resp["allowed"], false);
+        assert_eq!(resp["status"]["code"], 422);
+        assert_eq!(resp["status"]["reason"], "Invalid");
+        assert_eq!(
+            resp["status"]["message"],
+            decision.message("SpinApp", "web-")
+        );
+        assert_eq!(resp["status"]["details"]["kind"], "SpinApp");
+        let causes = resp["status"]["details"]["causes"].as_array().unwrap();
+        assert_eq!(causes.len(), 2);
+        assert_eq!(causes[0]["field"], "spec.replicas");
+        assert_eq!(causes[0]["reason"], "FieldValueInvalid");
+        assert_eq!(
+            causes[0]["message"],
+            "Invalid value: -1: must be greater than or equal to 1"
+        );
+        assert_eq!(causes[1]["reason"], "FieldValueRequired");
+        assert_eq!(resp["warnings"][0], "image uses :latest");
+        assert!(resp.get("patch").is_none(), "a denial carries no patch");
+    }
+
+    #[test]
+    fn patch_only_from_mutating_routes() {
+        let req = parse(&body(spinapp_request())).unwrap();
+        let decision = decision_with(vec![], vec![]);
+        let mutate = route_for_path("/mutate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let r = serde_json::to_value(review(respond(mutate, &req, &decision).unwrap())).unwrap();
+        assert_eq!(r["response"]["allowed"], true);
+        assert_eq!(r["response"]["patchType"], "JSONPatch");
+        let validate = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let r = serde_json::to_value(review(respond(validate, &req, &decision).unwrap())).unwrap();
+        assert!(r["response"].get("patch").is_none());
     }
 }

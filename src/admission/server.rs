@@ -158,19 +158,18 @@ async fn serve_connection(
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
-        .await
-    {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
+    let tls =
+        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

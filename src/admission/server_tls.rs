@@ -78,9 +78,7 @@ pub fn load_cert_dir(dir: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
 
 /// The server configuration: TLS 1.2+ (1.0/1.1 are refused during the handshake), no client
 /// auth (the apiserver authenticates us, not the reverse), ALPN h2 and http/1.1.
-pub fn server_config(
-    resolver: Arc<dyn ResolvesServerCert>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
@@ -109,10 +107,7 @@ mod tests {
         fixed_server_config(key).unwrap();
 
         std::fs::write(dir.path().join(KEY_FILE), "not a key").unwrap();
-        assert!(matches!(
-            load_cert_dir(dir.path()),
-            Err(TlsError::NoKey(_))
-        ));
+        assert!(matches!(load_cert_dir(dir.path()), Err(TlsError::NoKey(_))));
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
             load_cert_dir(empty.path()),
