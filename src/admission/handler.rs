@@ -70,13 +70,13 @@ pub fn router(state: AdmissionState) -> Router {
         // catches anything outside it and still answers a denial, never a bare 500.
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
-                json_response(&review::rejected("", "internal error in admission webhook"))
+                json_response(review::rejected("", "internal error in admission webhook"))
             },
         ))
 }
 
-fn json_response(response: &AdmissionResponse) -> Response<Body> {
-    match serde_json::to_vec(&review::review(response.clone())) {
+fn json_response(response: AdmissionResponse) -> Response<Body> {
+    match review::encode(response) {
         Ok(bytes) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -134,7 +134,7 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
         &decision.rules_fired,
         started.elapsed(),
     );
-    json_response(&response)
+    json_response(response)
 }
 
 fn decide(state: &AdmissionState, route: &Route, req: &RawRequest) -> Decision {
@@ -175,7 +175,7 @@ fn reject(
         .metrics
         .observe(route.name, Outcome::Error, &[], started.elapsed());
     match rejection.uid {
-        Some(uid) => json_response(&review::rejected(&uid, &rejection.reason)),
+        Some(uid) => json_response(review::rejected(&uid, &rejection.reason)),
         None => (StatusCode::BAD_REQUEST, format!("{}\n", rejection.reason)).into_response(),
     }
 }

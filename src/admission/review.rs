@@ -252,6 +252,19 @@ pub fn review(response: AdmissionResponse) -> AdmissionReview<DynamicObject> {
     response.into_review()
 }
 
+/// Serialize the answer for the apiserver. kube's `AdmissionResponse.patch` is a `Vec<u8>` that
+/// serde writes as an array of numbers (kube-rs/kube#1781); the API's JSON form of `[]byte` is
+/// base64, so the patch is re-encoded here.
+pub fn encode(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine;
+    let patch = response.patch.clone();
+    let mut value = serde_json::to_value(review(response))?;
+    if let (Some(patch), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
+        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +420,21 @@ mod tests {
         assert_eq!(causes[1]["reason"], "FieldValueRequired");
         assert_eq!(resp["warnings"][0], "image uses :latest");
         assert!(resp.get("patch").is_none(), "a denial carries no patch");
+    }
+
+    #[test]
+    fn patch_is_base64_on_the_wire() {
+        use base64::Engine;
+        let req = parse(&body(spinapp_request())).unwrap();
+        let decision = decision_with(vec![], vec![]);
+        let mutate = route_for_path("/mutate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let bytes = encode(respond(mutate, &req, &decision).unwrap()).unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(patch, decision.patch);
     }
 
     #[test]

@@ -158,8 +158,9 @@ async fn serve_connection(
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let tls =
-        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+    let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
+    let tls = tokio::select! {
+        done = handshake => match done {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -169,7 +170,10 @@ async fn serve_connection(
                 tracing::debug!(%peer, "TLS handshake timed out");
                 return;
             }
-        };
+        },
+        // No request can be in flight before the handshake: drop it when draining.
+        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => return,
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
