@@ -267,3 +267,61 @@ impl CacheWriters {
 pub fn shared(lookup: CachedLookup) -> Arc<dyn Lookup> {
     Arc::new(lookup)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn slimming_keeps_only_what_lookups_read() {
+        let mut secret: PartialObjectMeta<Secret> = PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("apps".into()),
+                annotations: Some(BTreeMap::from([(
+                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                    r#"{"data":{"password":"aHVudGVyMg=="}}"#.to_string(),
+                )])),
+                labels: Some(BTreeMap::from([("a".to_string(), "b".to_string())])),
+                ..Default::default()
+            },
+            _phantom: Default::default(),
+        };
+        slim_partial(&mut secret);
+        assert_eq!(secret.metadata.name.as_deref(), Some("db"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("apps"));
+        assert!(secret.metadata.annotations.is_none());
+        assert!(secret.metadata.labels.is_none());
+
+        let mut app: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+            "metadata": {"name": "a", "namespace": "apps", "annotations": {"x": "y"}},
+            "spec": {"executor": "shim", "variables": [{"name": "k", "value": "secret-ish"}]},
+        }))
+        .unwrap();
+        slim_app(&mut app);
+        assert_eq!(app.data, serde_json::json!({"spec": {"executor": "shim"}}));
+        assert!(app.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn lookup_reads_what_the_writers_applied() {
+        let (lookup, mut writers) = stores(CacheConfig {
+            watch_references: false,
+        });
+        let executor: SpinAppExecutor = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+            "metadata": {"name": "shim", "namespace": "apps"},
+            "spec": {"createDeployment": false},
+        }))
+        .unwrap();
+        writers
+            .executors
+            .apply_watcher_event(&Event::Apply(executor));
+        assert_eq!(lookup.executor_names("apps"), ["shim"]);
+        assert!(lookup.executor_names("other").is_empty());
+        assert_eq!(lookup.secret("apps", "any"), Presence::Unknown);
+    }
+}
