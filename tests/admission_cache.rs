@@ -1,10 +1,10 @@
 //! The reflector-backed lookup against a fake API server: the caches fill from one list + one
 //! watch per resource, and admission requests afterwards make zero API calls.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{AdmissionMetrics, AdmissionState, router};
@@ -12,114 +12,8 @@ use spin_operator::inventory::{Lookup, Presence};
 use spin_operator::rules::Options;
 use tower::ServiceExt;
 
-/// Every request the fake API server saw, as `METHOD path?query`.
-type Calls = Arc<Mutex<Vec<String>>>;
-
-fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
-    json!({
-        "apiVersion": api_version,
-        "kind": format!("{kind}List"),
-        "metadata": {"resourceVersion": "100"},
-        "items": items,
-    })
-}
-
-fn executor(name: &str) -> Value {
-    json!({
-        "apiVersion": "core.spinkube.dev/v1alpha1",
-        "kind": "SpinAppExecutor",
-        "metadata": {"name": name, "namespace": "apps", "resourceVersion": "1",
-                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
-        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}},
-    })
-}
-
-fn partial(kind: &str, name: &str) -> Value {
-    json!({
-        "apiVersion": "meta.k8s.io/v1",
-        "kind": "PartialObjectMetadata",
-        "metadata": {"name": name, "namespace": "apps", "resourceVersion": "2",
-                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
-                        format!("{{\"kind\":\"{kind}\",\"data\":{{\"password\":\"hunter2\"}}}}")}},
-    })
-}
-
-fn list_body(path: &str) -> Option<Value> {
-    Some(match path {
-        "/apis/core.spinkube.dev/v1alpha1/spinappexecutors" => list(
-            "SpinAppExecutor",
-            "core.spinkube.dev/v1alpha1",
-            vec![executor("zeta"), executor("containerd-shim-spin")],
-        ),
-        "/apis/core.spinkube.dev/v1alpha1/spinapps" => list(
-            "SpinApp",
-            "core.spinkube.dev/v1alpha1",
-            vec![json!({
-                "apiVersion": "core.spinkube.dev/v1alpha1",
-                "kind": "SpinApp",
-                "metadata": {"name": "hello", "namespace": "apps", "resourceVersion": "3"},
-                // Does not decode as a typed SpinApp: the untyped app cache must not care.
-                "spec": {"executor": "zeta", "replicas": "three", "image": 7},
-            })],
-        ),
-        "/api/v1/secrets" => list(
-            "PartialObjectMetadata",
-            "meta.k8s.io/v1",
-            vec![partial("Secret", "db-creds")],
-        ),
-        "/api/v1/configmaps" => list(
-            "PartialObjectMetadata",
-            "meta.k8s.io/v1",
-            vec![partial("ConfigMap", "settings")],
-        ),
-        _ => return None,
-    })
-}
-
-fn fake_api_server(
-    calls: Calls,
-) -> impl tower::Service<
-    Request<kube::client::Body>,
-    Response = Response<Body>,
-    Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    tower::service_fn(move |req: Request<kube::client::Body>| {
-        let calls = calls.clone();
-        async move {
-            let path = req.uri().path().to_string();
-            let query = req.uri().query().unwrap_or("").to_string();
-            let accept = req
-                .headers()
-                .get("accept")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            calls
-                .lock()
-                .unwrap()
-                .push(format!("{} {path}?{query} accept={accept}", req.method()));
-            let watching = query.split('&').any(|kv| kv == "watch=true");
-            let response = match (watching, list_body(&path)) {
-                // A watch that stays open and quiet, like an idle cluster.
-                (true, Some(_)) => Response::new(Body::from_stream(futures::stream::pending::<
-                    Result<axum::body::Bytes, std::convert::Infallible>,
-                >())),
-                (false, Some(body)) => {
-                    Response::new(Body::from(serde_json::to_vec(&body).unwrap()))
-                }
-                (_, None) => {
-                    let mut r = Response::new(Body::from("{}"));
-                    *r.status_mut() = StatusCode::NOT_FOUND;
-                    r
-                }
-            };
-            Ok(response)
-        }
-    })
-}
+mod admission_fake_api;
+use admission_fake_api::{Calls, executor, fake_api};
 
 fn review(path_kind: &str, operation: &str, name: &str, object: Value, old: Value) -> Value {
     let (kind, resource) = match path_kind {
@@ -162,7 +56,7 @@ async fn admit(app: &axum::Router, path: &str, review: &Value) -> Value {
 #[tokio::test]
 async fn caches_fill_from_watches_and_admission_makes_no_api_calls() {
     let calls: Calls = Arc::default();
-    let client = kube::Client::new(fake_api_server(calls.clone()), "default");
+    let client = kube::Client::new(fake_api(calls.clone()), "default");
     let (lookup, writers) = cache::stores(CacheConfig::default());
     let watches = tokio::spawn(writers.run(client));
     lookup.wait_until_ready().await.unwrap();
@@ -259,7 +153,7 @@ async fn caches_fill_from_watches_and_admission_makes_no_api_calls() {
 #[tokio::test]
 async fn without_reference_watches_presence_is_unknown_and_nothing_is_listed() {
     let calls: Calls = Arc::default();
-    let client = kube::Client::new(fake_api_server(calls.clone()), "default");
+    let client = kube::Client::new(fake_api(calls.clone()), "default");
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: false,
     });
