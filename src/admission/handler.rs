@@ -199,3 +199,119 @@ fn log_decision(route: &Route, req: &RawRequest, decision: &Decision, outcome: O
         "admission decision"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SpinAppExecutor;
+    use crate::inventory::{Inventory, Presence};
+    use axum::http::Request;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    /// A lookup that panics: the rules must never take the server down with them.
+    struct Panicking;
+    impl Lookup for Panicking {
+        fn executor(&self, _: &str, _: &str) -> Option<SpinAppExecutor> {
+            panic!("lookup bug")
+        }
+        fn executor_names(&self, _: &str) -> Vec<String> {
+            panic!("lookup bug")
+        }
+        fn apps_using_executor(&self, _: &str, _: &str) -> Vec<String> {
+            panic!("lookup bug")
+        }
+        fn secret(&self, _: &str, _: &str) -> Presence {
+            panic!("lookup bug")
+        }
+        fn config_map(&self, _: &str, _: &str) -> Presence {
+            panic!("lookup bug")
+        }
+    }
+
+    fn review(operation: &str) -> Value {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-h",
+                "kind": {"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"},
+                "resource": {"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"},
+                "name": "web", "namespace": "apps", "operation": operation,
+                "userInfo": {"username": "bob"},
+                "object": {"metadata": {"name": "web"}, "spec": {"image": "ghcr.io/a/b:v1"}},
+                "oldObject": {"metadata": {"name": "web"}, "spec": {"image": "ghcr.io/a/b:v1"}},
+            }
+        })
+    }
+
+    async fn call(lookup: Arc<dyn Lookup>, path: &str, body: &Value) -> (StatusCode, Value) {
+        let app = router(AdmissionState::new(
+            lookup,
+            Options::default(),
+            AdmissionMetrics::default(),
+        ));
+        let resp = app
+            .oneshot(
+                Request::post(path)
+                    .body(Body::from(serde_json::to_vec(body).unwrap()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_rules_is_a_denial_with_the_uid() {
+        let (status, body) = call(
+            Arc::new(Panicking),
+            "/mutate-core-spinkube-dev-v1alpha1-spinapp",
+            &review("CREATE"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "u-h");
+        assert_eq!(body["response"]["allowed"], false);
+        assert!(
+            body["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("internal error")
+        );
+    }
+
+    #[tokio::test]
+    async fn unregistered_operations_are_allowed_unchanged() {
+        // DELETE is not registered for SpinApps: nothing to check, and the rules never run
+        // (the panicking lookup proves it).
+        let (status, body) = call(
+            Arc::new(Panicking),
+            "/validate-core-spinkube-dev-v1alpha1-spinapp",
+            &review("DELETE"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["allowed"], true);
+    }
+
+    #[tokio::test]
+    async fn create_runs_the_rules() {
+        let (_, body) = call(
+            Arc::new(Inventory::default()),
+            "/validate-core-spinkube-dev-v1alpha1-spinapp",
+            &review("CREATE"),
+        )
+        .await;
+        // No executor in the namespace: the rules deny.
+        assert_eq!(body["response"]["allowed"], false, "{body}");
+        assert_eq!(body["response"]["status"]["reason"], "Invalid");
+    }
+}
