@@ -250,8 +250,8 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "spec.replicas: Invalid value: \"three\": must be of type integer",
                 "spec.enableAutoscaling: Invalid value: \"yes\": must be of type boolean",
+                "spec.replicas: Invalid value: \"three\": must be of type integer",
                 "spec.variables[0].name: Invalid value: 1: must be of type string",
                 "spec.variables[2].name: Required value",
             ]

@@ -146,6 +146,3 @@ fn decide(req: &Request, findings: Findings, ratchet_rule: &'static str) -> Deci
     }
     decision
 }
-
-#[cfg(test)]
-mod tests;
