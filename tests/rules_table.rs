@@ -726,6 +726,18 @@ fn unchanged_errors_are_downgraded_on_update() {
     );
     assert!(!d.allowed());
     assert!(!d.rules_fired.contains(&"SA-RATCHET"));
+    // replicas set by an HPA through the scale subresource stays editable...
+    let scaled = spec_with(json!({"enableAutoscaling": true, "replicas": 4}));
+    let relabelled = spec_with(json!({"enableAutoscaling": true, "replicas": 4, "podLabels": {"a": "b"}}));
+    assert!(update_app(scaled, relabelled, false).allowed());
+    // ...but turning autoscaling on next to an unchanged replicas is a new error.
+    let d = update_app(
+        spec_with(json!({"replicas": 4})),
+        spec_with(json!({"replicas": 4, "enableAutoscaling": true})),
+        false,
+    );
+    assert_eq!(d.errors.len(), 1, "{d:#?}");
+    assert_eq!(d.errors[0].rule, "SA-REPLICAS-AUTOSCALING");
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
     let mut removed: Vec<(Vec<Seg>, usize)> = Vec::new();
     for _ in 0..MAX_PASSES {
         let err = match serde_path_to_error::deserialize::<_, T>(&working) {
+            // The common case: everything decoded on the first pass.
+            Ok(value) if broken.is_empty() => return Some(Decoded { value, broken }),
             Ok(_) => break,
             Err(e) => e,
         };
