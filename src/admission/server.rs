@@ -118,6 +118,8 @@ impl HttpsServer {
                     }
                 },
             };
+            // Small request/response exchanges: do not wait for Nagle.
+            let _ = stream.set_nodelay(true);
             while connections.try_join_next().is_some() {}
             connections.spawn(serve_connection(
                 stream,
