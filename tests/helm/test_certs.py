@@ -1,0 +1,112 @@
+"""The three sources of the webhook serving certificate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import pytest
+
+from conftest import CA_BUNDLE, NAMESPACE, SCENARIOS, by_kind, one, operator_container, render, render_raw
+
+CERT_MANAGER_KINDS = {"Issuer", "Certificate", "ClusterIssuer"}
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def cert_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-cert"]
+    return volume
+
+
+def cert_dir(docs: list[dict[str, Any]]) -> str:
+    args = operator_container(docs)["args"]
+    (arg,) = [a for a in args if a.startswith("--cert-dir=")]
+    return arg.removeprefix("--cert-dir=")
+
+
+def mounted_at(docs: list[dict[str, Any]], volume: str) -> str:
+    (mount,) = [m for m in operator_container(docs)["volumeMounts"] if m["name"] == volume]
+    return mount["mountPath"]
+
+
+def webhooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [w for kind in WEBHOOK_KINDS for w in one(docs, kind)["webhooks"]]
+
+
+def kinds(docs: list[dict[str, Any]]) -> set[str]:
+    return {d["kind"] for d in docs}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_cert_manager_objects_only_when_cert_manager_is_used(name: str) -> None:
+    values = SCENARIOS[name]
+    docs = render(values)
+    uses_cert_manager = (
+        values.get("certManager", {}).get("enabled", True)
+        and not values.get("tls", {}).get("existingSecret")
+        and values.get("webhooks", {}).get("enabled", True)
+    )
+    assert bool(kinds(docs) & CERT_MANAGER_KINDS) == uses_cert_manager
+    annotated = [d for d in docs if "cert-manager.io/inject-ca-from" in d["metadata"].get("annotations", {})]
+    assert bool(annotated) == uses_cert_manager
+    assert all(d["apiVersion"].split("/")[0] != "cert-manager.io" for d in docs) or uses_cert_manager
+
+
+def test_cert_manager_path() -> None:
+    docs = render()
+    cert = one(docs, "Certificate")
+    issuer = one(docs, "Issuer")
+    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook-service")][0]
+    svc = service["metadata"]["name"]
+    assert cert["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
+    assert f"{svc}.{NAMESPACE}.svc" in cert["spec"]["dnsNames"]
+    assert f"{svc}.{NAMESPACE}.svc.cluster.local" in cert["spec"]["dnsNames"]
+    # The pod mounts the Secret cert-manager writes, where --cert-dir points.
+    assert cert["spec"]["secretName"] == "spin-operator-webhook-cert"
+    assert cert_volume(docs)["secret"]["secretName"] == cert["spec"]["secretName"]
+    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
+    assert "--self-signed" not in operator_container(docs)["args"]
+    # The CA injector is pointed at that Certificate; no inline caBundle competes with it.
+    for kind in WEBHOOK_KINDS:
+        config = one(docs, kind)
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/{cert['metadata']['name']}"
+    assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
+
+
+def test_cert_manager_with_an_existing_issuer_creates_no_issuer() -> None:
+    docs = render(SCENARIOS["cert-manager-issuer"])
+    assert by_kind(docs, "Issuer") == []
+    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+
+
+def test_self_signed_path() -> None:
+    docs = render(SCENARIOS["self-signed"])
+    args = operator_container(docs)["args"]
+    assert "--self-signed" in args
+    # The operator writes its certificate: a writable in-memory dir at --cert-dir, no Secret mount.
+    volume = cert_volume(docs)
+    assert "secret" not in volume and volume["emptyDir"]["medium"] == "Memory"
+    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
+    (mount,) = [m for m in operator_container(docs)["volumeMounts"] if m["name"] == "webhook-cert"]
+    assert mount["readOnly"] is False
+    assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
+
+
+def test_existing_secret_path() -> None:
+    docs = render(SCENARIOS["existing-secret"])
+    assert cert_volume(docs)["secret"]["secretName"] == "my-webhook-tls"
+    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
+    assert "--self-signed" not in operator_container(docs)["args"]
+    assert [w["clientConfig"]["caBundle"] for w in webhooks(docs)] == [CA_BUNDLE] * len(webhooks(docs))
+
+
+def test_existing_secret_requires_a_ca_bundle() -> None:
+    # Rendering bypasses the schema check only if the template also refuses.
+    with pytest.raises((helm.HelmValuesError, helm.HelmRenderError), match="caBundle"):
+        render_raw({"tls": {"existingSecret": "my-webhook-tls"}})
+
+
+def test_existing_secret_wins_over_cert_manager() -> None:
+    docs = render({"tls": {"existingSecret": "mine", "caBundle": CA_BUNDLE}, "certManager": {"enabled": True}})
+    assert not kinds(docs) & CERT_MANAGER_KINDS
