@@ -26,7 +26,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "cert-manager-issuer": {"certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
     "webhooks-only": {"controllers": {"enabled": False}},
     "controllers-only": {"webhooks": {"enabled": False}},
-    "single-replica-no-leader-election": {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "single-replica": {"replicaCount": 1, "podDisruptionBudget": {"enabled": False}},
+    "custom-release-name": {"fullnameOverride": "spin"},
     "everything-on": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "defaultExecutor": {"enabled": True, "namespaces": ["default", "apps"]},

@@ -57,7 +57,7 @@ def test_cert_manager_path() -> None:
     docs = render()
     cert = one(docs, "Certificate")
     issuer = one(docs, "Issuer")
-    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook-service")][0]
+    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")][0]
     svc = service["metadata"]["name"]
     assert cert["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
     assert f"{svc}.{NAMESPACE}.svc" in cert["spec"]["dnsNames"]
@@ -110,3 +110,10 @@ def test_existing_secret_requires_a_ca_bundle() -> None:
 def test_existing_secret_wins_over_cert_manager() -> None:
     docs = render({"tls": {"existingSecret": "mine", "caBundle": CA_BUNDLE}, "certManager": {"enabled": True}})
     assert not kinds(docs) & CERT_MANAGER_KINDS
+
+
+def test_self_signed_needs_the_names_the_operator_knows() -> None:
+    with pytest.raises(helm.HelmRenderError, match="fullnameOverride=spin-operator"):
+        render_raw({"certManager": {"enabled": False}}, name="other")
+    docs = render({"certManager": {"enabled": False}, "fullnameOverride": "spin-operator"}, name="other")
+    assert one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"] == "spin-operator-validating-webhook-configuration"

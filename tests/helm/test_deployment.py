@@ -131,7 +131,7 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
     monitor = one(docs, "ServiceMonitor")
     (metrics,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics")]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
-    (webhook,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook-service")]
+    (webhook,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")]
     assert not monitor["spec"]["selector"]["matchLabels"].items() <= webhook["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == metrics["spec"]["ports"][0]["name"]
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
@@ -141,7 +141,7 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
 def test_notes_tell_what_to_check() -> None:
     notes = chart().render({}, name="spin-operator", namespace="spin-operator")["spin-operator/templates/NOTES.txt"]
     assert "rollout status deployment/spin-operator" in notes
-    assert "spin-operator-webhook-service" in notes
+    assert "spin-operator-webhook" in notes
     assert "certificate spin-operator-serving-cert" in notes
     notes = chart().render(SCENARIOS["self-signed"], name="spin-operator", namespace="spin-operator")["spin-operator/templates/NOTES.txt"]
     assert "get secret spin-operator-webhook-cert" in notes

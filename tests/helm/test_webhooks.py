@@ -57,7 +57,7 @@ def all_hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_safe_defaults() -> None:
     docs = render()
-    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "spin-operator-webhook-service"][0]
+    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "spin-operator-webhook"][0]
     for hook in all_hooks(docs):
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["sideEffects"] == "None"
@@ -111,7 +111,7 @@ def test_options_reach_every_webhook() -> None:
 
 def test_disabling_webhooks_removes_them_and_tells_the_server() -> None:
     docs = render({"webhooks": {"enabled": False}})
-    assert not [d for d in docs if d["kind"] in ROUTE_FILES or d["metadata"]["name"].endswith("webhook-service")]
+    assert not [d for d in docs if d["kind"] in ROUTE_FILES or d["metadata"]["name"].endswith("-webhook")]
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--disable-webhooks" in container["args"]
     assert not [a for a in container["args"] if a.startswith(("--webhook-addr", "--cert-dir", "--self-signed"))]

@@ -4,18 +4,18 @@
 {{- end }}
 
 {{/*
-Prefix of every object name. Cut at 40 characters so that the Service names built from it
-(longest suffix "-webhook-service") stay valid 63-character DNS labels.
+Prefix of every object name. Cut at 55 characters so that the Service names built from it
+("-webhook", "-metrics") stay valid 63-character DNS labels.
 */}}
 {{- define "spin-operator.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 55 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- .Release.Name | trunc 55 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 55 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -55,7 +55,7 @@ app.kubernetes.io/part-of: spin-operator
 {{- end }}
 
 {{- define "spin-operator.webhookServiceName" -}}
-{{- printf "%s-webhook-service" (include "spin-operator.fullname" .) }}
+{{- printf "%s-webhook" (include "spin-operator.fullname" .) }}
 {{- end }}
 
 {{- define "spin-operator.metricsServiceName" -}}
@@ -85,7 +85,10 @@ or "self-signed" (the operator creates and rotates it). One place decides, every
 {{- define "spin-operator.tlsMode" -}}
 {{- if .Values.tls.existingSecret }}existing
 {{- else if .Values.certManager.enabled }}cert-manager
-{{- else }}self-signed
+{{- else }}
+{{- if ne (include "spin-operator.fullname" .) "spin-operator" }}
+{{- fail "certManager.enabled=false (self-signed certificates): the operator manages Secret spin-operator-webhook-cert and the spin-operator-*-webhook-configuration objects by name; install as release spin-operator or set fullnameOverride=spin-operator" }}
+{{- end }}self-signed
 {{- end }}
 {{- end }}
 
