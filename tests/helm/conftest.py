@@ -25,6 +25,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "existing-secret": {"tls": {"existingSecret": "my-webhook-tls", "caBundle": CA_BUNDLE}},
     "cert-manager-issuer": {"certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
     "webhooks-only": {"controllers": {"enabled": False}},
+    "webhooks-only-no-reference-watch": {"controllers": {"enabled": False}, "webhooks": {"watchReferences": False}, "logFormat": "text"},
     "controllers-only": {"webhooks": {"enabled": False}},
     "single-replica": {"replicaCount": 1, "podDisruptionBudget": {"enabled": False}},
     "custom-release-name": {"fullnameOverride": "spin"},

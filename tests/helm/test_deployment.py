@@ -75,6 +75,9 @@ def test_args_follow_values() -> None:
         assert flag not in args
     assert "--disable-controllers" in operator_container(render(SCENARIOS["webhooks-only"]))["args"]
     assert "--allow-missing-executor" in operator_container(render({"allowMissingExecutor": True}))["args"]
+    assert "--log-format=json" in args and "--skip-reference-watch" not in args
+    args = operator_container(render(SCENARIOS["webhooks-only-no-reference-watch"]))["args"]
+    assert "--log-format=text" in args and "--skip-reference-watch" in args
     assert operator_container(render({"extraArgs": ["--foo=bar"]}))["args"][-1] == "--foo=bar"
 
 

@@ -22,6 +22,8 @@ def parts_in_use(values: dict[str, Any]) -> set[str]:
         and not values.get("certManager", {}).get("enabled", True)
     )
     parts = {"webhooks"} if webhooks else set()
+    if webhooks and values.get("webhooks", {}).get("watchReferences", True):
+        parts.add("webhook-references")
     if values.get("controllers", {}).get("enabled", True):
         parts.add("controllers")
     if self_signed:
@@ -54,7 +56,7 @@ def rendered(docs: list[dict[str, Any]], kind: str) -> Grants:
 
 
 def test_permission_lists_are_well_formed() -> None:
-    assert sorted(PERMISSIONS) == ["controllers", "self-signed", "webhooks"]
+    assert sorted(PERMISSIONS) == ["controllers", "self-signed", "webhook-references", "webhooks"]
     for part, permissions in PERMISSIONS.items():
         assert permissions, part
         for p in permissions:

@@ -56,6 +56,9 @@ def all_hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_safe_defaults() -> None:
+    route_table = {
+        hook["name"]: hook for path in ROUTE_FILES.values() for hook in yaml.safe_load(path.read_text())["webhooks"]
+    }
     docs = render()
     service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "spin-operator-webhook"][0]
     for hook in all_hooks(docs):
@@ -63,6 +66,9 @@ def test_safe_defaults() -> None:
         assert hook["sideEffects"] == "None"
         assert hook["timeoutSeconds"] == 5
         assert hook["failurePolicy"] == "Fail"
+        # With the default release name and namespace, the chart wires exactly what the route
+        # table generates (the names the self-signed mode looks up).
+        assert hook["clientConfig"]["service"] == route_table[hook["name"]]["clientConfig"]["service"]
         assert hook["clientConfig"]["service"] == {
             "name": service["metadata"]["name"],
             "namespace": NAMESPACE,
@@ -72,9 +78,10 @@ def test_safe_defaults() -> None:
         (expr,) = hook["namespaceSelector"]["matchExpressions"]
         assert expr == {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE]}
         assert "objectSelector" not in hook
-        (condition,) = hook["matchConditions"]
-        assert condition["name"] == "spec-changed-or-not-update"
-        assert condition["expression"].startswith("request.operation != 'UPDATE' ||")
+        assert hook["matchConditions"] == route_table[hook["name"]]["matchConditions"]
+        assert hook["matchConditions"], "the route table's matchConditions cut metadata-only updates"
+    for kind, path in ROUTE_FILES.items():
+        assert one(docs, kind)["metadata"]["name"] == yaml.safe_load(path.read_text())["metadata"]["name"]
     (port,) = service["spec"]["ports"]
     assert (port["port"], port["targetPort"]) == (443, "webhook")
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
@@ -90,7 +97,7 @@ def test_options_reach_every_webhook() -> None:
             "excludeNamespaces": ["flux-system", "kube-system"],
             "objectSelector": {"matchLabels": {"admit": "yes"}},
             "namespaceSelectorExpressions": [{"key": "tier", "operator": "NotIn", "values": ["system"]}],
-            "skipUnchangedSpecUpdates": False,
+            "routeMatchConditions": False,
             "extraMatchConditions": [{"name": "not-a-node", "expression": "!request.userInfo.username.startsWith('system:node:')"}],
             "service": {"port": 8443},
         }

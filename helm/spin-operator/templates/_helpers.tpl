@@ -130,31 +130,36 @@ clientConfig:
   {{- end }}
 {{- end }}
 
-{{/* Selectors, timeouts and match conditions shared by every webhook. */}}
+{{/*
+Selectors, timeouts and match conditions of one webhook; call with (dict "ctx" $ "hook" <route>)
+where <route> is the webhook's entry in files/webhooks/*.yaml.
+*/}}
 {{- define "spin-operator.webhookCommon" -}}
+{{- $ctx := .ctx -}}
+{{- $values := $ctx.Values.webhooks -}}
 admissionReviewVersions:
   - v1
 sideEffects: None
-timeoutSeconds: {{ .Values.webhooks.timeoutSeconds }}
+timeoutSeconds: {{ $values.timeoutSeconds }}
 matchPolicy: Equivalent
 namespaceSelector:
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
       values:
-        {{- toYaml (uniq (concat (list "kube-system" .Release.Namespace) .Values.webhooks.excludeNamespaces)) | nindent 8 }}
-    {{- with .Values.webhooks.namespaceSelectorExpressions }}
+        {{- toYaml (uniq (concat (list "kube-system" $ctx.Release.Namespace) $values.excludeNamespaces)) | nindent 8 }}
+    {{- with $values.namespaceSelectorExpressions }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-{{- with .Values.webhooks.objectSelector }}
+{{- with $values.objectSelector }}
 objectSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- $conditions := list }}
-{{- if .Values.webhooks.skipUnchangedSpecUpdates }}
-{{- $conditions = append $conditions (dict "name" "spec-changed-or-not-update" "expression" "request.operation != 'UPDATE' || !has(object.spec) || !has(oldObject.spec) || object.spec != oldObject.spec") }}
+{{- if $values.routeMatchConditions }}
+{{- $conditions = .hook.matchConditions | default list }}
 {{- end }}
-{{- $conditions = concat $conditions .Values.webhooks.extraMatchConditions }}
+{{- $conditions = concat $conditions $values.extraMatchConditions }}
 {{- with $conditions }}
 matchConditions:
   {{- toYaml . | nindent 2 }}
