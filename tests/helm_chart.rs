@@ -1,0 +1,61 @@
+//! The Helm chart's copies of generated files stay identical to their sources, so `cargo test`
+//! alone catches a chart that would install stale CRDs or webhook routes. (The chart's full
+//! tests are in tests/helm/, run with pytest.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    repo().join("helm/spin-operator")
+}
+
+fn yaml_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect()
+}
+
+fn assert_identical(copy: &str, source: &str) {
+    let want = yaml_files(&repo().join(source));
+    assert!(!want.is_empty(), "{source} has no YAML files");
+    let got = yaml_files(&repo().join(copy));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "file sets differ; fix: cp {source}/*.yaml {copy}/"
+    );
+    for (name, bytes) in &want {
+        assert!(
+            got[name] == *bytes,
+            "{copy}/{name} drifted from {source}/{name}; fix: cp {source}/*.yaml {copy}/"
+        );
+    }
+}
+
+#[test]
+fn chart_crds_are_identical_to_crds_dir() {
+    assert_identical("helm/spin-operator/crds", "crds");
+}
+
+#[test]
+fn chart_webhook_routes_are_identical_to_webhooks_dir() {
+    assert_identical("helm/spin-operator/files/webhooks", "webhooks");
+}
+
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    // The chart's image tag defaults to appVersion: it must name the release this crate builds.
+    let text = std::fs::read_to_string(chart().join("Chart.yaml")).unwrap();
+    let meta: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(meta["appVersion"].as_str(), Some(env!("CARGO_PKG_VERSION")));
+}
