@@ -149,3 +149,24 @@ def test_notes_tell_what_to_check() -> None:
     notes = chart().render(SCENARIOS["self-signed"], name="spin-operator", namespace="spin-operator")["spin-operator/templates/NOTES.txt"]
     assert "get secret spin-operator-webhook-cert" in notes
     assert "get certificate" not in notes
+
+
+def test_docker_context_keeps_what_cargo_needs() -> None:
+    # Cargo reads every declared target and path dependency even for `--bin spin-operator`.
+    import tomllib
+
+    manifest = tomllib.loads((REPO / "Cargo.toml").read_text())
+    paths = ["Cargo.toml", "Cargo.lock", "src/main.rs"]
+    for section in ("lib", "bin", "bench", "test", "example"):
+        entries = manifest.get(section, [])
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if "path" in entry:
+                paths.append(entry["path"])
+    for table in ("dependencies", "dev-dependencies", "build-dependencies"):
+        for dep in manifest.get(table, {}).values():
+            if isinstance(dep, dict) and "path" in dep:
+                paths.append(dep["path"])
+    ignored = [line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    for path in paths:
+        assert (REPO / path).exists(), path
+        assert not any(path == i or path.startswith(i + "/") for i in ignored), f"{path} is excluded by .dockerignore"
