@@ -1,0 +1,300 @@
+//! An in-memory, stateful fake of the Kubernetes API server, served over loopback HTTP so tests
+//! drive it with the real `kube::Client` (and real `kube::runtime` watchers and controllers).
+//!
+//! Test support only: never a normal dependency of the shipped binary.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use spin_test_apiserver::{ResourceKey, TestApiServer};
+//! let server = TestApiServer::start().await;
+//! let api: kube::Api<ConfigMap> = kube::Api::default_namespaced(server.client());
+//! // ... drive the code under test with `server.client()` ...
+//! assert!(server.get(&ResourceKey::of::<ConfigMap>(), Some("default"), "x").is_none());
+//! assert_eq!(server.count_writes(), 0);
+//! # }
+//! ```
+
+mod defaults;
+mod error;
+mod faults;
+mod http;
+mod log;
+mod managed;
+mod resource;
+mod selector;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+pub use error::ApiError;
+pub use faults::Faults;
+pub use log::{RequestMatcher, RequestRecord, Verb};
+pub use resource::ResourceKey;
+
+use faults::FaultRules;
+use selector::Selectors;
+use store::State;
+
+/// State shared by the HTTP handlers and the test-side handle.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    log: Mutex<Vec<RequestRecord>>,
+    faults: Mutex<FaultRules>,
+    bookmark_interval: Mutex<Duration>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not wedge every other request.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, FaultRules> {
+        lock(&self.faults)
+    }
+
+    pub(crate) fn log_request(&self, r: RequestRecord) {
+        lock(&self.log).push(r);
+    }
+
+    pub(crate) fn bookmark_interval(&self) -> Duration {
+        *lock(&self.bookmark_interval)
+    }
+}
+
+struct ServerTask(JoinHandle<()>);
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Handle to a running test API server. Cheap to clone; the server stops when the last
+/// handle is dropped (or its tokio runtime ends).
+#[derive(Clone)]
+pub struct TestApiServer {
+    shared: Arc<Shared>,
+    faults: Faults,
+    addr: SocketAddr,
+    _task: Arc<ServerTask>,
+}
+
+impl TestApiServer {
+    /// Binds 127.0.0.1 on a free port and serves plain HTTP.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound (an environment failure, not a test outcome).
+    pub async fn start() -> TestApiServer {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            log: Mutex::new(Vec::new()),
+            faults: Mutex::new(FaultRules::default()),
+            bookmark_interval: Mutex::new(Duration::from_secs(1)),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the test apiserver");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the test apiserver");
+        let app = http::router(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("test apiserver stopped: {e}");
+            }
+        });
+        TestApiServer {
+            faults: Faults {
+                shared: shared.clone(),
+            },
+            shared,
+            addr,
+            _task: Arc::new(ServerTask(task)),
+        }
+    }
+
+    /// A real `kube::Client` pointed at this server, default namespace `default`.
+    ///
+    /// # Panics
+    /// If the client cannot be built (only on a broken kube/TLS setup).
+    pub fn client(&self) -> kube::Client {
+        let url = self.url().parse().expect("server URL is a valid URI");
+        let mut config = kube::Config::new(url);
+        config.default_namespace = "default".to_string();
+        kube::Client::try_from(config).expect("build kube::Client for the test apiserver")
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The current (global) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state().current_rv()
+    }
+
+    /// An object as stored, bypassing HTTP. `namespace` is ignored for cluster-scoped resources.
+    pub fn get(&self, res: &ResourceKey, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let ns = namespace_for(res, namespace);
+        self.shared.state().get(res, &ns, name).cloned()
+    }
+
+    /// A stored object decoded as `K`.
+    pub fn get_as<K>(&self, namespace: Option<&str>, name: &str) -> Option<K>
+    where
+        K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+    {
+        let v = self.get(&ResourceKey::of::<K>(), namespace, name)?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// All objects of a resource (in one namespace, or everywhere with `None`), sorted by
+    /// namespace and name.
+    pub fn list(&self, res: &ResourceKey, namespace: Option<&str>) -> Vec<Value> {
+        self.shared
+            .state()
+            .list(res, namespace, &Selectors::default())
+    }
+
+    /// Creates or replaces an object (status included, no optimistic locking), bumping its
+    /// resourceVersion like any write. Namespaced objects without a namespace go to `default`.
+    ///
+    /// # Panics
+    /// On an unknown `apiVersion`/`kind` or an invalid object; use [`Self::try_put`] to handle that.
+    pub fn put(&self, obj: Value) -> Value {
+        self.try_put(obj)
+            .unwrap_or_else(|e| panic!("TestApiServer::put: {e}"))
+    }
+
+    pub fn try_put(&self, obj: Value) -> Result<Value, ApiError> {
+        self.shared.state().put(obj)
+    }
+
+    /// Replaces the status of an object, like a controller writing `/status` (e.g. play the
+    /// Deployment controller by setting `readyReplicas`).
+    ///
+    /// # Panics
+    /// When the object does not exist; use [`Self::try_set_status`] to handle that.
+    pub fn set_status(
+        &self,
+        res: &ResourceKey,
+        namespace: Option<&str>,
+        name: &str,
+        status: Value,
+    ) -> Value {
+        self.try_set_status(res, namespace, name, status)
+            .unwrap_or_else(|e| panic!("TestApiServer::set_status: {e}"))
+    }
+
+    pub fn try_set_status(
+        &self,
+        res: &ResourceKey,
+        namespace: Option<&str>,
+        name: &str,
+        status: Value,
+    ) -> Result<Value, ApiError> {
+        let ns = namespace_for(res, namespace);
+        self.shared.state().set_status(res, &ns, name, status)
+    }
+
+    /// Deletes an object like a client would (finalizers respected, dependents collected).
+    pub fn delete(
+        &self,
+        res: &ResourceKey,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let ns = namespace_for(res, namespace);
+        let rt = resource::lookup_key(res).ok_or_else(|| ApiError::not_found(res, name))?;
+        self.shared
+            .state()
+            .delete(rt, &ns, name, &store::DeleteOpts::default())
+    }
+
+    /// Every request served so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Requests matching `matcher`.
+    pub fn requests_matching(&self, matcher: &RequestMatcher) -> Vec<RequestRecord> {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| matcher.matches(r))
+            .cloned()
+            .collect()
+    }
+
+    /// create/update/patch/delete/deletecollection requests (including failed ones).
+    pub fn writes(&self) -> Vec<RequestRecord> {
+        self.requests_matching(&RequestMatcher::writes())
+    }
+
+    pub fn count_writes(&self) -> usize {
+        self.writes().len()
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// How often open watches with `allowWatchBookmarks=true` get a BOOKMARK (default 1s).
+    pub fn set_bookmark_interval(&self, interval: Duration) {
+        *lock(&self.shared.bookmark_interval) = interval;
+    }
+}
+
+fn namespace_for(res: &ResourceKey, namespace: Option<&str>) -> String {
+    match resource::lookup_key(res) {
+        Some(rt) if !rt.namespaced => String::new(),
+        _ => namespace.unwrap_or("default").to_string(),
+    }
+}
+
+/// Polls `condition` every 10ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_for<F: FnMut() -> bool>(mut condition: F, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`wait_for`] with an async condition.
+pub async fn wait_for_async<F, Fut>(mut condition: F, timeout: Duration) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
