@@ -59,3 +59,37 @@ fn chart_app_version_is_the_crate_version() {
     let meta: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(meta["appVersion"].as_str(), Some(env!("CARGO_PKG_VERSION")));
 }
+
+/// One entry of `helm/spin-operator/files/permissions.json`, the format the chart's RBAC
+/// template reads.
+fn permission_json(p: &spin_operator::rbac::Permission) -> serde_json::Value {
+    use spin_operator::rbac::Scope;
+    serde_json::json!({
+        "group": p.group,
+        "resource": p.rbac_resource(),
+        "verbs": p.verbs,
+        "scope": match p.scope {
+            Scope::Cluster => "cluster",
+            Scope::OperatorNamespace => "namespace",
+        },
+        "reason": p.reason,
+    })
+}
+
+#[test]
+fn chart_controller_permissions_equal_rbac_permissions() {
+    // The chart grants the controllers exactly `rbac::PERMISSIONS`, nothing more or less.
+    let path = chart().join("files/permissions.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let generated: Vec<serde_json::Value> = spin_operator::rbac::PERMISSIONS
+        .iter()
+        .map(permission_json)
+        .collect();
+    pretty_assertions::assert_eq!(
+        committed["controllers"],
+        serde_json::Value::Array(generated),
+        "{} \"controllers\" drifted from src/rbac.rs PERMISSIONS",
+        path.display()
+    );
+}
