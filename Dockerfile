@@ -17,7 +17,7 @@ COPY . .
 # out of the cached target dir because cache mounts are not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin spin-operator \
+    cargo build --release --locked --package spin-operator --bin spin-operator \
     && install -D -m 0755 target/release/spin-operator /out/spin-operator
 
 # distroless/cc: glibc, libgcc and CA certificates, no shell or package manager.

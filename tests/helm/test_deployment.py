@@ -162,11 +162,13 @@ def test_docker_context_keeps_what_cargo_needs() -> None:
         for entry in entries if isinstance(entries, list) else [entries]:
             if "path" in entry:
                 paths.append(entry["path"])
+    paths += manifest.get("workspace", {}).get("members", [])
     for table in ("dependencies", "dev-dependencies", "build-dependencies"):
         for dep in manifest.get(table, {}).values():
             if isinstance(dep, dict) and "path" in dep:
                 paths.append(dep["path"])
     ignored = [line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
     for path in paths:
+        path = path.removeprefix("./").rstrip("/") or "."
         assert (REPO / path).exists(), path
         assert not any(path == i or path.startswith(i + "/") for i in ignored), f"{path} is excluded by .dockerignore"
