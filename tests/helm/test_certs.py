@@ -6,8 +6,9 @@ from typing import Any
 
 import helm_python as helm
 import pytest
+import yaml
 
-from conftest import CA_BUNDLE, NAMESPACE, SCENARIOS, by_kind, one, operator_container, render, render_raw
+from conftest import CA_BUNDLE, NAMESPACE, REPO, SCENARIOS, by_kind, one, operator_container, render, render_raw
 
 CERT_MANAGER_KINDS = {"Issuer", "Certificate", "ClusterIssuer"}
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
@@ -53,13 +54,41 @@ def test_cert_manager_objects_only_when_cert_manager_is_used(name: str) -> None:
     assert all(d["apiVersion"].split("/")[0] != "cert-manager.io" for d in docs) or uses_cert_manager
 
 
+def cert_manager_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cert-manager objects without the chart's labels, in a stable order."""
+    found = []
+    for doc in docs:
+        if doc["apiVersion"].startswith("cert-manager.io/"):
+            doc["metadata"].pop("labels", None)
+            found.append(doc)
+    return sorted(found, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def certs_file(name: str) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all((REPO / "certs" / name).read_text()) if d]
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def test_cert_manager_objects_are_those_of_certs_dir() -> None:
+    # With the default release name and namespace the chart renders exactly certs/cert-manager.yaml.
+    assert cert_manager_objects(render()) == certs_file("cert-manager.yaml")
+
+
+def test_existing_issuer_objects_are_those_of_certs_dir() -> None:
+    docs = render({"certManager": {"issuerRef": {"name": "my-existing-issuer", "kind": "ClusterIssuer"}}})
+    assert cert_manager_objects(docs) == certs_file("cert-manager-existing-issuer.yaml")
+    # A non-default issuer group (external issuers) is passed on.
+    docs = render({"certManager": {"issuerRef": {"name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io"}}})
+    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"kind": "AWSPCAClusterIssuer", "name": "pca", "group": "awspca.cert-manager.io"}
+
+
 def test_cert_manager_path() -> None:
     docs = render()
-    cert = one(docs, "Certificate")
-    issuer = one(docs, "Issuer")
+    cert = [c for c in by_kind(docs, "Certificate") if not c["spec"].get("isCA")][0]
     service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")][0]
     svc = service["metadata"]["name"]
-    assert cert["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
+    ca_issuer = [i for i in by_kind(docs, "Issuer") if "ca" in i["spec"]][0]
+    assert cert["spec"]["issuerRef"] == {"name": ca_issuer["metadata"]["name"], "kind": "Issuer"}
     assert f"{svc}.{NAMESPACE}.svc" in cert["spec"]["dnsNames"]
     assert f"{svc}.{NAMESPACE}.svc.cluster.local" in cert["spec"]["dnsNames"]
     # The pod mounts the Secret cert-manager writes, where --cert-dir points.
@@ -77,7 +106,7 @@ def test_cert_manager_path() -> None:
 def test_cert_manager_with_an_existing_issuer_creates_no_issuer() -> None:
     docs = render(SCENARIOS["cert-manager-issuer"])
     assert by_kind(docs, "Issuer") == []
-    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
 
 
 def test_self_signed_path() -> None:

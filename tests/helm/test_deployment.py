@@ -145,7 +145,7 @@ def test_notes_tell_what_to_check() -> None:
     notes = chart().render({}, name="spin-operator", namespace="spin-operator")["spin-operator/templates/NOTES.txt"]
     assert "rollout status deployment/spin-operator" in notes
     assert "spin-operator-webhook" in notes
-    assert "certificate spin-operator-serving-cert" in notes
+    assert "certificate spin-operator-webhook-cert" in notes
     notes = chart().render(SCENARIOS["self-signed"], name="spin-operator", namespace="spin-operator")["spin-operator/templates/NOTES.txt"]
     assert "get secret spin-operator-webhook-cert" in notes
     assert "get certificate" not in notes

@@ -67,7 +67,7 @@ def test_schema_rejects_typos_and_bad_values() -> None:
         {"webhooks": {"validating": {"failurePolicy": "fail"}}},
         {"tls": {"existingSecret": "mine"}},
         {"image": {"digest": "latest"}},
-        {"certManager": {"issuerRef": {"name": "x", "kind": "Vault"}}},
+        {"certManager": {"issuerRef": {"name": "x", "kind": ""}}},
     ]
     for values in bad:
         with pytest.raises(helm.HelmValuesError):

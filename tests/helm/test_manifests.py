@@ -38,16 +38,19 @@ def check_spinappexecutor(doc: dict[str, Any]) -> None:
 
 def check_issuer(doc: dict[str, Any]) -> None:
     assert doc["apiVersion"] == "cert-manager.io/v1"
-    assert set(doc["spec"]) == {"selfSigned"}
+    assert doc["spec"] == {"selfSigned": {}} or set(doc["spec"]) == {"ca"} and doc["spec"]["ca"]["secretName"]
 
 
 def check_certificate(doc: dict[str, Any]) -> None:
     assert doc["apiVersion"] == "cert-manager.io/v1"
     spec = doc["spec"]
-    assert spec["secretName"] and spec["dnsNames"] and spec["issuerRef"]["name"]
-    assert spec["issuerRef"]["kind"] in {"Issuer", "ClusterIssuer"}
-    assert "server auth" in spec["usages"]
-    assert spec["privateKey"]["rotationPolicy"] == "Always"
+    assert spec["secretName"] and spec["commonName"] and spec["issuerRef"]["name"]
+    assert spec["issuerRef"]["kind"]
+    if spec.get("isCA"):
+        assert "dnsNames" not in spec
+    else:
+        assert spec["dnsNames"] and "server auth" in spec["usages"]
+        assert spec["privateKey"]["rotationPolicy"] == "Always"
 
 
 def check_servicemonitor(doc: dict[str, Any]) -> None:

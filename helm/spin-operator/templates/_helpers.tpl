@@ -70,12 +70,9 @@ app.kubernetes.io/part-of: spin-operator
 {{- printf "%s-validating-webhook-configuration" (include "spin-operator.fullname" .) }}
 {{- end }}
 
+{{/* The serving Certificate, named like its Secret (as in certs/cert-manager.yaml). */}}
 {{- define "spin-operator.certificateName" -}}
-{{- printf "%s-serving-cert" (include "spin-operator.fullname" .) }}
-{{- end }}
-
-{{- define "spin-operator.issuerName" -}}
-{{- printf "%s-selfsigned-issuer" (include "spin-operator.fullname" .) }}
+{{- printf "%s-webhook-cert" (include "spin-operator.fullname" .) }}
 {{- end }}
 
 {{/*
