@@ -93,3 +93,42 @@ fn chart_controller_permissions_equal_rbac_permissions() {
         path.display()
     );
 }
+
+#[test]
+fn chart_self_signed_permissions_name_the_objects_the_code_manages() {
+    // The chart limits the self-signed mode's Secret and webhook-configuration access by name;
+    // those names must be the ones `--self-signed` reads and patches.
+    use spin_operator::admission::config;
+    use spin_operator::tls::selfsigned::SelfSignedConfig;
+
+    let text = std::fs::read_to_string(chart().join("files/permissions.json")).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let named = |resource: &str| -> Vec<String> {
+        committed["self-signed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["resource"] == resource && p.get("resourceNames").is_some())
+            .flat_map(|p| p["resourceNames"].as_array().unwrap().clone())
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    let code = SelfSignedConfig::new(config::SERVICE_NAME, config::SERVICE_NAMESPACE);
+    assert_eq!(named("secrets"), [code.secret_name.clone()]);
+    assert_eq!(
+        named("mutatingwebhookconfigurations"),
+        [code.mutating_webhook_configuration.unwrap()]
+    );
+    assert_eq!(
+        named("validatingwebhookconfigurations"),
+        [code.validating_webhook_configuration.unwrap()]
+    );
+    assert_eq!(
+        named("mutatingwebhookconfigurations"),
+        [config::MUTATING_CONFIGURATION_NAME]
+    );
+    assert_eq!(
+        named("validatingwebhookconfigurations"),
+        [config::VALIDATING_CONFIGURATION_NAME]
+    );
+}
