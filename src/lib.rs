@@ -10,5 +10,6 @@ pub mod crd;
 pub mod desired;
 pub mod inventory;
 pub mod manifests;
+pub mod rbac;
 pub mod rules;
 pub mod tls;

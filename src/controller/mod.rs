@@ -1,1 +1,374 @@
-//! Controllers: SpinApp reconciler and SpinAppExecutor finalizer.
+//! Controllers: the SpinApp reconciler and the SpinAppExecutor finalizer, run only while this
+//! replica holds the leader Lease.
+//!
+//! Wiring: [`run`] with a [`ControllerConfig`]; [`ControllerState`] (a clone kept by the caller)
+//! answers readiness; [`Metrics::register`] adds the metrics to the operator's registry.
+
+mod backoff;
+pub mod compare;
+mod error;
+pub mod executor;
+pub mod leader;
+mod metrics;
+pub mod spinapp;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+pub use backoff::Backoff;
+pub use error::ControllerError;
+pub use leader::{LeaderElectionConfig, LeaderElector};
+pub use metrics::Metrics;
+
+use crate::api::{APP_NAME_LABEL, SpinApp, SpinAppExecutor};
+
+/// Tunables shared by both controllers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Periodic re-reconcile of converged objects (a converged app makes no write on resync).
+    pub resync: Duration,
+    /// First retry delay after a failure; doubles per consecutive failure.
+    pub backoff_base: Duration,
+    /// Cap of the retry delay.
+    pub backoff_max: Duration,
+    /// Maximum concurrent reconciles per controller (0 = unbounded).
+    pub concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            resync: Duration::from_secs(300),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            concurrency: 8,
+        }
+    }
+}
+
+/// Configuration of [`run`].
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// Leader election; `None` runs the controllers unconditionally (single replica, tests).
+    pub leader_election: Option<LeaderElectionConfig>,
+    /// Reporting instance of Events (the pod name).
+    pub identity: String,
+    /// Tunables.
+    pub settings: Settings,
+    /// Metrics handles (register them with [`Metrics::register`]; the default is unregistered).
+    pub metrics: Metrics,
+    /// Shared state for readiness probes; keep a clone.
+    pub state: ControllerState,
+}
+
+impl ControllerConfig {
+    /// Config with leader election on Lease `spin-operator-leader` in `namespace`, identity
+    /// `identity` (the pod name), default settings and unregistered metrics.
+    pub fn new(identity: impl Into<String>, namespace: impl Into<String>) -> Self {
+        let identity = identity.into();
+        ControllerConfig {
+            leader_election: Some(LeaderElectionConfig::new(
+                DEFAULT_LEASE_NAME,
+                namespace,
+                identity.clone(),
+            )),
+            identity,
+            settings: Settings::default(),
+            metrics: Metrics::default(),
+            state: ControllerState::default(),
+        }
+    }
+}
+
+/// Name of the leader Lease.
+pub const DEFAULT_LEASE_NAME: &str = "spin-operator-leader";
+/// Reporting controller name of Events.
+pub const REPORTING_CONTROLLER: &str = "spin-operator";
+
+/// Leader and cache state, for readiness probes and tests. Clones share the state.
+#[derive(Clone, Default)]
+pub struct ControllerState {
+    inner: Arc<StateInner>,
+}
+
+#[derive(Default)]
+struct StateInner {
+    leading: AtomicBool,
+    synced: AtomicBool,
+}
+
+impl ControllerState {
+    /// Whether this replica currently leads (runs the controllers).
+    pub fn is_leader(&self) -> bool {
+        self.inner.leading.load(Ordering::SeqCst)
+    }
+    /// Whether the leader's caches finished their initial list.
+    pub fn caches_synced(&self) -> bool {
+        self.inner.synced.load(Ordering::SeqCst)
+    }
+    /// Readiness: a standby replica is ready (it serves webhooks); the leader once its caches
+    /// are synced.
+    pub fn is_ready(&self) -> bool {
+        !self.is_leader() || self.caches_synced()
+    }
+    fn set_leading(&self, v: bool) {
+        self.inner.leading.store(v, Ordering::SeqCst);
+        if !v {
+            self.inner.synced.store(false, Ordering::SeqCst);
+        }
+    }
+    fn set_synced(&self, v: bool) {
+        self.inner.synced.store(v, Ordering::SeqCst);
+    }
+}
+
+/// Runs leader election and, while leading, both controllers; returns after `shutdown` resolves
+/// (releasing the lease) or when the controllers stop unexpectedly.
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ControllerError> {
+    let Some(le) = config.leader_election.clone() else {
+        // No election: lead unconditionally while `run` lives (the sender stays in scope).
+        let (_always, leading) = watch::channel(true);
+        let result = lead_loop(client, &config, leading, shutdown).await;
+        config.state.set_leading(false);
+        return result;
+    };
+    let elector = LeaderElector::new(client.clone(), le, config.metrics.clone());
+    let leading = elector.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The elector runs inside this future (not spawned): dropping `run` (a crash) stops renewals
+    // without releasing, while a graceful shutdown releases the lease after the controllers stop.
+    let controllers = async {
+        let result = lead_loop(client, &config, leading, shutdown).await;
+        config.state.set_leading(false);
+        let _ = stop_tx.send(true);
+        result
+    };
+    let (result, ()) = tokio::join!(controllers, elector.run(stop_future(&stop_rx)));
+    result
+}
+
+async fn lead_loop(
+    client: Client,
+    config: &ControllerConfig,
+    mut leading: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ControllerError> {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            closed = async { leading.wait_for(|l| *l).await.is_err() } => {
+                if closed {
+                    return Ok(());
+                }
+            }
+        }
+        config.state.set_leading(true);
+        tracing::info!("leading: starting controllers");
+        let (graceful_tx, graceful_rx) = watch::channel(false);
+        let controllers = run_controllers(client.clone(), config, graceful_rx);
+        tokio::pin!(controllers);
+        tokio::select! {
+            r = &mut controllers => {
+                config.state.set_leading(false);
+                return r;
+            }
+            _ = async { leading.wait_for(|l| !*l).await.map(|_| ()) } => {
+                // Stop at once: another replica may take over after the lease expires.
+                tracing::warn!("lost leadership: stopping controllers");
+                config.state.set_leading(false);
+            }
+            _ = &mut shutdown => {
+                let _ = graceful_tx.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(10), &mut controllers).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn stop_future(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+    .boxed()
+    .shared()
+}
+
+/// Builds a reflector-backed trigger stream whose store doubles as the controller's cache.
+fn reflected<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, wc)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+async fn run_controllers(
+    client: Client,
+    config: &ControllerConfig,
+    graceful: watch::Receiver<bool>,
+) -> Result<(), ControllerError> {
+    let settings = config.settings.clone();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: REPORTING_CONTROLLER.to_string(),
+            instance: Some(config.identity.clone()),
+        },
+    );
+    let children = watcher::Config::default().labels(APP_NAME_LABEL);
+    let (deployments, deployment_stream) =
+        reflected(Api::<Deployment>::all(client.clone()), children.clone());
+    let (services, service_stream) = reflected(Api::<Service>::all(client.clone()), children);
+    // Referenced Secrets/ConfigMaps can be any object in the app's namespace.
+    let (secrets, secret_stream) = reflected(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (config_maps, config_map_stream) = reflected(
+        Api::<ConfigMap>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (executors, executor_stream) = reflected(
+        Api::<SpinAppExecutor>::all(client.clone()),
+        watcher::Config::default(),
+    );
+
+    let (synced_tx, synced_rx) = watch::channel(false);
+    let ctl_config = controller::Config::default().concurrency(settings.concurrency);
+    let app_controller = Controller::new(
+        Api::<SpinApp>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(ctl_config.clone());
+    let apps = app_controller.store();
+
+    let ctx = Arc::new(spinapp::Context {
+        client: client.clone(),
+        executors: executors.clone(),
+        deployments: deployments.clone(),
+        services: services.clone(),
+        secrets: secrets.clone(),
+        config_maps: config_maps.clone(),
+        recorder: recorder.clone(),
+        metrics: config.metrics.clone(),
+        backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+        settings: settings.clone(),
+        synced: synced_rx.clone(),
+    });
+
+    let (apps_for_exec, apps_for_sec, apps_for_cm) = (apps.clone(), apps.clone(), apps);
+    let exec_for_sec = executors.clone();
+    let app_run = app_controller
+        .owns_stream(deployment_stream)
+        .owns_stream(service_stream)
+        .watches_stream(secret_stream, move |s| {
+            spinapp::apps_for_secret(&apps_for_sec, &exec_for_sec, &s)
+        })
+        .watches_stream(config_map_stream, move |c| {
+            spinapp::apps_for_config_map(&apps_for_cm, &c)
+        })
+        .watches_stream(executor_stream, move |e| {
+            spinapp::apps_for_executor(&apps_for_exec, &e)
+        })
+        .graceful_shutdown_on(stop_future(&graceful))
+        .run(spinapp::reconcile, spinapp::error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "spinapp controller event");
+            }
+        });
+
+    // The executor controller keeps its own SpinApp cache, updated before its triggers fire.
+    let (exec_apps, exec_app_stream) = reflected(
+        Api::<SpinApp>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let exec_controller = Controller::new(
+        Api::<SpinAppExecutor>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(ctl_config);
+    let exec_ctx = Arc::new(executor::Context {
+        client: client.clone(),
+        apps: exec_apps.clone(),
+        recorder,
+        metrics: config.metrics.clone(),
+        backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+        settings,
+        synced: synced_rx,
+    });
+    let exec_run = exec_controller
+        .watches_stream(exec_app_stream, |a| executor::executor_for_app(&a))
+        .graceful_shutdown_on(stop_future(&graceful))
+        .run(executor::reconcile, executor::error_policy, exec_ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "executor controller event");
+            }
+        });
+
+    // `Store::wait_until_ready` wakes only one waiting task (kube-runtime's DelayedInit keeps a
+    // single waker), so this is the only waiter on these stores; reconcilers wait on `synced_tx`.
+    // The controllers' own stores are waited on by kube-runtime itself.
+    let state = config.state.clone();
+    let synced = async move {
+        let _ = futures::join!(
+            executors.wait_until_ready(),
+            deployments.wait_until_ready(),
+            services.wait_until_ready(),
+            secrets.wait_until_ready(),
+            config_maps.wait_until_ready(),
+            exec_apps.wait_until_ready(),
+        );
+        let _ = synced_tx.send(true);
+        state.set_synced(true);
+        tracing::info!("controller caches synced");
+        futures::future::pending::<()>().await;
+    };
+
+    tokio::select! {
+        _ = app_run => {}
+        _ = exec_run => {}
+        _ = synced => {}
+    }
+    if *graceful.borrow() {
+        Ok(())
+    } else {
+        Err(ControllerError::Stopped("spinapp/spinappexecutor"))
+    }
+}

@@ -1,0 +1,155 @@
+//! The SpinAppExecutor controller: keeps a finalizer on executors and removes it only when no
+//! SpinApp in the executor's namespace uses it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+
+use super::Settings;
+use super::backoff::Backoff;
+use super::error::ControllerError;
+use super::metrics::Metrics;
+use super::spinapp::{AsRecorder, publish};
+use crate::api::{EXECUTOR_FINALIZER, SpinApp, SpinAppExecutor};
+
+/// Name of this controller in metrics and backoff keys.
+pub const CONTROLLER: &str = "spinappexecutor";
+
+/// Shared state of the executor controller.
+pub struct Context {
+    pub(crate) client: Client,
+    pub(crate) apps: Store<SpinApp>,
+    pub(crate) recorder: Recorder,
+    pub(crate) metrics: Metrics,
+    pub(crate) backoff: Backoff,
+    pub(crate) settings: Settings,
+    /// True once the caches (including `apps`) listed.
+    pub(crate) synced: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AsRecorder for Context {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+}
+
+fn key_of(e: &SpinAppExecutor) -> String {
+    format!(
+        "{CONTROLLER}/{}/{}",
+        e.namespace().unwrap_or_default(),
+        e.name_any()
+    )
+}
+
+/// Names of the apps in the executor's namespace that use it, sorted.
+pub fn users(apps: &Store<SpinApp>, executor: &SpinAppExecutor) -> Vec<String> {
+    let ns = executor.namespace();
+    let name = executor.name_any();
+    let mut users: Vec<String> = apps
+        .state()
+        .iter()
+        .filter(|a| a.namespace() == ns && a.spec.executor == name)
+        .map(|a| a.name_any())
+        .collect();
+    users.sort();
+    users
+}
+
+/// The executor for an app change (the app's executor in the app's namespace).
+pub fn executor_for_app(app: &SpinApp) -> Option<ObjectRef<SpinAppExecutor>> {
+    if app.spec.executor.is_empty() {
+        return None;
+    }
+    Some(ObjectRef::new(&app.spec.executor).within(&app.namespace()?))
+}
+
+/// Controller entry point.
+pub async fn reconcile(
+    executor: Arc<SpinAppExecutor>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let started = Instant::now();
+    let result = reconcile_executor(executor.clone(), &ctx).await;
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics.observe(CONTROLLER, label, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.reset(&key_of(&executor));
+    }
+    result
+}
+
+async fn reconcile_executor(
+    executor: Arc<SpinAppExecutor>,
+    ctx: &Context,
+) -> Result<Action, ControllerError> {
+    let Some(ns) = executor.namespace() else {
+        return Err(ControllerError::MissingMetadata(executor.name_any()));
+    };
+    let api: Api<SpinAppExecutor> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer::finalizer(&api, EXECUTOR_FINALIZER, executor, |event| async move {
+        match event {
+            FinalizerEvent::Apply(_) => Ok(Action::await_change()),
+            FinalizerEvent::Cleanup(executor) => {
+                // Never judge "unused" from a cache that has not listed all apps yet.
+                let mut synced = ctx.synced.clone();
+                let _ = synced.wait_for(|s| *s).await;
+                let users = users(&ctx.apps, &executor);
+                if users.is_empty() {
+                    return Ok(Action::await_change());
+                }
+                let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
+                let apps = if users.len() > shown.len() {
+                    format!("{}, …", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                };
+                publish(
+                    ctx,
+                    executor.as_ref(),
+                    EventType::Warning,
+                    "DeletionBlocked",
+                    "Delete",
+                    format!(
+                        "SpinAppExecutor is still used by {} SpinApp(s) in namespace {ns}: {apps}",
+                        users.len()
+                    ),
+                )
+                .await;
+                Err(ControllerError::ExecutorInUse {
+                    count: users.len(),
+                    apps,
+                })
+            }
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::CleanupFailed(inner @ ControllerError::ExecutorInUse { .. }) => inner,
+        other => ControllerError::Finalizer(Box::new(other)),
+    })
+}
+
+/// Requeue policy: a blocked deletion waits for app changes (the app watch re-triggers), with a
+/// slow safety recheck; other failures back off exponentially.
+pub fn error_policy(
+    executor: Arc<SpinAppExecutor>,
+    err: &ControllerError,
+    ctx: Arc<Context>,
+) -> Action {
+    match err {
+        ControllerError::ExecutorInUse { .. } => Action::requeue(ctx.settings.resync),
+        _ => {
+            let delay = ctx.backoff.next_delay(&key_of(&executor));
+            tracing::warn!(executor = %executor.name_any(), error = %err, ?delay, "executor reconcile failed");
+            Action::requeue(delay)
+        }
+    }
+}

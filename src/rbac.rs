@@ -1,0 +1,159 @@
+//! Every Kubernetes API call the controllers and the leader elector make, as RBAC rules.
+//!
+//! The Helm chart renders its ClusterRole/Role from [`PERMISSIONS`]; the controller tests record
+//! every request against the test API server and check it is covered here (and that every entry
+//! is exercised).
+
+/// Where a permission applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// In every namespace (ClusterRole + ClusterRoleBinding).
+    Cluster,
+    /// Only in the operator's own namespace (Role + RoleBinding), e.g. the leader Lease.
+    OperatorNamespace,
+}
+
+/// One RBAC rule: verbs on a resource (or subresource) of an API group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permission {
+    /// API group (`""` for core).
+    pub group: &'static str,
+    /// Plural resource name.
+    pub resource: &'static str,
+    /// Subresource (`status`), if any; RBAC spells it `resource/subresource`.
+    pub subresource: Option<&'static str>,
+    /// Kubernetes verbs (get, list, watch, create, update, patch, delete).
+    pub verbs: &'static [&'static str],
+    /// Cluster-wide or operator namespace only.
+    pub scope: Scope,
+    /// Why the operator needs it.
+    pub reason: &'static str,
+}
+
+impl Permission {
+    /// The RBAC `resources` entry (`spinapps/status` for a subresource).
+    pub fn rbac_resource(&self) -> String {
+        match self.subresource {
+            Some(sub) => format!("{}/{sub}", self.resource),
+            None => self.resource.to_string(),
+        }
+    }
+}
+
+/// Every API call of the controllers and leader election.
+pub const PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "core.spinkube.dev",
+        resource: "spinapps",
+        subresource: None,
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+        reason: "SpinApp controller cache and executor in-use checks",
+    },
+    Permission {
+        group: "core.spinkube.dev",
+        resource: "spinapps",
+        subresource: Some("status"),
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+        reason: "SpinApp status (merge patch, only when changed)",
+    },
+    Permission {
+        group: "core.spinkube.dev",
+        resource: "spinappexecutors",
+        subresource: None,
+        verbs: &["list", "watch", "patch"],
+        scope: Scope::Cluster,
+        reason: "executor cache; finalizer add/remove (JSON patch)",
+    },
+    Permission {
+        group: "apps",
+        resource: "deployments",
+        subresource: None,
+        verbs: &["list", "watch", "patch", "delete"],
+        scope: Scope::Cluster,
+        reason: "app Deployments: server-side apply, delete when the executor creates none",
+    },
+    Permission {
+        group: "",
+        resource: "services",
+        subresource: None,
+        verbs: &["list", "watch", "patch"],
+        scope: Scope::Cluster,
+        reason: "app Services: server-side apply",
+    },
+    Permission {
+        group: "",
+        resource: "secrets",
+        subresource: None,
+        verbs: &["list", "watch", "create", "patch", "delete"],
+        scope: Scope::Cluster,
+        reason: "referenced Secrets (read), runtime-config Secrets (apply, delete stale), CA Secret (create if absent)",
+    },
+    Permission {
+        group: "",
+        resource: "configmaps",
+        subresource: None,
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+        reason: "ConfigMaps referenced by runtime config and variables",
+    },
+    Permission {
+        group: "events.k8s.io",
+        resource: "events",
+        subresource: None,
+        verbs: &["create", "patch"],
+        scope: Scope::Cluster,
+        reason: "Events on SpinApps and SpinAppExecutors (patch updates a repeated event's series)",
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: None,
+        verbs: &["get", "create", "update"],
+        scope: Scope::OperatorNamespace,
+        reason: "leader election",
+    },
+];
+
+/// Whether [`PERMISSIONS`] allows `verb` on `group`/`resource`[/`subresource`].
+pub fn allows(verb: &str, group: &str, resource: &str, subresource: Option<&str>) -> bool {
+    PERMISSIONS.iter().any(|p| {
+        p.group == group
+            && p.resource == resource
+            && p.subresource == subresource
+            && p.verbs.contains(&verb)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_wildcards_and_no_duplicates() {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in PERMISSIONS {
+            assert!(!p.verbs.contains(&"*") && p.resource != "*" && p.group != "*");
+            assert!(seen.insert((p.group, p.rbac_resource())), "duplicate {p:?}");
+        }
+    }
+
+    #[test]
+    fn allows_matches_subresources_exactly() {
+        assert!(allows(
+            "patch",
+            "core.spinkube.dev",
+            "spinapps",
+            Some("status")
+        ));
+        assert!(!allows("patch", "core.spinkube.dev", "spinapps", None));
+        assert!(!allows(
+            "update",
+            "core.spinkube.dev",
+            "spinapps",
+            Some("status")
+        ));
+        assert_eq!(PERMISSIONS[1].rbac_resource(), "spinapps/status");
+    }
+}

@@ -1,0 +1,836 @@
+//! The real controllers (`spin_operator::controller::run`) against the in-memory API server,
+//! through a real `kube::Client`. Every wait is bounded; progress is observed (objects, reconcile
+//! counts), never assumed from elapsed time.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spin_operator::api::{
+    APP_NAME_LABEL, EXECUTOR_FINALIZER, SpinApp, SpinAppExecutor, app_status_label,
+};
+use spin_operator::controller::{ControllerConfig, ControllerState, Metrics, Settings};
+use spin_operator::rbac::{self, PERMISSIONS};
+use spin_test_apiserver::{RequestMatcher, RequestRecord, ResourceKey, TestApiServer, Verb};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(30);
+const NS: &str = "default";
+
+/// A running controller instance; stops (gracefully) on [`Running::stop`].
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), spin_operator::controller::ControllerError>>,
+    metrics: Metrics,
+    state: ControllerState,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let r = tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("controller stops within the timeout")
+            .expect("controller task did not panic");
+        r.expect("controller returned without error");
+    }
+
+    fn successes(&self) -> u64 {
+        self.metrics.reconcile_count("spinapp", "success")
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        resync: Duration::from_millis(300),
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        concurrency: 4,
+    }
+}
+
+fn start_with(server: &TestApiServer, config: ControllerConfig) -> Running {
+    // `RUST_LOG=spin_operator=debug cargo test ...` shows the controllers' logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let (tx, rx) = oneshot::channel::<()>();
+    let metrics = config.metrics.clone();
+    let state = config.state.clone();
+    let client = server.client();
+    let task = tokio::spawn(async move {
+        spin_operator::controller::run(client, config, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Running {
+        stop: Some(tx),
+        task,
+        metrics,
+        state,
+    }
+}
+
+fn start(server: &TestApiServer) -> Running {
+    let mut config = ControllerConfig::new("test-pod", NS);
+    config.leader_election = None;
+    config.settings = settings();
+    start_with(server, config)
+}
+
+async fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+    assert!(
+        spin_test_apiserver::wait_for(&mut cond, WAIT).await,
+        "timed out waiting for: {what}"
+    );
+}
+
+fn executor(name: &str, create_deployment: bool) -> Value {
+    let mut spec = json!({ "createDeployment": create_deployment });
+    if create_deployment {
+        spec["deploymentConfig"] =
+            json!({ "runtimeClassName": "wasmtime-spin-v2", "installDefaultCACerts": true });
+    }
+    json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": { "name": name, "namespace": NS }, "spec": spec
+    })
+}
+
+fn app(name: &str, executor: &str) -> Value {
+    json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": {
+            "image": "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
+            "executor": executor, "replicas": 2,
+            "podAnnotations": { "example.com/team": "wasm" }
+        }
+    })
+}
+
+/// The runtime-config example's objects (Secret, ConfigMap, SpinApp `stateful`).
+fn runtime_config_objects() -> Vec<Value> {
+    let text = std::fs::read_to_string("examples/runtime-config.yaml").unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect()
+}
+
+fn deployment(server: &TestApiServer, name: &str) -> Option<Deployment> {
+    server.get_as::<Deployment>(Some(NS), name)
+}
+
+fn spinapp(server: &TestApiServer, name: &str) -> SpinApp {
+    server
+        .get_as::<SpinApp>(Some(NS), name)
+        .expect("app exists")
+}
+
+fn ready_reason(app: &SpinApp) -> Option<(String, String)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn condition(app: &SpinApp, ty: &str) -> Option<(String, String)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == ty)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn events(server: &TestApiServer) -> Vec<Value> {
+    server.list(&ResourceKey::new("events.k8s.io", "v1", "events"), Some(NS))
+}
+
+fn has_event(server: &TestApiServer, regarding: &str, reason: &str) -> bool {
+    events(server)
+        .iter()
+        .any(|e| e["reason"] == reason && e["regarding"]["name"].as_str() == Some(regarding))
+}
+
+/// Name of the Secret mounted as runtime config in the Deployment, if any.
+fn runtime_config_secret_of(d: &Deployment) -> Option<String> {
+    let pod = d.spec.template.spec.as_ref()?;
+    pod.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .find(|n| n.starts_with("stateful-"))
+}
+
+fn generated_secrets(server: &TestApiServer, app: &str) -> BTreeSet<String> {
+    server
+        .list(&ResourceKey::of::<Secret>(), Some(NS))
+        .iter()
+        .filter(|s| s["metadata"]["labels"][APP_NAME_LABEL] == app)
+        .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits until `n` more successful reconciles happened (resyncs included).
+async fn wait_reconciles(running: &Running, n: u64) {
+    let target = running.successes() + n;
+    wait(&format!("{n} more reconciles"), || {
+        running.successes() >= target
+    })
+    .await;
+}
+
+/// Plays the Deployment controller: all replicas ready and Available.
+fn mark_deployment_available(server: &TestApiServer, name: &str, replicas: i32) {
+    server.set_status(
+        &ResourceKey::of::<Deployment>(),
+        Some(NS),
+        name,
+        json!({
+            "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+            "updatedReplicas": replicas, "observedGeneration": 1,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "message": "Deployment has minimum availability."},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "message": "ReplicaSet has successfully progressed."}
+            ]
+        }),
+    );
+}
+
+fn assert_requests_covered(requests: &[RequestRecord]) {
+    for r in requests {
+        if r.verb == Verb::Other {
+            continue;
+        }
+        assert!(
+            rbac::allows(
+                r.verb.as_str(),
+                &r.group,
+                &r.resource,
+                r.subresource.as_deref()
+            ),
+            "request not covered by rbac::PERMISSIONS: {} {}/{} {:?}",
+            r.verb.as_str(),
+            r.group,
+            r.resource,
+            r.subresource
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_converges_mirrors_deployment_status_and_resync_writes_nothing() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    server.put(app("hello", "containerd-shim-spin"));
+    let running = start(&server);
+
+    wait("Deployment, Service and CA Secret", || {
+        deployment(&server, "hello").is_some()
+            && server.get_as::<Service>(Some(NS), "hello").is_some()
+            && server.get_as::<Secret>(Some(NS), "spin-ca").is_some()
+    })
+    .await;
+    let app_obj = spinapp(&server, "hello");
+    let d = deployment(&server, "hello").unwrap();
+    let owner = &d.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("SpinApp", "hello", Some(true))
+    );
+    assert_eq!(owner.uid, app_obj.uid().unwrap());
+    assert_eq!(d.labels()[APP_NAME_LABEL], "hello");
+    assert_eq!(d.spec.replicas, Some(2));
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.runtime_class_name.as_deref(), Some("wasmtime-spin-v2"));
+    assert_eq!(pod.containers[0].name, "hello");
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0")
+    );
+    let template_meta = d.spec.template.metadata.as_ref().unwrap();
+    assert_eq!(
+        template_meta.labels.as_ref().unwrap()[&app_status_label("hello")],
+        "ready"
+    );
+    assert_eq!(
+        template_meta.annotations.as_ref().unwrap()["example.com/team"],
+        "wasm"
+    );
+    let svc = server.get_as::<Service>(Some(NS), "hello").unwrap();
+    assert_eq!(svc.owner_references()[0].name, "hello");
+    // The CA Secret is shared: no owner.
+    let ca = server.get_as::<Secret>(Some(NS), "spin-ca").unwrap();
+    assert!(ca.metadata.owner_references.unwrap_or_default().is_empty());
+
+    // Status before the Deployment is available.
+    wait("status written", || {
+        ready_reason(&spinapp(&server, "hello"))
+            == Some(("False".into(), "DeploymentUnavailable".into()))
+    })
+    .await;
+    let status = spinapp(&server, "hello").status.unwrap();
+    assert_eq!(
+        status.active_scheduler.as_deref(),
+        Some("containerd-shim-spin")
+    );
+    assert_eq!(status.deployment_name.as_deref(), Some("hello"));
+    assert_eq!(status.service_name.as_deref(), Some("hello"));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.ready_replicas, 0);
+    let selector = status.selector.unwrap();
+    assert!(
+        selector.contains(&format!("{APP_NAME_LABEL}=hello")),
+        "{selector}"
+    );
+
+    // Play the Deployment controller: status mirrors it.
+    mark_deployment_available(&server, "hello", 2);
+    wait("readyReplicas and conditions mirrored", || {
+        let a = spinapp(&server, "hello");
+        a.status.as_ref().map(|s| s.ready_replicas) == Some(2)
+            && ready_reason(&a) == Some(("True".into(), "Reconciled".into()))
+            && condition(&a, "Available")
+                == Some(("True".into(), "MinimumReplicasAvailable".into()))
+            && condition(&a, "Progressing")
+                == Some(("True".into(), "NewReplicaSetAvailable".into()))
+    })
+    .await;
+    let ready_since = spinapp(&server, "hello")
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time;
+
+    // Steady state: several resync periods (observed as reconciles) without a single write.
+    wait_reconciles(&running, 1).await;
+    server.clear_requests();
+    wait_reconciles(&running, 5).await;
+    let writes = server.writes();
+    assert!(writes.is_empty(), "converged app made writes: {writes:#?}");
+    let ready_after = spinapp(&server, "hello")
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time;
+    assert_eq!(ready_since, ready_after);
+    assert_requests_covered(&server.requests());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_change_patches_children_and_removes_dropped_fields() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    server.put(app("hello", "containerd-shim-spin"));
+    let running = start(&server);
+    wait("Deployment", || deployment(&server, "hello").is_some()).await;
+
+    let apps: Api<SpinApp> = Api::namespaced(server.client(), NS);
+    apps.patch(
+        "hello",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {
+            "image": "ghcr.io/example/hello:v2", "replicas": 3,
+            "podAnnotations": null
+        }})),
+    )
+    .await
+    .unwrap();
+    wait("Deployment patched", || {
+        deployment(&server, "hello").is_some_and(|d| {
+            let pod = d.spec.template.spec.as_ref().unwrap();
+            d.spec.replicas == Some(3)
+                && pod.containers[0].image.as_deref() == Some("ghcr.io/example/hello:v2")
+                && d.spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.as_ref())
+                    .is_none_or(|a| !a.contains_key("example.com/team"))
+        })
+    })
+    .await;
+    wait("observedGeneration follows", || {
+        spinapp(&server, "hello")
+            .status
+            .and_then(|s| s.observed_generation)
+            == Some(2)
+    })
+    .await;
+
+    // Drift: someone edits a field we own; the next resync restores it.
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    deployments
+        .patch(
+            "hello",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    wait("drift corrected", || {
+        deployment(&server, "hello").and_then(|d| d.spec.replicas) == Some(3)
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_without_deployments_deletes_the_deployment_and_keeps_status() {
+    let server = TestApiServer::start().await;
+    server.put(executor("shim", true));
+    server.put(app("hello", "shim"));
+    let running = start(&server);
+    wait("Deployment", || deployment(&server, "hello").is_some()).await;
+
+    server.put(executor("shim", false));
+    wait("Deployment deleted", || {
+        deployment(&server, "hello").is_none()
+    })
+    .await;
+    wait("status without Deployment", || {
+        let a = spinapp(&server, "hello");
+        let s = a.status.clone().unwrap_or_default();
+        s.deployment_name.is_none()
+            && s.service_name.as_deref() == Some("hello")
+            && s.active_scheduler.as_deref() == Some("shim")
+            && ready_reason(&a) == Some(("True".into(), "Reconciled".into()))
+    })
+    .await;
+    assert!(server.get_as::<Service>(Some(NS), "hello").is_some());
+    assert!(has_event(&server, "hello", "DeploymentDeleted"));
+
+    // Converged without a Deployment: resyncs write nothing either.
+    wait_reconciles(&running, 1).await;
+    server.clear_requests();
+    wait_reconciles(&running, 3).await;
+    assert!(server.writes().is_empty(), "{:#?}", server.writes());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referenced_secret_change_rolls_the_runtime_config_secret() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    for obj in runtime_config_objects() {
+        server.put(obj);
+    }
+    let running = start(&server);
+    wait("Deployment with runtime config", || {
+        deployment(&server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            .is_some()
+    })
+    .await;
+    let first = runtime_config_secret_of(&deployment(&server, "stateful").unwrap()).unwrap();
+    let rc = server.get_as::<Secret>(Some(NS), &first).unwrap();
+    assert_eq!(rc.owner_references()[0].name, "stateful");
+    assert!(rc.data.unwrap().contains_key("runtime-config.toml"));
+
+    // The referenced Secret changes: new generated Secret, Deployment points to it, old deleted.
+    let secrets: Api<Secret> = Api::namespaced(server.client(), NS);
+    secrets
+        .patch(
+            "app-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"redis-url": "redis://other:6379"}})),
+        )
+        .await
+        .unwrap();
+    wait("Deployment points to a new runtime-config Secret", || {
+        deployment(&server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            .is_some_and(|n| n != first)
+    })
+    .await;
+    let second = runtime_config_secret_of(&deployment(&server, "stateful").unwrap()).unwrap();
+    wait("old runtime-config Secret deleted", || {
+        let names = generated_secrets(&server, "stateful");
+        names.contains(&second) && !names.contains(&first)
+    })
+    .await;
+
+    // A ConfigMap change rolls it as well.
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    cms.patch(
+        "app-endpoints",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"llm-url": "https://llm2.example.com"}})),
+    )
+    .await
+    .unwrap();
+    wait("ConfigMap change rolls the runtime config", || {
+        deployment(&server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            .is_some_and(|n| n != first && n != second)
+    })
+    .await;
+
+    // Secret disappears: Ready=False MissingSecret, the Deployment is left alone.
+    let before = runtime_config_secret_of(&deployment(&server, "stateful").unwrap());
+    secrets
+        .delete("app-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait("MissingSecret condition", || {
+        ready_reason(&spinapp(&server, "stateful"))
+            == Some(("False".into(), "MissingSecret".into()))
+    })
+    .await;
+    assert_eq!(
+        runtime_config_secret_of(&deployment(&server, "stateful").unwrap()),
+        before
+    );
+    // No secret values leak into events or status.
+    let status = serde_json::to_string(&spinapp(&server, "stateful").status).unwrap();
+    let evs = serde_json::to_string(&events(&server)).unwrap();
+    for secret_value in ["example-password", "redis://other", "example-libsql-token"] {
+        assert!(!status.contains(secret_value) && !evs.contains(secret_value));
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_executor_reports_then_converges_when_created() {
+    let server = TestApiServer::start().await;
+    server.put(app("hello", "later"));
+    let running = start(&server);
+    wait("ExecutorNotFound condition and event", || {
+        ready_reason(&spinapp(&server, "hello"))
+            == Some(("False".into(), "ExecutorNotFound".into()))
+            && has_event(&server, "hello", "ExecutorNotFound")
+    })
+    .await;
+    assert!(deployment(&server, "hello").is_none());
+    // No error loop: await_change, so nothing is retried while the executor is missing.
+    assert_eq!(running.metrics.reconcile_count("spinapp", "api_error"), 0);
+
+    server.put(executor("later", true));
+    wait("converged after the executor appears", || {
+        deployment(&server, "hello").is_some()
+            && spinapp(&server, "hello")
+                .status
+                .and_then(|s| s.active_scheduler)
+                .as_deref()
+                == Some("later")
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_deletion_is_blocked_while_used_in_its_namespace() {
+    let server = TestApiServer::start().await;
+    server.put(executor("shim", true));
+    // Same executor name in another namespace: its apps must not block this one.
+    let mut other = executor("shim", true);
+    other["metadata"]["namespace"] = json!("other");
+    server.put(other);
+    server.put(app("hello", "shim"));
+    let running = start(&server);
+    wait("finalizers added", || {
+        [NS, "other"].iter().all(|ns| {
+            server
+                .get_as::<SpinAppExecutor>(Some(ns), "shim")
+                .is_some_and(|e| e.finalizers().iter().any(|f| f == EXECUTOR_FINALIZER))
+        })
+    })
+    .await;
+
+    let executors: Api<SpinAppExecutor> = Api::namespaced(server.client(), NS);
+    executors
+        .delete("shim", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait("DeletionBlocked event", || {
+        has_event(&server, "shim", "DeletionBlocked")
+    })
+    .await;
+    let blocked = server.get_as::<SpinAppExecutor>(Some(NS), "shim").unwrap();
+    assert!(blocked.metadata.deletion_timestamp.is_some());
+
+    // The executor in the other namespace is unused: deleting it goes through.
+    let other_api: Api<SpinAppExecutor> = Api::namespaced(server.client(), "other");
+    other_api
+        .delete("shim", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait("unused executor deleted", || {
+        server
+            .get_as::<SpinAppExecutor>(Some("other"), "shim")
+            .is_none()
+    })
+    .await;
+
+    let apps: Api<SpinApp> = Api::namespaced(server.client(), NS);
+    apps.delete("hello", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait("executor deleted once unused", || {
+        server.get_as::<SpinAppExecutor>(Some(NS), "shim").is_none()
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_faults_and_dropped_watches_converge_and_bad_apps_do_not_stall_others() {
+    let server = TestApiServer::start().await;
+    server.put(executor("shim", true));
+    // A broken app (missing referenced Secret) next to good ones.
+    let mut broken = app("broken", "shim");
+    broken["spec"]["runtimeConfig"] = json!({"loadFromSecret": "does-not-exist"});
+    server.put(broken);
+    server.faults().fail_next(
+        3,
+        500,
+        RequestMatcher::any()
+            .verb(Verb::Patch)
+            .resource("deployments"),
+    );
+    server.faults().fail_next(
+        2,
+        409,
+        RequestMatcher::any().verb(Verb::Patch).resource("services"),
+    );
+    server.faults().fail_next(
+        2,
+        500,
+        RequestMatcher::any()
+            .verb(Verb::Patch)
+            .resource("spinapps")
+            .subresource("status"),
+    );
+    server.put(app("one", "shim"));
+    let running = start(&server);
+    wait("first app converges despite 500s and conflicts", || {
+        deployment(&server, "one").is_some()
+            && server.get_as::<Service>(Some(NS), "one").is_some()
+            && spinapp(&server, "one").status.is_some()
+    })
+    .await;
+    assert!(running.metrics.reconcile_count("spinapp", "api_error") >= 1);
+
+    // Watches drop and history expires (410): the controllers relist and keep going.
+    server.faults().drop_watches();
+    server.faults().expire_watch_history();
+    server.put(app("two", "shim"));
+    wait("second app converges after dropped watches", || {
+        deployment(&server, "two").is_some()
+    })
+    .await;
+    server.faults().drop_watches();
+    let apps: Api<SpinApp> = Api::namespaced(server.client(), NS);
+    apps.patch(
+        "one",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    wait("change seen after another watch drop", || {
+        deployment(&server, "one").and_then(|d| d.spec.replicas) == Some(5)
+    })
+    .await;
+    wait("broken app reports its reason", || {
+        ready_reason(&spinapp(&server, "broken")) == Some(("False".into(), "MissingSecret".into()))
+    })
+    .await;
+    assert!(deployment(&server, "broken").is_none());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_handover_between_two_instances() {
+    let server = TestApiServer::start().await;
+    server.put(executor("shim", true));
+    let config = |id: &str| {
+        let mut c = ControllerConfig::new(id, NS);
+        c.settings = settings();
+        let le = c.leader_election.as_mut().unwrap();
+        le.lease_duration = Duration::from_secs(2);
+        le.renew_deadline = Duration::from_millis(1500);
+        le.renew_interval = Duration::from_millis(200);
+        le.retry_interval = Duration::from_millis(100);
+        c
+    };
+    let a = start_with(&server, config("pod-a"));
+    wait("pod-a leads", || a.state.is_leader()).await;
+    let b = start_with(&server, config("pod-b"));
+    // pod-b stays standby while pod-a renews: observe several of pod-a's renewals.
+    let lease_updates = || {
+        server
+            .requests_matching(&RequestMatcher::any().verb(Verb::Update).resource("leases"))
+            .len()
+    };
+    let seen = lease_updates();
+    wait("pod-a renews", || lease_updates() >= seen + 3).await;
+    assert!(a.state.is_leader() && !b.state.is_leader());
+    assert!(b.state.is_ready(), "a standby replica is ready");
+    let lease = server
+        .get(
+            &ResourceKey::new("coordination.k8s.io", "v1", "leases"),
+            Some(NS),
+            "spin-operator-leader",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
+
+    server.put(app("hello", "shim"));
+    wait("leader reconciles", || {
+        deployment(&server, "hello").is_some()
+    })
+    .await;
+
+    // Graceful stop releases the lease; pod-b takes over and reconciles new work.
+    a.stop().await;
+    wait("pod-b leads", || {
+        b.state.is_leader() && b.state.caches_synced()
+    })
+    .await;
+    server.put(app("after", "shim"));
+    wait("new leader reconciles", || {
+        deployment(&server, "after").is_some()
+    })
+    .await;
+
+    // A crashed leader (no release) is replaced once its lease expires.
+    let c = start_with(&server, config("pod-c"));
+    b.task.abort();
+    wait("pod-c takes over an expired lease", || c.state.is_leader()).await;
+    let lease = server
+        .get(
+            &ResourceKey::new("coordination.k8s.io", "v1", "leases"),
+            Some(NS),
+            "spin-operator-leader",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "pod-c");
+    assert!(lease["spec"]["leaseTransitions"].as_i64().unwrap() >= 1);
+    c.stop().await;
+}
+
+/// Runs scenarios touching every code path that calls the API (with leader election on) and
+/// checks the recorded requests against `rbac::PERMISSIONS` in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_permissions_cover_exactly_the_requests_made() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    for obj in runtime_config_objects() {
+        server.put(obj);
+    }
+    let mut config = ControllerConfig::new("pod-a", NS);
+    config.settings = settings();
+    let running = start_with(&server, config);
+    wait("runtime-config app converged", || {
+        deployment(&server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            .is_some()
+    })
+    .await;
+    // The test's own changes go through the direct handle, so the request log holds only the
+    // operator's calls.
+    let first = runtime_config_secret_of(&deployment(&server, "stateful").unwrap()).unwrap();
+    let mut creds = server
+        .get(&ResourceKey::of::<Secret>(), Some(NS), "app-credentials")
+        .unwrap();
+    creds["stringData"] = json!({"redis-url": "redis://other:6379"});
+    server.put(creds);
+    wait("stale runtime config deleted", || {
+        !generated_secrets(&server, "stateful").contains(&first)
+    })
+    .await;
+    // Deletion blocked twice (the second identical event is a patch of the event series).
+    server
+        .delete(
+            &ResourceKey::of::<SpinAppExecutor>(),
+            Some(NS),
+            "containerd-shim-spin",
+        )
+        .unwrap();
+    wait("blocked", || {
+        has_event(&server, "containerd-shim-spin", "DeletionBlocked")
+    })
+    .await;
+    let mut touched = server
+        .get(&ResourceKey::of::<SpinApp>(), Some(NS), "stateful")
+        .unwrap();
+    touched["metadata"]["annotations"] = json!({"touch": "1"});
+    server.put(touched);
+    wait("repeated DeletionBlocked event patched", || {
+        server
+            .requests_matching(&RequestMatcher::any().verb(Verb::Patch).resource("events"))
+            .iter()
+            .any(|r| r.status < 300)
+    })
+    .await;
+    // createDeployment=false on another executor: Deployment delete path.
+    server.put(executor("ext", true));
+    server.put(app("hello", "ext"));
+    wait("hello Deployment", || {
+        deployment(&server, "hello").is_some()
+    })
+    .await;
+    server.put(executor("ext", false));
+    wait("hello Deployment deleted", || {
+        deployment(&server, "hello").is_none()
+    })
+    .await;
+    running.stop().await;
+
+    let requests = server.requests();
+    assert_requests_covered(&requests);
+    let used: BTreeSet<(String, String, Option<String>, String)> = requests
+        .iter()
+        .filter(|r| r.verb != Verb::Other)
+        .map(|r| {
+            (
+                r.group.clone(),
+                r.resource.clone(),
+                r.subresource.clone(),
+                r.verb.as_str().to_string(),
+            )
+        })
+        .collect();
+    for p in PERMISSIONS {
+        for verb in p.verbs {
+            let key = (
+                p.group.to_string(),
+                p.resource.to_string(),
+                p.subresource.map(str::to_string),
+                verb.to_string(),
+            );
+            assert!(used.contains(&key), "permission never used: {key:?}");
+        }
+    }
+}
