@@ -24,6 +24,7 @@ mod managed;
 mod resource;
 mod selector;
 mod store;
+mod validate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
