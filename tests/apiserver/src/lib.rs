@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+mod crd;
 mod defaults;
 mod error;
 mod faults;

@@ -158,6 +158,9 @@ pub(crate) fn check(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> 
             }
         }
     }
+    if crate::crd::normalize(&rt.api_version(), rt.kind, obj) {
+        return Ok(());
+    }
     if let Some(result) = typed(rt, obj) {
         *obj = result.map_err(|e| {
             ApiError::bad_request(format!("error decoding {} {name:?}: {e}", rt.kind))
