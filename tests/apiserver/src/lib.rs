@@ -322,6 +322,29 @@ fn namespace_for(res: &ResourceKey, namespace: Option<&str>) -> String {
     }
 }
 
+impl TestApiServer {
+    /// Waits until the object exists and satisfies `condition`; returns it, or `None` on timeout.
+    pub async fn wait_for_object<F: FnMut(&Value) -> bool>(
+        &self,
+        res: &ResourceKey,
+        namespace: Option<&str>,
+        name: &str,
+        mut condition: F,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let mut found = None;
+        let ok = wait_for(
+            || {
+                found = self.get(res, namespace, name).filter(|o| condition(o));
+                found.is_some()
+            },
+            timeout,
+        )
+        .await;
+        if ok { found } else { None }
+    }
+}
+
 /// Polls `condition` every 10ms until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_for<F: FnMut() -> bool>(mut condition: F, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;

@@ -247,12 +247,29 @@ async fn generation_bumps_only_on_spec_change_and_status_is_separate() {
     assert_eq!(st.metadata.generation, Some(2));
 
     // Test-side status write, visible through the API.
+    let key = ResourceKey::of::<Deployment>();
+    let waiter = {
+        let server = server.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            server
+                .wait_for_object(
+                    &key,
+                    None,
+                    "web",
+                    |d| d["status"]["readyReplicas"] == 1,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+        })
+    };
     server.set_status(
         &ResourceKey::of::<Deployment>(),
         None,
         "web",
         json!({"readyReplicas": 1, "replicas": 1}),
     );
+    assert!(waiter.await.unwrap().is_some());
     let got = api.get_status("web").await.unwrap();
     assert_eq!(got.status.unwrap().ready_replicas, Some(1));
 
