@@ -562,8 +562,16 @@ impl State {
         let mut patched = current.clone();
         match kind {
             PatchKind::Json => {
-                let p: json_patch::Patch = serde_json::from_slice(body)
+                let mut p: json_patch::Patch = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                // Like the real apiserver (evanphx/json-patch), `test` of null passes on a
+                // missing path; kube's finalizer helper relies on it to add the first finalizer.
+                p.0.retain(|op| match op {
+                    json_patch::PatchOperation::Test(t) => {
+                        !(t.value.is_null() && patched.pointer(t.path.as_str()).is_none())
+                    }
+                    _ => true,
+                });
                 json_patch::patch(&mut patched, &p)
                     .map_err(|e| ApiError::invalid(&key, name, e.to_string()))?;
                 if !patched.is_object() {
