@@ -485,3 +485,23 @@ async fn delete_answers_like_the_apiserver() {
     );
     assert_eq!(err.code, 404);
 }
+
+#[tokio::test]
+async fn json_patch_test_of_null_passes_on_missing_path() {
+    // kube::runtime::finalizer adds the first finalizer with exactly this patch.
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    api.create(&PostParams::default(), &cm("f", &[]))
+        .await
+        .unwrap();
+    let p: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]}
+    ]))
+    .unwrap();
+    let got = api
+        .patch("f", &PatchParams::default(), &Patch::Json::<()>(p))
+        .await
+        .unwrap();
+    assert_eq!(got.metadata.finalizers, Some(vec!["x/y".to_string()]));
+}
