@@ -535,6 +535,12 @@ impl State {
                     "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
                 )));
             }
+            let cfg_ns = meta(&config, "namespace").unwrap_or_default();
+            if rt.namespaced && !cfg_ns.is_empty() && cfg_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
             let Some(current) = existing else {
                 if scope == Scope::Status {
                     return Err(ApiError::not_found(&key, name));
@@ -779,6 +785,10 @@ impl State {
             let m = meta_mut(&mut obj);
             m.insert("deletionTimestamp".into(), json!(now()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            // Like the apiserver's BeforeDelete: a graceful deletion bumps generation.
+            if let Some(generation) = m.get("generation").and_then(Value::as_i64) {
+                m.insert("generation".into(), json!(generation + 1));
+            }
             let rv = self.next_rv();
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
             self.objects.insert(key.clone(), obj.clone());
