@@ -257,6 +257,8 @@ pub(crate) struct Ownership<'a> {
     pub scope: Scope,
     pub api_version: String,
     pub now: &'a str,
+    /// Server-side defaulting, applied to an apply result before values are compared.
+    pub normalize: Option<&'a dyn Fn(&mut Value)>,
 }
 
 impl Ownership<'_> {
@@ -353,6 +355,9 @@ impl Ownership<'_> {
             }
         }
         deep_merge(&mut candidate, &scoped);
+        if let Some(normalize) = self.normalize {
+            normalize(&mut candidate);
+        }
 
         let mut conflicts = Vec::new();
         for e in entries.iter_mut() {
@@ -431,6 +436,7 @@ mod tests {
             },
             api_version: "v1".into(),
             now: "t",
+            normalize: None,
         }
     }
 

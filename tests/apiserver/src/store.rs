@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use crate::defaults;
 use crate::error::ApiError;
 use crate::managed::{Ownership, Scope, display_path};
 use crate::resource::{self, ResourceKey, ResourceType};
 use crate::selector::Selectors;
+use crate::{defaults, validate};
 
 /// Store key: resource, namespace ("" when cluster-scoped), name.
 pub(crate) type ObjKey = (ResourceKey, String, String);
@@ -379,10 +379,11 @@ impl State {
     }
 
     /// Stores a prepared new object: uid, timestamps, generation, resourceVersion, defaults.
-    fn insert_new(&mut self, rt: &ResourceType, mut obj: Value) -> Value {
+    fn insert_new(&mut self, rt: &ResourceType, mut obj: Value) -> Result<Value, ApiError> {
+        defaults::apply(rt, &mut obj, None);
+        validate::check(rt, &mut obj)?;
         let uid = self.new_uid();
         let rv = self.next_rv();
-        defaults::apply(rt, &mut obj, None);
         let m = meta_mut(&mut obj);
         m.insert("uid".into(), json!(uid));
         m.insert("creationTimestamp".into(), json!(now()));
@@ -406,7 +407,7 @@ impl State {
             object: obj.clone(),
             old: None,
         });
-        obj
+        Ok(obj)
     }
 
     pub fn create(
@@ -435,7 +436,7 @@ impl State {
             &now,
         )
         .record_update(None, &mut obj);
-        Ok(self.insert_new(rt, obj))
+        self.insert_new(rt, obj)
     }
 
     fn current(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -489,7 +490,7 @@ impl State {
         let candidate = scoped_candidate(rt, &current, body, scope);
         let now = now();
         let own = ownership(rt, manager, scope, &now);
-        Ok(self.commit(rt, &current, candidate, Some(&own)))
+        self.commit(rt, &current, candidate, Some(&own))
     }
 
     /// PATCH (any kind) on the main resource or `/status`. Returns the object and whether it was created.
@@ -507,8 +508,13 @@ impl State {
     ) -> Result<(Value, bool), ApiError> {
         let key = rt.key();
         let now = now();
-        let own = ownership(rt, manager, scope, &now);
         let existing = self.get(&key, ns, name).cloned();
+        let previous = existing.clone();
+        let normalize = |v: &mut Value| defaults::apply(rt, v, previous.as_ref());
+        let own = Ownership {
+            normalize: Some(&normalize),
+            ..ownership(rt, manager, scope, &now)
+        };
         if kind == PatchKind::Apply {
             let config: Value = serde_yaml::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
@@ -529,6 +535,12 @@ impl State {
                     "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
                 )));
             }
+            let cfg_ns = meta(&config, "namespace").unwrap_or_default();
+            if rt.namespaced && !cfg_ns.is_empty() && cfg_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
             let Some(current) = existing else {
                 if scope == Scope::Status {
                     return Err(ApiError::not_found(&key, name));
@@ -539,7 +551,7 @@ impl State {
                 let obj = own
                     .apply(&shell, &config, force)
                     .map_err(|c| apply_conflict(&c))?;
-                return Ok((self.insert_new(rt, obj), true));
+                return Ok((self.insert_new(rt, obj)?, true));
             };
             if let Some(rv) = meta(&config, "resourceVersion").filter(|s| !s.is_empty())
                 && rv != meta(&current, "resourceVersion").unwrap_or_default()
@@ -549,15 +561,23 @@ impl State {
             let applied = own
                 .apply(&current, &config, force)
                 .map_err(|c| apply_conflict(&c))?;
-            return Ok((self.commit(rt, &current, applied, None), false));
+            return Ok((self.commit(rt, &current, applied, None)?, false));
         }
 
         let current = existing.ok_or_else(|| ApiError::not_found(&key, name))?;
         let mut patched = current.clone();
         match kind {
             PatchKind::Json => {
-                let p: json_patch::Patch = serde_json::from_slice(body)
+                let mut p: json_patch::Patch = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                // Like the real apiserver (evanphx/json-patch), `test` of null passes on a
+                // missing path; kube's finalizer helper relies on it to add the first finalizer.
+                p.0.retain(|op| match op {
+                    json_patch::PatchOperation::Test(t) => {
+                        !(t.value.is_null() && patched.pointer(t.path.as_str()).is_none())
+                    }
+                    _ => true,
+                });
                 json_patch::patch(&mut patched, &p)
                     .map_err(|e| ApiError::invalid(&key, name, e.to_string()))?;
                 if !patched.is_object() {
@@ -579,7 +599,7 @@ impl State {
             return Err(ApiError::conflict(&key, name));
         }
         let candidate = scoped_candidate(rt, &current, patched, scope);
-        Ok((self.commit(rt, &current, candidate, Some(&own)), false))
+        Ok((self.commit(rt, &current, candidate, Some(&own))?, false))
     }
 
     /// Finishes any update: keeps server-owned metadata, bumps generation/resourceVersion,
@@ -590,7 +610,7 @@ impl State {
         current: &Value,
         mut candidate: Value,
         own: Option<&Ownership>,
-    ) -> Value {
+    ) -> Result<Value, ApiError> {
         candidate["apiVersion"] = json!(rt.api_version());
         candidate["kind"] = json!(rt.kind);
         {
@@ -623,6 +643,7 @@ impl State {
             }
         }
         defaults::apply(rt, &mut candidate, Some(current));
+        validate::check(rt, &mut candidate)?;
         if let Some(own) = own {
             own.record_update(Some(current), &mut candidate);
         }
@@ -633,7 +654,7 @@ impl State {
         if candidate.pointer("/metadata/deletionTimestamp").is_some() && !has_finalizers(&candidate)
         {
             self.remove(&(key, ns, name), candidate.clone(), true);
-            return candidate;
+            return Ok(candidate);
         }
         if rt.generation && spec_part(current) != spec_part(&candidate) {
             let generation = current
@@ -643,7 +664,7 @@ impl State {
             meta_mut(&mut candidate).insert("generation".into(), json!(generation + 1));
         }
         if candidate == *current {
-            return candidate;
+            return Ok(candidate);
         }
         let rv = self.next_rv();
         meta_mut(&mut candidate).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -657,7 +678,7 @@ impl State {
             object: candidate.clone(),
             old: Some(current.clone()),
         });
-        candidate
+        Ok(candidate)
     }
 
     /// Actually removes an object (DELETED event) and garbage-collects its dependents.
@@ -764,6 +785,10 @@ impl State {
             let m = meta_mut(&mut obj);
             m.insert("deletionTimestamp".into(), json!(now()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            // Like the apiserver's BeforeDelete: a graceful deletion bumps generation.
+            if let Some(generation) = m.get("generation").and_then(Value::as_i64) {
+                m.insert("generation".into(), json!(generation + 1));
+            }
             let rv = self.next_rv();
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
             self.objects.insert(key.clone(), obj.clone());
@@ -841,11 +866,11 @@ impl State {
             &now,
         );
         match self.get(&rt.key(), &ns, &name).cloned() {
-            Some(current) => Ok(self.commit(rt, &current, obj, Some(&own))),
+            Some(current) => self.commit(rt, &current, obj, Some(&own)),
             None => {
                 let mut obj = self.prepare_new(rt, &ns, obj)?;
                 own.record_update(None, &mut obj);
-                Ok(self.insert_new(rt, obj))
+                self.insert_new(rt, obj)
             }
         }
     }
@@ -864,7 +889,7 @@ impl State {
         candidate["status"] = status;
         let now = now();
         let own = ownership(rt, "test", Scope::Status, &now);
-        Ok(self.commit(rt, &current, candidate, Some(&own)))
+        self.commit(rt, &current, candidate, Some(&own))
     }
 }
 
@@ -874,6 +899,7 @@ fn ownership<'a>(rt: &ResourceType, manager: &'a str, scope: Scope, now: &'a str
         scope,
         api_version: rt.api_version(),
         now,
+        normalize: None,
     }
 }
 

@@ -195,6 +195,19 @@ async fn apply_requires_field_manager_and_type() {
 }
 
 #[tokio::test]
+async fn apply_namespace_must_match_the_url() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "one");
+    let cfg = Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "two"}}));
+    let err = api
+        .patch("c", &PatchParams::apply("a"), &cfg)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 400));
+}
+
+#[tokio::test]
 async fn status_apply_is_separate_from_spec_apply() {
     let server = TestApiServer::start().await;
     let api: Api<Deployment> = Api::default_namespaced(server.client());
@@ -243,4 +256,38 @@ async fn status_apply_is_separate_from_spec_apply() {
         verbs,
         [(Verb::Patch, None), (Verb::Patch, Some("status".into()))]
     );
+}
+
+#[tokio::test]
+async fn reapplying_defaulted_lists_is_a_no_op_even_when_co_owned() {
+    let server = TestApiServer::start().await;
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    let cfg = Patch::Apply(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}]}}}}),
+    );
+    let first = api
+        .patch("d", &PatchParams::apply("op"), &cfg)
+        .await
+        .unwrap();
+    // The server defaulted fields inside the (atomic) containers list.
+    let c = &first.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    // A second manager applies the same values: shared ownership.
+    let second = api
+        .patch("d", &PatchParams::apply("other"), &cfg)
+        .await
+        .unwrap();
+    let again = api
+        .patch("d", &PatchParams::apply("op"), &cfg)
+        .await
+        .unwrap();
+    // Recording the second manager was a write; the re-apply is not, and nothing conflicts.
+    assert_eq!(
+        again.metadata.resource_version,
+        second.metadata.resource_version
+    );
+    assert_eq!(again.metadata.generation, Some(1));
 }
