@@ -29,5 +29,11 @@ helm-test: $(VENV)/.installed
 
 # The no-cluster tour: admission decisions and rendered workloads for the bundled examples.
 demo:
+	@echo "== 1. validate examples/: defaulting and validation, as the webhooks would answer kubectl apply"
 	cargo run --quiet -- validate -f examples/
+	@echo
+	@echo "== 2. a manifest that breaks rules: denied, with every field error listed (exit code 1 is expected)"
+	-cargo run --quiet -- validate -f examples/executors.yaml -f examples/invalid/
+	@echo
+	@echo "== 3. render examples/: the Deployments, Services and Secrets the operator would create"
 	cargo run --quiet -- render -f examples/

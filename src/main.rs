@@ -29,6 +29,9 @@ enum Command {
     Render(cli::render::Args),
     /// Run the operator: admission webhooks and controllers.
     Run(cli::run::Args),
+    /// Write a local dev CA and webhook serving pair (see certs/dev-cert.sh).
+    #[command(hide = true)]
+    DevCert(cli::dev_cert::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Validate(args) => cli::validate::run(args),
         Command::Rules(args) => cli::rules::run(args),
         Command::Render(args) => cli::render::run(args),
+        Command::DevCert(args) => cli::dev_cert::run(args),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -67,7 +67,8 @@ struct TypeMeta {
     kind: String,
 }
 
-/// Expands files and directories (non-recursively sorted, `.yaml`/`.yml`/`.json`) into files.
+/// Expands files and directories into files: a directory gives its `.yaml`/`.yml`/`.json` files,
+/// sorted, not descending into subdirectories (as `kubectl apply -f DIR` without `-R`).
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
     let mut files = Vec::new();
     for path in paths {
@@ -90,12 +91,12 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> 
     };
     for entry in std::fs::read_dir(dir).map_err(read_err)? {
         let path = entry.map_err(read_err)?.path();
-        if path.is_dir() {
-            collect_dir(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
+        if !path.is_dir()
+            && matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        {
             out.push(path);
         }
     }
@@ -199,4 +200,93 @@ pub fn inventory(manifests: &[Located<Manifest>]) -> Inventory {
         }
     }
     inventory
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Lookup, Presence};
+
+    const DOCS: &str = r#"
+apiVersion: core.spinkube.dev/v1alpha1
+kind: SpinAppExecutor
+metadata: {name: zeta}
+spec: {createDeployment: false}
+---
+# an empty document is skipped
+---
+apiVersion: core.spinkube.dev/v1alpha1
+kind: SpinAppExecutor
+metadata: {name: alpha, namespace: apps}
+spec: {createDeployment: false}
+---
+apiVersion: core.spinkube.dev/v1alpha1
+kind: SpinApp
+metadata: {name: web}
+spec: {image: "x:1", executor: zeta}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {token: t}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa}
+"#;
+
+    #[test]
+    fn parses_every_document_and_keeps_other_kinds() {
+        let docs = parse("mem", DOCS).unwrap();
+        let kinds: Vec<&str> = docs
+            .iter()
+            .map(|d| match &d.object {
+                Manifest::SpinApp(_) => "SpinApp",
+                Manifest::SpinAppExecutor(_) => "SpinAppExecutor",
+                Manifest::Secret(_) => "Secret",
+                Manifest::ConfigMap(_) => "ConfigMap",
+                Manifest::Other { kind, .. } => kind,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "SpinAppExecutor",
+                "SpinAppExecutor",
+                "SpinApp",
+                "Secret",
+                "HorizontalPodAutoscaler"
+            ]
+        );
+        assert_eq!(docs[2].index, 3, "indexes count the skipped empty document");
+    }
+
+    #[test]
+    fn inventory_scopes_lookups_to_namespaces() {
+        let inventory = inventory(&parse("mem", DOCS).unwrap());
+        assert_eq!(inventory.executor_names("default"), ["zeta"]);
+        assert_eq!(inventory.executor_names("apps"), ["alpha"]);
+        assert!(inventory.executor("default", "alpha").is_none());
+        assert_eq!(inventory.apps_using_executor("default", "zeta"), ["web"]);
+        assert!(inventory.apps_using_executor("apps", "zeta").is_empty());
+        assert_eq!(inventory.secret("default", "creds"), Presence::Present);
+        // An offline run only knows what it was given.
+        assert_eq!(inventory.secret("default", "other"), Presence::Unknown);
+    }
+
+    #[test]
+    fn decode_errors_name_the_document() {
+        let err = parse(
+            "bad.yaml",
+            "apiVersion: core.spinkube.dev/v1alpha1\nkind: SpinApp\nmetadata: {name: x}\nspec: {replicas: three}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("bad.yaml: document 0 (SpinApp x):"),
+            "{err}"
+        );
+        let err = parse("y.yaml", "a: [").unwrap_err().to_string();
+        assert!(err.contains("not valid YAML"), "{err}");
+    }
 }

@@ -78,7 +78,9 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn labels_selector_and_pod_labels() {
-    let a = app("image: ghcr.io/x/app:v1\nexecutor: shim\npodLabels: {tier: web, core.spinkube.dev/app.myapp.status: hijack}");
+    let a = app(
+        "image: ghcr.io/x/app:v1\nexecutor: shim\npodLabels: {tier: web, core.spinkube.dev/app.myapp.status: hijack}",
+    );
     let c = build(&a, SHIM);
     let d = deployment(&c);
     assert_eq!(d.metadata.name.as_deref(), Some("myapp"));
@@ -103,11 +105,22 @@ fn labels_selector_and_pod_labels() {
 
 #[test]
 fn annotations_go_to_their_objects() {
-    let a = app("image: i\nexecutor: shim\ndeploymentAnnotations: {a: d}\npodAnnotations: {p: q}\nserviceAnnotations: {s: t}");
+    let a = app(
+        "image: i\nexecutor: shim\ndeploymentAnnotations: {a: d}\npodAnnotations: {p: q}\nserviceAnnotations: {s: t}",
+    );
     let c = build(&a, SHIM);
-    assert_eq!(deployment(&c).metadata.annotations, Some(map(&[("a", "d")])));
     assert_eq!(
-        deployment(&c).spec.template.metadata.as_ref().unwrap().annotations,
+        deployment(&c).metadata.annotations,
+        Some(map(&[("a", "d")]))
+    );
+    assert_eq!(
+        deployment(&c)
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations,
         Some(map(&[("p", "q")]))
     );
     assert_eq!(c.service.metadata.annotations, Some(map(&[("s", "t")])));
@@ -122,7 +135,10 @@ fn replicas_default_set_and_omitted_when_autoscaling() {
     assert_eq!(deployment(&c).spec.replicas, Some(1));
     let c = build(&app("image: i\nexecutor: shim\nreplicas: 3"), SHIM);
     assert_eq!(deployment(&c).spec.replicas, Some(3));
-    let c = build(&app("image: i\nexecutor: shim\nenableAutoscaling: true"), SHIM);
+    let c = build(
+        &app("image: i\nexecutor: shim\nenableAutoscaling: true"),
+        SHIM,
+    );
     assert_eq!(deployment(&c).spec.replicas, None);
 }
 
@@ -134,7 +150,10 @@ fn runtime_class_executor_container() {
     assert_eq!(k.image.as_deref(), Some("ghcr.io/x/app:v1"));
     assert_eq!(k.command, Some(vec!["/".to_string()]));
     assert_eq!(k.args, None);
-    assert_eq!(pod(&c).runtime_class_name.as_deref(), Some("wasmtime-spin-v2"));
+    assert_eq!(
+        pod(&c).runtime_class_name.as_deref(),
+        Some("wasmtime-spin-v2")
+    );
     let ports = k.ports.as_ref().unwrap();
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].name.as_deref(), Some("http-app"));
@@ -149,7 +168,10 @@ fn spin_image_executor_container() {
         SPINTAINER,
     );
     let k = container(&c);
-    assert_eq!(k.image.as_deref(), Some("ghcr.io/spinframework/spin:v3.4.1"));
+    assert_eq!(
+        k.image.as_deref(),
+        Some("ghcr.io/spinframework/spin:v3.4.1")
+    );
     assert_eq!(k.command, None);
     assert_eq!(
         k.args.clone().unwrap(),
@@ -196,19 +218,37 @@ variables:
     assert_eq!(
         env(&c),
         vec![
-            ("SPIN_VARIABLE_GREETEE".to_string(), Some("SpinKube".to_string())),
+            (
+                "SPIN_VARIABLE_GREETEE".to_string(),
+                Some("SpinKube".to_string())
+            ),
             ("SPIN_VARIABLE_DB_PASSWORD".to_string(), None),
-            ("SPIN_HTTP_LISTEN_ADDR".to_string(), Some("0.0.0.0:80".to_string())),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), Some("http://c:4318".to_string())),
+            (
+                "SPIN_HTTP_LISTEN_ADDR".to_string(),
+                Some("0.0.0.0:80".to_string())
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                Some("http://c:4318".to_string())
+            ),
             (
                 "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT".to_string(),
                 Some("http://c:4318/v1/logs".to_string())
             ),
-            ("SPIN_MAX_INSTANCE_MEMORY".to_string(), Some("67108864".to_string())),
-            ("SPIN_COMPONENTS_TO_RETAIN".to_string(), Some("a,b".to_string())),
+            (
+                "SPIN_MAX_INSTANCE_MEMORY".to_string(),
+                Some("67108864".to_string())
+            ),
+            (
+                "SPIN_COMPONENTS_TO_RETAIN".to_string(),
+                Some("a,b".to_string())
+            ),
         ]
     );
-    let from = container(&c).env.as_ref().unwrap()[1].value_from.clone().unwrap();
+    let from = container(&c).env.as_ref().unwrap()[1]
+        .value_from
+        .clone()
+        .unwrap();
     let sel = from.secret_key_ref.unwrap();
     assert_eq!((sel.name.as_str(), sel.key.as_str()), ("s", "k"));
 }
@@ -328,7 +368,10 @@ affinity:
         p.node_selector,
         Some(map(&[("kubernetes.io/arch", "arm64")]))
     );
-    assert_eq!(p.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("wasm"));
+    assert_eq!(
+        p.tolerations.as_ref().unwrap()[0].key.as_deref(),
+        Some("wasm")
+    );
     assert!(p.affinity.as_ref().unwrap().node_affinity.is_some());
 
     let plain = build(&app("image: i\nexecutor: shim"), SHIM);
@@ -340,10 +383,7 @@ affinity:
     assert_eq!(p.image_pull_secrets, None);
     assert_eq!(container(&plain).image_pull_policy, None);
     // Upstream always sends the resources struct, empty or not.
-    assert_eq!(
-        container(&plain).resources,
-        Some(Default::default())
-    );
+    assert_eq!(container(&plain).resources, Some(Default::default()));
 }
 
 #[test]
@@ -366,11 +406,20 @@ volumeMounts: [{name: data, mountPath: /mnt/data}]"#);
     let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["spin-runtime-config", "data", "spin-ca"]);
     let rc = volumes[0].secret.as_ref().unwrap();
-    let rc_name = c.runtime_config_secret.as_ref().unwrap().metadata.name.clone();
+    let rc_name = c
+        .runtime_config_secret
+        .as_ref()
+        .unwrap()
+        .metadata
+        .name
+        .clone();
     assert_eq!(rc.secret_name, rc_name);
     assert_eq!(rc.optional, Some(true));
     let item = &rc.items.as_ref().unwrap()[0];
-    assert_eq!((item.key.as_str(), item.path.as_str()), ("runtime-config.toml", "runtime-config.toml"));
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str()),
+        ("runtime-config.toml", "runtime-config.toml")
+    );
     let ca = volumes[2].secret.as_ref().unwrap();
     assert_eq!(ca.secret_name.as_deref(), Some("corp-ca"));
     assert_eq!(ca.items.as_ref().unwrap()[0].key, "ca-certificates.crt");
@@ -390,7 +439,12 @@ volumeMounts: [{name: data, mountPath: /mnt/data}]"#);
     assert_eq!(
         got,
         [
-            ("spin-runtime-config", "/runtime-config.toml", Some("runtime-config.toml"), Some(true)),
+            (
+                "spin-runtime-config",
+                "/runtime-config.toml",
+                Some("runtime-config.toml"),
+                Some(true)
+            ),
             ("data", "/mnt/data", None, None),
             (
                 "spin-ca",
@@ -423,7 +477,14 @@ spec:
     assert!(bundle.starts_with(b"-----BEGIN CERTIFICATE-----\n"));
     let volumes = pod(&c).volumes.clone().unwrap();
     assert_eq!(
-        volumes.last().unwrap().secret.as_ref().unwrap().secret_name.as_deref(),
+        volumes
+            .last()
+            .unwrap()
+            .secret
+            .as_ref()
+            .unwrap()
+            .secret_name
+            .as_deref(),
         Some("spin-ca")
     );
 }
@@ -459,7 +520,12 @@ fn owner_references_on_owned_children() {
     let owners = [
         deployment(&c).metadata.owner_references.clone(),
         c.service.metadata.owner_references.clone(),
-        c.runtime_config_secret.as_ref().unwrap().metadata.owner_references.clone(),
+        c.runtime_config_secret
+            .as_ref()
+            .unwrap()
+            .metadata
+            .owner_references
+            .clone(),
     ];
     for owner in owners {
         let owner = owner.unwrap();
@@ -529,7 +595,12 @@ fn load_from_secret_mounts_the_users_secret() {
     let a = app("image: i\nexecutor: shim\nruntimeConfig: {loadFromSecret: mine}");
     let mut inv = Inventory::default();
     let missing = desired::build(&a, &executor(SHIM), &inv).unwrap_err();
-    assert_eq!(missing, DesiredError::MissingSecret { name: "mine".into() });
+    assert_eq!(
+        missing,
+        DesiredError::MissingSecret {
+            name: "mine".into()
+        }
+    );
 
     inv.add_secret(
         serde_yaml::from_str(
@@ -550,7 +621,10 @@ fn load_from_secret_mounts_the_users_secret() {
     assert!(c.runtime_config_secret.is_none());
     let volumes = pod(&c).volumes.clone().unwrap();
     assert_eq!(volumes[0].name, "spin-runtime-config");
-    assert_eq!(volumes[0].secret.as_ref().unwrap().secret_name.as_deref(), Some("mine"));
+    assert_eq!(
+        volumes[0].secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("mine")
+    );
 }
 
 #[test]
@@ -571,10 +645,7 @@ runtimeConfig:
     type: remote_http
     options: [{name: auth_token, valueFrom: {secretKeyRef: {name: llm, key: t}}}]"#);
     let r = desired::referenced_objects(&a);
-    assert_eq!(
-        r.secrets.into_iter().collect::<Vec<_>>(),
-        ["creds", "llm"]
-    );
+    assert_eq!(r.secrets.into_iter().collect::<Vec<_>>(), ["creds", "llm"]);
     assert_eq!(r.config_maps.into_iter().collect::<Vec<_>>(), ["cm"]);
 
     let own = app("image: i\nexecutor: shim\nruntimeConfig: {loadFromSecret: mine}");

@@ -1,11 +1,25 @@
-//! `spin-operator rules`.
+//! `spin-operator rules`: prints the rule catalogue.
 
 use std::process::ExitCode;
 
 /// Arguments of `spin-operator rules`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: Format,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`rules` is not built yet")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Markdown,
+    Json,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.format {
+        Format::Markdown => print!("{}", spin_operator::rules::catalogue_markdown()),
+        Format::Json => print!("{}", spin_operator::rules::catalogue_json()),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,276 @@
-//! `spin-operator run`.
+//! `spin-operator run`: builds the shared pieces (kube client, shutdown signal, readiness,
+//! metrics registry), then starts the components: health server, admission webhooks and
+//! (later) the controllers. Every component gets the same shutdown signal and drains on it.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use spin_operator::admission::cache::{self, CacheConfig};
+use spin_operator::admission::server_tls;
+use spin_operator::admission::{
+    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, ServerLimits, health_router, router,
+};
+use spin_operator::rules::Options;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log pipelines).
+    Json,
+    /// Human-readable.
+    Text,
+}
 
 /// Arguments of `spin-operator run`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Address of the HTTPS admission webhook server.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WEBHOOK_ADDR",
+        default_value = "0.0.0.0:9443"
+    )]
+    pub webhook_addr: SocketAddr,
+    /// Directory holding the serving certificate (`tls.crt`, `tls.key`).
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_CERT_DIR",
+        default_value = "/tmp/k8s-webhook-server/serving-certs"
+    )]
+    pub cert_dir: PathBuf,
+    /// Address of the plain-HTTP health and metrics server (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_HEALTH_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub health_addr: SocketAddr,
+    /// Admit SpinApps whose executor does not exist yet, with a warning (for GitOps tools that
+    /// apply apps before executors).
+    #[arg(long, env = "SPIN_OPERATOR_ALLOW_MISSING_EXECUTOR")]
+    pub allow_missing_executor: bool,
+    /// Do not watch Secret/ConfigMap metadata; "referenced object missing" warnings are then off.
+    #[arg(long, env = "SPIN_OPERATOR_SKIP_REFERENCE_WATCH")]
+    pub skip_reference_watch: bool,
+    /// Do not serve the admission webhooks.
+    #[arg(long, env = "SPIN_OPERATOR_DISABLE_WEBHOOKS")]
+    pub disable_webhooks: bool,
+    /// Do not run the controllers.
+    #[arg(long, env = "SPIN_OPERATOR_DISABLE_CONTROLLERS")]
+    pub disable_controllers: bool,
+    /// Log format.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`run` is not built yet")
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Ignore "already set" (e.g. when embedded in tests).
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// A shutdown signal every component can wait on; fires on SIGTERM or ctrl-c.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    fn install() -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Completes once shutdown has begun.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default()
+        .await
+        .context("building the Kubernetes client (in-cluster or kubeconfig)")?;
+    let shutdown = Shutdown::install();
+    let readiness = Readiness::new();
+    let mut registry = Registry::default();
+    let mut components: JoinSet<anyhow::Result<()>> = JoinSet::new();
+
+    if !args.disable_webhooks {
+        start_webhooks(
+            &args,
+            client.clone(),
+            &shutdown,
+            &readiness,
+            &mut registry,
+            &mut components,
+        )
+        .await?;
+    }
+    if !args.disable_controllers {
+        // Extension point: the controllers register their readiness check and metrics here,
+        // then spawn into `components` with `shutdown.wait()`, like the webhooks above.
+        tracing::warn!("controllers are not built into this binary yet");
+    }
+    if readiness.checks().is_empty() {
+        // Nothing to wait for: ready as soon as the health server answers.
+        readiness.register("started").set_ready(true);
+    }
+
+    // The health server starts last so /metrics sees every registered metric.
+    let registry = Arc::new(registry);
+    let listener = tokio::net::TcpListener::bind(args.health_addr)
+        .await
+        .with_context(|| format!("binding the health server on {}", args.health_addr))?;
+    tracing::info!(addr = %args.health_addr, "health and metrics server listening");
+    let health = health_router(readiness.clone(), registry);
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        axum::serve(listener, health)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("health server")
+    });
+
+    // Run until shutdown; a component failing on its own is fatal.
+    let mut failed = false;
+    while let Some(joined) = components.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = format!("{e:#}"), "component failed");
+                failed = true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "component panicked");
+                failed = true;
+            }
+        }
+        if failed {
+            break;
+        }
+    }
+    components.shutdown().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn start_webhooks(
+    args: &Args,
+    client: kube::Client,
+    shutdown: &Shutdown,
+    readiness: &Readiness,
+    registry: &mut Registry,
+    components: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let certificate = readiness.register("webhook-certificate");
+    let caches_synced = readiness.register("webhook-caches");
+
+    // Fixed certificate for now; a hot-reloading resolver (crate::tls) plugs in via
+    // `server_tls::server_config(resolver)`.
+    let key = server_tls::load_cert_dir(&args.cert_dir).with_context(|| {
+        format!(
+            "loading the webhook certificate from {}",
+            args.cert_dir.display()
+        )
+    })?;
+    let tls = server_tls::fixed_server_config(key)?;
+    certificate.set_ready(true);
+
+    let (lookup, writers) = cache::stores(CacheConfig {
+        watch_references: !args.skip_reference_watch,
+    });
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        // The watches never end on their own; they stop with the process.
+        tokio::select! {
+            () = writers.run(client) => {}
+            () = stop => {}
+        }
+        Ok(())
+    });
+    let synced = lookup.clone();
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        tokio::select! {
+            ready = synced.wait_until_ready() => {
+                ready.context("webhook caches stopped before syncing")?;
+                tracing::info!("webhook caches synced");
+                caches_synced.set_ready(true);
+            }
+            () = stop => {}
+        }
+        Ok(())
+    });
+
+    let state = AdmissionState::new(
+        cache::shared(lookup),
+        Options {
+            allow_missing_executor: args.allow_missing_executor,
+        },
+        AdmissionMetrics::register(registry),
+    );
+    let server = HttpsServer::bind(
+        args.webhook_addr,
+        tls,
+        router(state),
+        ServerLimits::default(),
+    )
+    .await?;
+    tracing::info!(addr = %server.local_addr()?, "admission webhook server listening");
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        server.serve(stop).await;
+        Ok(())
+    });
+    Ok(())
 }

@@ -175,7 +175,10 @@ fn env(app: &SpinApp, otel: Option<&OtelConfig>) -> Result<Vec<EnvVar>, DesiredE
             value_from: v.value_from.clone(),
         })
         .collect();
-    env.push(env_var("SPIN_HTTP_LISTEN_ADDR", format!("0.0.0.0:{HTTP_PORT}")));
+    env.push(env_var(
+        "SPIN_HTTP_LISTEN_ADDR",
+        format!("0.0.0.0:{HTTP_PORT}"),
+    ));
     if let Some(otel) = otel {
         for (name, value) in [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &otel.exporter_otlp_endpoint),

@@ -15,7 +15,10 @@ pub(super) fn app_labels(app: &SpinApp) -> BTreeMap<String, String> {
 
 /// `core.spinkube.dev/app.<app>.status: ready`: what the Service selects on.
 pub(super) fn ready_selector(app: &SpinApp) -> BTreeMap<String, String> {
-    BTreeMap::from([(app_status_label(&app.name_any()), APP_STATUS_READY.to_string())])
+    BTreeMap::from([(
+        app_status_label(&app.name_any()),
+        APP_STATUS_READY.to_string(),
+    )])
 }
 
 /// App-name plus ready label: the Deployment selector (and part of the pod labels).

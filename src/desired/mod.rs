@@ -4,6 +4,15 @@
 //! config rendering field for field, so that an app reconciled by either operator gets the same
 //! Deployment (and so does not roll when clusters switch). It does no I/O: the caller supplies the
 //! referenced Secrets and ConfigMaps through [`References`].
+//!
+//! Deliberate differences from upstream (all invisible to an app that does not hit them):
+//! - a missing referenced key is an error ([`DesiredError::MissingKey`]); upstream renders `''`.
+//!   `optional: true` references resolve to `''` instead of failing.
+//! - `loadFromSecret` naming a missing Secret or key is an error; upstream mounts it anyway
+//!   (optional volume) and the container then fails on the subPath mount.
+//! - the generated runtime-config Secret carries a controller owner reference (upstream: a plain
+//!   owner reference); Secrets do not affect pods, so nothing rolls.
+//! - owner references are omitted when the app has no uid (offline `render`).
 
 use std::collections::BTreeSet;
 
@@ -121,19 +130,22 @@ pub fn build(
             ca_secret: None,
         });
     }
-    let config = executor
-        .spec
-        .deployment_config
-        .as_ref()
-        .ok_or_else(|| DesiredError::InvalidExecutor {
-            reason: "createDeployment is true but deploymentConfig is missing".into(),
-        })?;
+    let config =
+        executor
+            .spec
+            .deployment_config
+            .as_ref()
+            .ok_or_else(|| DesiredError::InvalidExecutor {
+                reason: "createDeployment is true but deploymentConfig is missing".into(),
+            })?;
 
     let namespace = runtime_config::namespace_of(app);
     let runtime_config_secret = runtime_config::render_runtime_config(app, refs)?
         .map(|toml| runtime_config::secret(app, toml));
-    let runtime_config_name = match (&runtime_config_secret, runtime_config::load_from_secret(app))
-    {
+    let runtime_config_name = match (
+        &runtime_config_secret,
+        runtime_config::load_from_secret(app),
+    ) {
         (Some(secret), _) => secret.metadata.name.clone(),
         (None, Some(own)) => {
             // The pod mounts this key: check it is there now rather than fail the container.

@@ -110,7 +110,17 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_overflow() {
-        for bad in ["", "Mi", "1.2.3", "-1Mi", "12X", "1e", " 1Mi", "99999999999Ei", "1e999"] {
+        for bad in [
+            "",
+            "Mi",
+            "1.2.3",
+            "-1Mi",
+            "12X",
+            "1e",
+            " 1Mi",
+            "99999999999Ei",
+            "1e999",
+        ] {
             assert!(to_whole_bytes(bad).is_err(), "{bad:?} should fail");
         }
     }

@@ -17,7 +17,7 @@ use kube::ResourceExt;
 
 use super::hash::runtime_config_hash;
 use super::labels::child_meta;
-use super::{DesiredError, References, Referenced};
+use super::{DesiredError, Referenced, References};
 use crate::api::{RUNTIME_CONFIG_KEY, RuntimeConfigOption, SpinApp};
 use crate::inventory::DEFAULT_NAMESPACE;
 
@@ -67,7 +67,9 @@ pub(super) fn referenced(app: &SpinApp) -> Referenced {
         return out;
     }
     for opt in all_options(app) {
-        let Some(from) = &opt.value_from else { continue };
+        let Some(from) = &opt.value_from else {
+            continue;
+        };
         if let Some(cm) = &from.config_map_key_ref {
             out.config_maps.insert(cm.name.clone());
         } else if let Some(s) = &from.secret_key_ref {
@@ -249,7 +251,11 @@ pub fn render_runtime_config(
 /// The generated Secret `<app>-<hash>` holding the rendered TOML. Content-addressed: a change of
 /// content is a new Secret (and a new pod template), and stale ones can be deleted.
 pub(super) fn secret(app: &SpinApp, toml: String) -> Secret {
-    let name = format!("{}-{}", app.name_any(), runtime_config_hash(toml.as_bytes()));
+    let name = format!(
+        "{}-{}",
+        app.name_any(),
+        runtime_config_hash(toml.as_bytes())
+    );
     Secret {
         metadata: child_meta(app, name, None),
         data: Some(BTreeMap::from([(
@@ -271,7 +277,10 @@ fn write_toml(
     out.push_str("[[config_provider]]\n");
     push_kv(&mut out, "type", "env");
     push_kv(&mut out, "prefix", VARIABLE_PREFIX);
-    for (section, tables) in [("key_value_store", kv_stores), ("sqlite_database", databases)] {
+    for (section, tables) in [
+        ("key_value_store", kv_stores),
+        ("sqlite_database", databases),
+    ] {
         if tables.is_empty() {
             continue;
         }

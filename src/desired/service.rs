@@ -11,11 +11,7 @@ use crate::api::SpinApp;
 /// ClusterIP Service `<app>`: port 80 → the container's `http-app` port, selecting ready pods.
 pub(super) fn service(app: &SpinApp) -> Service {
     Service {
-        metadata: child_meta(
-            app,
-            app.name_any(),
-            app.spec.service_annotations.as_ref(),
-        ),
+        metadata: child_meta(app, app.name_any(), app.spec.service_annotations.as_ref()),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             ports: Some(vec![ServicePort {

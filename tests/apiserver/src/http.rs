@@ -141,6 +141,8 @@ async fn handle(
             name: None,
             patch_type: None,
             field_manager: None,
+            label_selector: None,
+            field_selector: None,
             status: resp.status().as_u16(),
         });
         return resp;
@@ -183,6 +185,8 @@ async fn handle(
         name: t.name.clone(),
         patch_type: (verb == Verb::Patch).then(|| content_type.clone()),
         field_manager: q.get("fieldManager").cloned(),
+        label_selector: q.get("labelSelector").cloned(),
+        field_selector: q.get("fieldSelector").cloned(),
         status: 0,
     };
 

@@ -1,20 +1,74 @@
 //! An in-memory, stateful fake of the Kubernetes API server, served over loopback HTTP so tests
 //! drive it with the real `kube::Client` (and real `kube::runtime` watchers and controllers).
 //!
-//! Test support only: never a normal dependency of the shipped binary.
+//! Test support only: a dev-dependency, never part of the shipped binary.
 //!
 //! ```no_run
 //! # async fn demo() {
+//! use k8s_openapi::api::apps::v1::Deployment;
 //! use k8s_openapi::api::core::v1::ConfigMap;
-//! use spin_test_apiserver::{ResourceKey, TestApiServer};
+//! use spin_test_apiserver::{RequestMatcher, ResourceKey, TestApiServer, Verb, wait_for};
+//! use std::time::Duration;
+//!
 //! let server = TestApiServer::start().await;
-//! let api: kube::Api<ConfigMap> = kube::Api::default_namespaced(server.client());
-//! // ... drive the code under test with `server.client()` ...
-//! assert!(server.get(&ResourceKey::of::<ConfigMap>(), Some("default"), "x").is_none());
-//! assert_eq!(server.count_writes(), 0);
+//! let client = server.client(); // give this to the code under test
+//! // Play the Deployment controller:
+//! server.set_status(&ResourceKey::of::<Deployment>(), Some("default"), "app",
+//!     serde_json::json!({"replicas": 1, "readyReplicas": 1}));
+//! // Wait for the code under test to converge, then check it stays quiet:
+//! let converged = wait_for(|| server.get(&ResourceKey::of::<ConfigMap>(), None, "x").is_some(),
+//!     Duration::from_secs(10)).await;
+//! server.clear_requests();
+//! // ... let several resyncs pass ...
+//! assert_eq!(server.count_writes(), 0, "{:?}", server.writes());
+//! // Faults: the next 2 Deployment patches fail with 500; open watches end.
+//! server.faults().fail_next(2, 500, RequestMatcher::any().verb(Verb::Patch).resource("deployments"));
+//! server.faults().drop_watches();
 //! # }
 //! ```
+//!
+//! # Served API
+//! Core `/api/v1/...` and `/apis/<group>/<version>/...`, namespaced, cluster-scoped and
+//! all-namespaces list/watch URLs for: SpinApp and SpinAppExecutor (`core.spinkube.dev/v1alpha1`),
+//! Deployment, Service, Secret, ConfigMap, Namespace, Lease, Event (`v1` and `events.k8s.io/v1`,
+//! stored separately), Mutating/ValidatingWebhookConfiguration; plus `/version` and discovery.
+//!
+//! # Semantics kept honest
+//! - One global, monotonically increasing resourceVersion; lists carry it; no-op writes do not
+//!   bump it (and send no watch event).
+//! - Watches replay history after the requested version (410 `Expired` as an ERROR event when it
+//!   is older than the history window), send synthetic ADDED for version ""/"0", honour
+//!   selectors (objects entering/leaving a selector appear as ADDED/DELETED), periodic BOOKMARKs,
+//!   `sendInitialEvents` (streaming lists) and `timeoutSeconds`; metadata-only
+//!   (`PartialObjectMetadata`) requests work.
+//! - create: 201, 409 AlreadyExists, generateName, uid, creationTimestamp, generation 1; status
+//!   dropped for types with a status subresource. replace: 409 on stale resourceVersion; custom
+//!   resources need a resourceVersion (422). generation bumps on any non-metadata, non-status
+//!   change. `/status` changes only status; the main resource never changes status.
+//! - patch: JSON patch, merge patch, strategic merge (as merge patch: lists replace), server-side
+//!   apply with `managedFields` per manager and 409 conflicts (unless `force`) when another
+//!   manager owns a field whose value would change; apply creates missing objects. Non-apply
+//!   writes take ownership of the fields they change (manager from `fieldManager`, else the user
+//!   agent up to '/').
+//! - Defaulting like the apiserver (Deployment, pod template, Service with a stable clusterIP,
+//!   Secret `stringData` → `data`, Namespace phase), validation of names, labels, annotations and
+//!   data keys (422), decoding of built-ins into their k8s-openapi types (400 on wrong types,
+//!   unknown fields pruned) and structural pruning plus schema defaults for our CRDs (from
+//!   `crds/`).
+//! - delete: finalizers keep the object with deletionTimestamp until the last one is removed;
+//!   built-ins answer an immediate delete with a success Status, custom resources with the
+//!   object. Garbage collection removes dependents whose owners (by uid) are all gone,
+//!   recursively (`Orphan` skips it); deleting a Namespace deletes its objects. `dryRun=All`.
+//! - Errors are `Status` objects with reason, code, message and details.
+//!
+//! # Not modelled
+//! Admission webhooks are not called; namespaces need not exist; lists ignore `limit`/`continue`
+//! and `resourceVersionMatch` (always the latest state, in one page); field ownership treats lists
+//! as atomic (no merge keys); quantities are not canonicalized; Foreground deletion behaves like
+//! Background; no scale subresource. kube's client retries 429/503/504 by itself, so inject 500
+//! or 409 to make a failure visible to the caller.
 
+mod crd;
 mod defaults;
 mod error;
 mod faults;
@@ -24,6 +78,7 @@ mod managed;
 mod resource;
 mod selector;
 mod store;
+mod validate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -264,6 +319,29 @@ fn namespace_for(res: &ResourceKey, namespace: Option<&str>) -> String {
     match resource::lookup_key(res) {
         Some(rt) if !rt.namespaced => String::new(),
         _ => namespace.unwrap_or("default").to_string(),
+    }
+}
+
+impl TestApiServer {
+    /// Waits until the object exists and satisfies `condition`; returns it, or `None` on timeout.
+    pub async fn wait_for_object<F: FnMut(&Value) -> bool>(
+        &self,
+        res: &ResourceKey,
+        namespace: Option<&str>,
+        name: &str,
+        mut condition: F,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let mut found = None;
+        let ok = wait_for(
+            || {
+                found = self.get(res, namespace, name).filter(|o| condition(o));
+                found.is_some()
+            },
+            timeout,
+        )
+        .await;
+        if ok { found } else { None }
     }
 }
 

@@ -54,6 +54,10 @@ pub struct RequestRecord {
     /// Content type of a PATCH body, e.g. `application/apply-patch+yaml`.
     pub patch_type: Option<String>,
     pub field_manager: Option<String>,
+    /// `labelSelector` of a list, watch or deletecollection.
+    pub label_selector: Option<String>,
+    /// `fieldSelector` of a list, watch or deletecollection.
+    pub field_selector: Option<String>,
     /// HTTP status of the response (200 for a watch that was started).
     pub status: u16,
 }

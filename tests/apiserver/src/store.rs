@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use crate::defaults;
 use crate::error::ApiError;
 use crate::managed::{Ownership, Scope, display_path};
 use crate::resource::{self, ResourceKey, ResourceType};
 use crate::selector::Selectors;
+use crate::{defaults, validate};
 
 /// Store key: resource, namespace ("" when cluster-scoped), name.
 pub(crate) type ObjKey = (ResourceKey, String, String);
@@ -379,10 +379,11 @@ impl State {
     }
 
     /// Stores a prepared new object: uid, timestamps, generation, resourceVersion, defaults.
-    fn insert_new(&mut self, rt: &ResourceType, mut obj: Value) -> Value {
+    fn insert_new(&mut self, rt: &ResourceType, mut obj: Value) -> Result<Value, ApiError> {
+        defaults::apply(rt, &mut obj, None);
+        validate::check(rt, &mut obj)?;
         let uid = self.new_uid();
         let rv = self.next_rv();
-        defaults::apply(rt, &mut obj, None);
         let m = meta_mut(&mut obj);
         m.insert("uid".into(), json!(uid));
         m.insert("creationTimestamp".into(), json!(now()));
@@ -406,7 +407,7 @@ impl State {
             object: obj.clone(),
             old: None,
         });
-        obj
+        Ok(obj)
     }
 
     pub fn create(
@@ -435,7 +436,7 @@ impl State {
             &now,
         )
         .record_update(None, &mut obj);
-        Ok(self.insert_new(rt, obj))
+        self.insert_new(rt, obj)
     }
 
     fn current(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -489,7 +490,7 @@ impl State {
         let candidate = scoped_candidate(rt, &current, body, scope);
         let now = now();
         let own = ownership(rt, manager, scope, &now);
-        Ok(self.commit(rt, &current, candidate, Some(&own)))
+        self.commit(rt, &current, candidate, Some(&own))
     }
 
     /// PATCH (any kind) on the main resource or `/status`. Returns the object and whether it was created.
@@ -534,6 +535,12 @@ impl State {
                     "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
                 )));
             }
+            let cfg_ns = meta(&config, "namespace").unwrap_or_default();
+            if rt.namespaced && !cfg_ns.is_empty() && cfg_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
             let Some(current) = existing else {
                 if scope == Scope::Status {
                     return Err(ApiError::not_found(&key, name));
@@ -544,7 +551,7 @@ impl State {
                 let obj = own
                     .apply(&shell, &config, force)
                     .map_err(|c| apply_conflict(&c))?;
-                return Ok((self.insert_new(rt, obj), true));
+                return Ok((self.insert_new(rt, obj)?, true));
             };
             if let Some(rv) = meta(&config, "resourceVersion").filter(|s| !s.is_empty())
                 && rv != meta(&current, "resourceVersion").unwrap_or_default()
@@ -554,7 +561,7 @@ impl State {
             let applied = own
                 .apply(&current, &config, force)
                 .map_err(|c| apply_conflict(&c))?;
-            return Ok((self.commit(rt, &current, applied, None), false));
+            return Ok((self.commit(rt, &current, applied, None)?, false));
         }
 
         let current = existing.ok_or_else(|| ApiError::not_found(&key, name))?;
@@ -592,7 +599,7 @@ impl State {
             return Err(ApiError::conflict(&key, name));
         }
         let candidate = scoped_candidate(rt, &current, patched, scope);
-        Ok((self.commit(rt, &current, candidate, Some(&own)), false))
+        Ok((self.commit(rt, &current, candidate, Some(&own))?, false))
     }
 
     /// Finishes any update: keeps server-owned metadata, bumps generation/resourceVersion,
@@ -603,7 +610,7 @@ impl State {
         current: &Value,
         mut candidate: Value,
         own: Option<&Ownership>,
-    ) -> Value {
+    ) -> Result<Value, ApiError> {
         candidate["apiVersion"] = json!(rt.api_version());
         candidate["kind"] = json!(rt.kind);
         {
@@ -636,6 +643,7 @@ impl State {
             }
         }
         defaults::apply(rt, &mut candidate, Some(current));
+        validate::check(rt, &mut candidate)?;
         if let Some(own) = own {
             own.record_update(Some(current), &mut candidate);
         }
@@ -646,7 +654,7 @@ impl State {
         if candidate.pointer("/metadata/deletionTimestamp").is_some() && !has_finalizers(&candidate)
         {
             self.remove(&(key, ns, name), candidate.clone(), true);
-            return candidate;
+            return Ok(candidate);
         }
         if rt.generation && spec_part(current) != spec_part(&candidate) {
             let generation = current
@@ -656,7 +664,7 @@ impl State {
             meta_mut(&mut candidate).insert("generation".into(), json!(generation + 1));
         }
         if candidate == *current {
-            return candidate;
+            return Ok(candidate);
         }
         let rv = self.next_rv();
         meta_mut(&mut candidate).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -670,7 +678,7 @@ impl State {
             object: candidate.clone(),
             old: Some(current.clone()),
         });
-        candidate
+        Ok(candidate)
     }
 
     /// Actually removes an object (DELETED event) and garbage-collects its dependents.
@@ -777,6 +785,10 @@ impl State {
             let m = meta_mut(&mut obj);
             m.insert("deletionTimestamp".into(), json!(now()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            // Like the apiserver's BeforeDelete: a graceful deletion bumps generation.
+            if let Some(generation) = m.get("generation").and_then(Value::as_i64) {
+                m.insert("generation".into(), json!(generation + 1));
+            }
             let rv = self.next_rv();
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
             self.objects.insert(key.clone(), obj.clone());
@@ -854,11 +866,11 @@ impl State {
             &now,
         );
         match self.get(&rt.key(), &ns, &name).cloned() {
-            Some(current) => Ok(self.commit(rt, &current, obj, Some(&own))),
+            Some(current) => self.commit(rt, &current, obj, Some(&own)),
             None => {
                 let mut obj = self.prepare_new(rt, &ns, obj)?;
                 own.record_update(None, &mut obj);
-                Ok(self.insert_new(rt, obj))
+                self.insert_new(rt, obj)
             }
         }
     }
@@ -877,7 +889,7 @@ impl State {
         candidate["status"] = status;
         let now = now();
         let own = ownership(rt, "test", Scope::Status, &now);
-        Ok(self.commit(rt, &current, candidate, Some(&own)))
+        self.commit(rt, &current, candidate, Some(&own))
     }
 }
 

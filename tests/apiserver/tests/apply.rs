@@ -195,6 +195,19 @@ async fn apply_requires_field_manager_and_type() {
 }
 
 #[tokio::test]
+async fn apply_namespace_must_match_the_url() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "one");
+    let cfg = Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "two"}}));
+    let err = api
+        .patch("c", &PatchParams::apply("a"), &cfg)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 400));
+}
+
+#[tokio::test]
 async fn status_apply_is_separate_from_spec_apply() {
     let server = TestApiServer::start().await;
     let api: Api<Deployment> = Api::default_namespaced(server.client());

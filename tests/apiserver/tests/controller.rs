@@ -27,9 +27,11 @@ struct AppSpec {
     image: String,
 }
 
+/// Must use fields of the real CRD schema: the server prunes unknown ones like the apiserver.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
 struct AppStatus {
-    image: String,
+    deployment_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +64,7 @@ async fn reconcile(app: Arc<SpinApp>, client: Arc<kube::Client>) -> Result<Actio
         .await?;
     }
     let status = AppStatus {
-        image: app.spec.image.clone(),
+        deployment_name: format!("{name}-{}", app.spec.image),
     };
     if app.status.as_ref() != Some(&status) {
         let apps: Api<SpinApp> = Api::namespaced((*client).clone(), &ns);
@@ -117,7 +119,7 @@ async fn controller_converges_then_stays_quiet() {
     let status_written = || {
         server
             .get(&ResourceKey::of::<SpinApp>(), Some("default"), "a")
-            .is_some_and(|a| a["status"]["image"] == "i:1")
+            .is_some_and(|a| a["status"]["deploymentName"] == "a-i:1")
     };
     assert!(wait_for(status_written, wait).await);
 

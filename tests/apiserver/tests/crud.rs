@@ -247,12 +247,29 @@ async fn generation_bumps_only_on_spec_change_and_status_is_separate() {
     assert_eq!(st.metadata.generation, Some(2));
 
     // Test-side status write, visible through the API.
+    let key = ResourceKey::of::<Deployment>();
+    let waiter = {
+        let server = server.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            server
+                .wait_for_object(
+                    &key,
+                    None,
+                    "web",
+                    |d| d["status"]["readyReplicas"] == 1,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+        })
+    };
     server.set_status(
         &ResourceKey::of::<Deployment>(),
         None,
         "web",
         json!({"readyReplicas": 1, "replicas": 1}),
     );
+    assert!(waiter.await.unwrap().is_some());
     let got = api.get_status("web").await.unwrap();
     assert_eq!(got.status.unwrap().ready_replicas, Some(1));
 
@@ -467,4 +484,24 @@ async fn delete_answers_like_the_apiserver() {
             .unwrap_err(),
     );
     assert_eq!(err.code, 404);
+}
+
+#[tokio::test]
+async fn json_patch_test_of_null_passes_on_missing_path() {
+    // kube::runtime::finalizer adds the first finalizer with exactly this patch.
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    api.create(&PostParams::default(), &cm("f", &[]))
+        .await
+        .unwrap();
+    let p: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]}
+    ]))
+    .unwrap();
+    let got = api
+        .patch("f", &PatchParams::default(), &Patch::Json::<()>(p))
+        .await
+        .unwrap();
+    assert_eq!(got.metadata.finalizers, Some(vec!["x/y".to_string()]));
 }

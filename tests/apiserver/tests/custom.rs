@@ -83,6 +83,10 @@ async fn spinapp_crud_status_and_finalizer() {
         .get(&ResourceKey::of::<SpinApp>(), Some("default"), "a")
         .unwrap();
     assert!(stored["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        stored["metadata"]["generation"], 3,
+        "deletion bumps generation"
+    );
     api.patch(
         "a",
         &PatchParams::default(),

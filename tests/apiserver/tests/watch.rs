@@ -197,6 +197,10 @@ async fn label_selected_watch_sees_objects_entering_and_leaving() {
         }
     }
     assert_eq!(kinds, ["ADDED", "DELETED"]);
+    let watch = server
+        .requests_matching(&RequestMatcher::any().verb(Verb::Watch))
+        .remove(0);
+    assert_eq!(watch.label_selector.as_deref(), Some("app=y"));
 }
 
 #[tokio::test]

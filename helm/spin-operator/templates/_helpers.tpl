@@ -1,0 +1,164 @@
+{{/* Chart name, overridable. */}}
+{{- define "spin-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Prefix of every object name. Cut at 55 characters so that the Service names built from it
+("-webhook", "-metrics") stay valid 63-character DNS labels.
+*/}}
+{{- define "spin-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 55 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 55 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 55 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "spin-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "spin-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "spin-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "spin-operator.labels" -}}
+helm.sh/chart: {{ include "spin-operator.chart" . }}
+{{ include "spin-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: spin-operator
+{{- end }}
+
+{{- define "spin-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "spin-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: a digest pins it, otherwise the tag (default: appVersion). */}}
+{{- define "spin-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "spin-operator.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "spin-operator.fullname" .) }}
+{{- end }}
+
+{{- define "spin-operator.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "spin-operator.fullname" .) }}
+{{- end }}
+
+{{- define "spin-operator.mutatingWebhookName" -}}
+{{- printf "%s-mutating-webhook-configuration" (include "spin-operator.fullname" .) }}
+{{- end }}
+
+{{- define "spin-operator.validatingWebhookName" -}}
+{{- printf "%s-validating-webhook-configuration" (include "spin-operator.fullname" .) }}
+{{- end }}
+
+{{/* The serving Certificate, named like its Secret (as in certs/cert-manager.yaml). */}}
+{{- define "spin-operator.certificateName" -}}
+{{- printf "%s-webhook-cert" (include "spin-operator.fullname" .) }}
+{{- end }}
+
+{{/*
+Where the serving certificate comes from: "existing" (tls.existingSecret), "cert-manager",
+or "self-signed" (the operator creates and rotates it). One place decides, every template asks.
+*/}}
+{{- define "spin-operator.tlsMode" -}}
+{{- if .Values.tls.existingSecret }}existing
+{{- else if .Values.certManager.enabled }}cert-manager
+{{- else }}
+{{- if ne (include "spin-operator.fullname" .) "spin-operator" }}
+{{- fail "certManager.enabled=false (self-signed certificates): the operator manages Secret spin-operator-webhook-cert and the spin-operator-*-webhook-configuration objects by name; install as release spin-operator or set fullnameOverride=spin-operator" }}
+{{- end }}self-signed
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding tls.crt/tls.key. */}}
+{{- define "spin-operator.certSecretName" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else }}
+{{- printf "%s-webhook-cert" (include "spin-operator.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Mount path of the serving certificate (`--cert-dir`). */}}
+{{- define "spin-operator.certDir" -}}
+/var/run/spin-operator/certs
+{{- end }}
+
+{{/*
+Annotations on the webhook configurations: cert-manager's CA injector fills caBundle from the
+Certificate. Empty in the other modes (existing: caBundle inline; self-signed: the operator patches).
+*/}}
+{{- define "spin-operator.webhookAnnotations" -}}
+{{- if eq (include "spin-operator.tlsMode" .) "cert-manager" -}}
+cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "spin-operator.certificateName" .) }}
+{{- end }}
+{{- end }}
+
+{{/* clientConfig of one webhook; call with (dict "ctx" $ "path" "/...") */}}
+{{- define "spin-operator.clientConfig" -}}
+{{- $ctx := .ctx -}}
+clientConfig:
+  service:
+    name: {{ include "spin-operator.webhookServiceName" $ctx }}
+    namespace: {{ $ctx.Release.Namespace }}
+    path: {{ .path }}
+    port: {{ $ctx.Values.webhooks.service.port }}
+  {{- if eq (include "spin-operator.tlsMode" $ctx) "existing" }}
+  caBundle: {{ required "tls.caBundle is required with tls.existingSecret" $ctx.Values.tls.caBundle }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Selectors, timeouts and match conditions of one webhook; call with (dict "ctx" $ "hook" <route>)
+where <route> is the webhook's entry in files/webhooks/*.yaml.
+*/}}
+{{- define "spin-operator.webhookCommon" -}}
+{{- $ctx := .ctx -}}
+{{- $values := $ctx.Values.webhooks -}}
+admissionReviewVersions:
+  - v1
+sideEffects: None
+timeoutSeconds: {{ $values.timeoutSeconds }}
+matchPolicy: Equivalent
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values:
+        {{- toYaml (uniq (concat (list "kube-system" $ctx.Release.Namespace) $values.excludeNamespaces)) | nindent 8 }}
+    {{- with $values.namespaceSelectorExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- with $values.objectSelector }}
+objectSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $conditions := list }}
+{{- if $values.routeMatchConditions }}
+{{- $conditions = .hook.matchConditions | default list }}
+{{- end }}
+{{- $conditions = concat $conditions $values.extraMatchConditions }}
+{{- with $conditions }}
+matchConditions:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

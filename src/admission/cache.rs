@@ -1,0 +1,327 @@
+//! [`Lookup`] answered from watched caches (kube reflectors), so an admission request never
+//! calls the API server: the stores are filled by long-running watches started once.
+//!
+//! - SpinAppExecutors: typed, full spec (the rules read `createDeployment`, `deploymentConfig`).
+//! - SpinApps: untyped and stripped to `spec.executor`. Only the executor DELETE check reads
+//!   them; keeping them untyped means an app that does not decode (e.g. created under an older
+//!   CRD) cannot stall the watch and with it readiness.
+//! - Secrets and ConfigMaps: metadata-only watches, stripped to namespace and name, for the
+//!   "referenced object missing" warnings. Metadata-only keeps the API server from sending
+//!   secret data at all; stripping annotations drops `kubectl.kubernetes.io/last-applied-configuration`,
+//!   which for a Secret contains its data. Can be turned off ([`CacheConfig::watch_references`]);
+//!   presence is then [`Presence::Unknown`] and no warning is raised.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::{ApiResource, DynamicObject, ObjectMeta, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector::store::Writer};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::{SpinApp, SpinAppExecutor};
+use crate::inventory::{Lookup, Presence};
+
+/// What to watch.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Watch Secret and ConfigMap metadata cluster-wide for presence warnings.
+    pub watch_references: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            watch_references: true,
+        }
+    }
+}
+
+/// Read-only handles on the reflector stores. Holds no client: it cannot call the API server.
+#[derive(Clone)]
+pub struct CachedLookup {
+    executors: Store<SpinAppExecutor>,
+    apps: Store<DynamicObject>,
+    secrets: Option<Store<PartialObjectMeta<Secret>>>,
+    config_maps: Option<Store<PartialObjectMeta<ConfigMap>>>,
+}
+
+/// The write side of the stores, fed by watches ([`CacheWriters::run`]) or directly by tests.
+pub struct CacheWriters {
+    pub executors: Writer<SpinAppExecutor>,
+    pub apps: Writer<DynamicObject>,
+    pub secrets: Option<Writer<PartialObjectMeta<Secret>>>,
+    pub config_maps: Option<Writer<PartialObjectMeta<ConfigMap>>>,
+}
+
+/// The SpinApp API resource, for the untyped app store.
+pub fn spinapp_resource() -> ApiResource {
+    ApiResource::erase::<SpinApp>(&())
+}
+
+/// Empty stores and their writers.
+pub fn stores(config: CacheConfig) -> (CachedLookup, CacheWriters) {
+    let (executors, executors_w) = reflector::store();
+    let (apps, apps_w) = store_with(spinapp_resource());
+    let (secrets, secrets_w) = if config.watch_references {
+        let (r, w) = reflector::store();
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let (config_maps, config_maps_w) = if config.watch_references {
+        let (r, w) = reflector::store();
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    (
+        CachedLookup {
+            executors,
+            apps,
+            secrets,
+            config_maps,
+        },
+        CacheWriters {
+            executors: executors_w,
+            apps: apps_w,
+            secrets: secrets_w,
+            config_maps: config_maps_w,
+        },
+    )
+}
+
+/// `reflector::store()` needs `DynamicType: Default`; DynamicObject's is an ApiResource.
+fn store_with(dyntype: ApiResource) -> (Store<DynamicObject>, Writer<DynamicObject>) {
+    let writer = Writer::new(dyntype);
+    (writer.as_reader(), writer)
+}
+
+/// Keep only what lookups read, so the caches stay small and hold no sensitive metadata.
+fn slim_meta(meta: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+fn slim_app(app: &mut DynamicObject) {
+    app.metadata = slim_meta(&app.metadata);
+    let executor = app
+        .data
+        .pointer("/spec/executor")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    app.data = serde_json::json!({ "spec": { "executor": executor } });
+}
+
+fn slim_partial<K>(obj: &mut PartialObjectMeta<K>) {
+    obj.metadata = slim_meta(&obj.metadata);
+}
+
+fn slim_executor(executor: &mut SpinAppExecutor) {
+    executor.managed_fields_mut().clear();
+    executor.annotations_mut().clear();
+}
+
+impl CachedLookup {
+    /// Resolves once every store has received its initial list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.executors.wait_until_ready().await?;
+        self.apps.wait_until_ready().await?;
+        if let Some(s) = &self.secrets {
+            s.wait_until_ready().await?;
+        }
+        if let Some(c) = &self.config_maps {
+            c.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+}
+
+fn presence<K>(store: Option<&Store<PartialObjectMeta<K>>>, namespace: &str, name: &str) -> Presence
+where
+    K: Resource<DynamicType = ()> + Clone,
+    PartialObjectMeta<K>: Resource<DynamicType = ()> + Clone,
+{
+    match store {
+        None => Presence::Unknown,
+        Some(store) => match store.get(&ObjectRef::new(name).within(namespace)) {
+            Some(_) => Presence::Present,
+            None => Presence::Absent,
+        },
+    }
+}
+
+impl Lookup for CachedLookup {
+    fn executor(&self, namespace: &str, name: &str) -> Option<SpinAppExecutor> {
+        self.executors
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|e| e.as_ref().clone())
+    }
+
+    fn executor_names(&self, namespace: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .executors
+            .state()
+            .iter()
+            .filter(|e| e.namespace().as_deref() == Some(namespace))
+            .map(|e| e.name_any())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn apps_using_executor(&self, namespace: &str, executor: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .apps
+            .state()
+            .iter()
+            .filter(|a| {
+                a.metadata.namespace.as_deref() == Some(namespace)
+                    && a.data.pointer("/spec/executor").and_then(|v| v.as_str()) == Some(executor)
+            })
+            .map(|a| a.name_any())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Presence {
+        presence(self.secrets.as_ref(), namespace, name)
+    }
+
+    fn config_map(&self, namespace: &str, name: &str) -> Presence {
+        presence(self.config_maps.as_ref(), namespace, name)
+    }
+}
+
+fn drive<K, S>(what: &'static str, writer: Writer<K>, stream: S) -> impl Future<Output = ()> + Send
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    S: futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+{
+    stream
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |event| {
+            if let Err(e) = event {
+                tracing::warn!(watch = what, error = %e, "watch failed, retrying");
+            }
+            futures::future::ready(())
+        })
+}
+
+impl CacheWriters {
+    /// Feed the stores from cluster-wide watches. Runs until dropped.
+    pub async fn run(self, client: Client) {
+        let config = watcher::Config::default().any_semantic();
+        let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+            Box::pin(drive(
+                "spinappexecutors",
+                self.executors,
+                watcher::watcher(Api::<SpinAppExecutor>::all(client.clone()), config.clone())
+                    .modify(slim_executor),
+            )),
+            Box::pin(drive(
+                "spinapps",
+                self.apps,
+                watcher::watcher(
+                    Api::<DynamicObject>::all_with(client.clone(), &spinapp_resource()),
+                    config.clone(),
+                )
+                .modify(slim_app),
+            )),
+        ];
+        if let Some(w) = self.secrets {
+            tasks.push(Box::pin(drive(
+                "secrets",
+                w,
+                watcher::watcher(
+                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                    config.clone(),
+                )
+                .modify(slim_partial),
+            )));
+        }
+        if let Some(w) = self.config_maps {
+            tasks.push(Box::pin(drive(
+                "configmaps",
+                w,
+                watcher::watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client), config)
+                    .modify(slim_partial),
+            )));
+        }
+        futures::future::join_all(tasks).await;
+    }
+}
+
+/// Shared handle type used by the server state.
+pub fn shared(lookup: CachedLookup) -> Arc<dyn Lookup> {
+    Arc::new(lookup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn slimming_keeps_only_what_lookups_read() {
+        let mut secret: PartialObjectMeta<Secret> = PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("apps".into()),
+                annotations: Some(BTreeMap::from([(
+                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                    r#"{"data":{"password":"aHVudGVyMg=="}}"#.to_string(),
+                )])),
+                labels: Some(BTreeMap::from([("a".to_string(), "b".to_string())])),
+                ..Default::default()
+            },
+            _phantom: Default::default(),
+        };
+        slim_partial(&mut secret);
+        assert_eq!(secret.metadata.name.as_deref(), Some("db"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("apps"));
+        assert!(secret.metadata.annotations.is_none());
+        assert!(secret.metadata.labels.is_none());
+
+        let mut app: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+            "metadata": {"name": "a", "namespace": "apps", "annotations": {"x": "y"}},
+            "spec": {"executor": "shim", "variables": [{"name": "k", "value": "secret-ish"}]},
+        }))
+        .unwrap();
+        slim_app(&mut app);
+        assert_eq!(app.data, serde_json::json!({"spec": {"executor": "shim"}}));
+        assert!(app.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn lookup_reads_what_the_writers_applied() {
+        let (lookup, mut writers) = stores(CacheConfig {
+            watch_references: false,
+        });
+        let executor: SpinAppExecutor = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+            "metadata": {"name": "shim", "namespace": "apps"},
+            "spec": {"createDeployment": false},
+        }))
+        .unwrap();
+        writers
+            .executors
+            .apply_watcher_event(&Event::Apply(executor));
+        assert_eq!(lookup.executor_names("apps"), ["shim"]);
+        assert!(lookup.executor_names("other").is_empty());
+        assert_eq!(lookup.secret("apps", "any"), Presence::Unknown);
+    }
+}

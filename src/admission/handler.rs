@@ -1,0 +1,317 @@
+//! The axum side: one POST route per [`ROUTES`] entry, body limit, timeout, panic guard, and the
+//! per-decision log line and metrics.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kube::core::admission::AdmissionResponse;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use super::metrics::{AdmissionMetrics, Outcome};
+use super::review::{self, RawRequest, Rejection};
+use super::routes::{Action, ROUTES, Route};
+use crate::inventory::Lookup;
+use crate::rules::{self, Decision, Options};
+
+/// Largest AdmissionReview accepted (the apiserver's own object limit is ~1.5 MiB; a review can
+/// carry two copies).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Whole-request deadline, below the webhooks' `timeoutSeconds` (5) so the apiserver gets our
+/// answer rather than its own timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What the admission handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AdmissionState {
+    /// Cluster view (watched caches in `run`, an `Inventory` in tests and offline).
+    pub lookup: Arc<dyn Lookup>,
+    pub options: Options,
+    pub metrics: AdmissionMetrics,
+}
+
+impl AdmissionState {
+    pub fn new(lookup: Arc<dyn Lookup>, options: Options, metrics: AdmissionMetrics) -> Self {
+        Self {
+            lookup,
+            options,
+            metrics,
+        }
+    }
+}
+
+/// The admission router: every route of [`ROUTES`], nothing else (other paths are 404).
+pub fn router(state: AdmissionState) -> Router {
+    let mut app = Router::new();
+    for route in ROUTES {
+        app = app.route(
+            route.path,
+            post(
+                move |State(state): State<AdmissionState>, body: Bytes| async move {
+                    handle(&state, route, &body)
+                },
+            ),
+        );
+    }
+    app.with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        // Last resort: decisions already run under catch_unwind with the uid at hand; this
+        // catches anything outside it and still answers a denial, never a bare 500.
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                json_response(review::rejected("", "internal error in admission webhook"))
+            },
+        ))
+}
+
+fn json_response(response: AdmissionResponse) -> Response<Body> {
+    match review::encode(response) {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            "could not encode AdmissionReview response\n",
+        )
+            .into_response(),
+    }
+}
+
+fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
+    let started = Instant::now();
+    let req = match review::parse(body).and_then(|req| {
+        review::check_route(route, &req)?;
+        Ok(req)
+    }) {
+        Ok(req) => req,
+        Err(rejection) => return reject(state, route, rejection, started),
+    };
+
+    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, route, &req)));
+    let decision = match decided {
+        Ok(decision) => decision,
+        Err(_) => {
+            let rejection = Rejection {
+                uid: Some(req.uid.clone()),
+                reason: "internal error while evaluating admission rules".to_string(),
+            };
+            return reject(state, route, rejection, started);
+        }
+    };
+    let response = match review::respond(route, &req, &decision) {
+        Ok(response) => response,
+        Err(e) => {
+            let rejection = Rejection {
+                uid: Some(req.uid.clone()),
+                reason: e.to_string(),
+            };
+            return reject(state, route, rejection, started);
+        }
+    };
+    let outcome = if response.allowed {
+        Outcome::Allowed
+    } else {
+        Outcome::Denied
+    };
+    log_decision(route, &req, &decision, outcome);
+    state.metrics.observe(
+        route.name,
+        outcome,
+        &decision.rules_fired,
+        started.elapsed(),
+    );
+    json_response(response)
+}
+
+fn decide(state: &AdmissionState, route: &Route, req: &RawRequest) -> Decision {
+    let operation = review::rules_operation(&req.operation);
+    let registered = route.operations.contains(&req.operation);
+    let request = rules::Request {
+        operation,
+        namespace: req.namespace().unwrap_or_default(),
+        name: req.name(),
+        object: req.object.as_ref(),
+        old_object: req.old_object.as_ref(),
+    };
+    let lookup = state.lookup.as_ref();
+    match route.action {
+        // Operations the route is not registered for have no rules: allow unchanged.
+        _ if !registered => Decision::default(),
+        Action::MutateSpinApp => rules::mutate_spinapp(&request, lookup, &state.options),
+        Action::ValidateSpinApp => rules::validate_spinapp(&request, lookup, &state.options),
+        Action::ValidateExecutor => rules::validate_executor(&request, lookup, &state.options),
+        Action::AllowUnchanged => Decision::default(),
+    }
+}
+
+fn reject(
+    state: &AdmissionState,
+    route: &'static Route,
+    rejection: Rejection,
+    started: Instant,
+) -> Response {
+    tracing::warn!(
+        target: "spin_operator::admission",
+        webhook = route.name,
+        uid = rejection.uid.as_deref().unwrap_or(""),
+        reason = %rejection.reason,
+        "admission request rejected"
+    );
+    state
+        .metrics
+        .observe(route.name, Outcome::Error, &[], started.elapsed());
+    match rejection.uid {
+        Some(uid) => json_response(review::rejected(&uid, &rejection.reason)),
+        None => (StatusCode::BAD_REQUEST, format!("{}\n", rejection.reason)).into_response(),
+    }
+}
+
+/// One line per decision, for audit. Identifies the request and what fired; never object
+/// contents (they may hold secrets or runtime config).
+fn log_decision(route: &Route, req: &RawRequest, decision: &Decision, outcome: Outcome) {
+    tracing::info!(
+        target: "spin_operator::admission",
+        uid = %req.uid,
+        user = req.user(),
+        namespace = req.namespace().unwrap_or_default(),
+        name = req.name(),
+        operation = review::rules_operation(&req.operation).as_str(),
+        webhook = route.name,
+        allowed = outcome == Outcome::Allowed,
+        rules = %decision.rules_fired.join(","),
+        patch_ops = decision.patch.0.len(),
+        warnings = decision.warnings.len(),
+        dry_run = req.dry_run.unwrap_or(false),
+        "admission decision"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SpinAppExecutor;
+    use crate::inventory::{Inventory, Presence};
+    use axum::http::Request;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    /// A lookup that panics: the rules must never take the server down with them.
+    struct Panicking;
+    impl Lookup for Panicking {
+        fn executor(&self, _: &str, _: &str) -> Option<SpinAppExecutor> {
+            panic!("lookup bug")
+        }
+        fn executor_names(&self, _: &str) -> Vec<String> {
+            panic!("lookup bug")
+        }
+        fn apps_using_executor(&self, _: &str, _: &str) -> Vec<String> {
+            panic!("lookup bug")
+        }
+        fn secret(&self, _: &str, _: &str) -> Presence {
+            panic!("lookup bug")
+        }
+        fn config_map(&self, _: &str, _: &str) -> Presence {
+            panic!("lookup bug")
+        }
+    }
+
+    fn review(operation: &str) -> Value {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-h",
+                "kind": {"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"},
+                "resource": {"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"},
+                "name": "web", "namespace": "apps", "operation": operation,
+                "userInfo": {"username": "bob"},
+                "object": {"metadata": {"name": "web"}, "spec": {"image": "ghcr.io/a/b:v1"}},
+                "oldObject": {"metadata": {"name": "web"}, "spec": {"image": "ghcr.io/a/b:v1"}},
+            }
+        })
+    }
+
+    async fn call(lookup: Arc<dyn Lookup>, path: &str, body: &Value) -> (StatusCode, Value) {
+        let app = router(AdmissionState::new(
+            lookup,
+            Options::default(),
+            AdmissionMetrics::default(),
+        ));
+        let resp = app
+            .oneshot(
+                Request::post(path)
+                    .body(Body::from(serde_json::to_vec(body).unwrap()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_rules_is_a_denial_with_the_uid() {
+        let (status, body) = call(
+            Arc::new(Panicking),
+            "/mutate-core-spinkube-dev-v1alpha1-spinapp",
+            &review("CREATE"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "u-h");
+        assert_eq!(body["response"]["allowed"], false);
+        assert!(
+            body["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("internal error")
+        );
+    }
+
+    #[tokio::test]
+    async fn unregistered_operations_are_allowed_unchanged() {
+        // DELETE is not registered for SpinApps: nothing to check, and the rules never run
+        // (the panicking lookup proves it).
+        let (status, body) = call(
+            Arc::new(Panicking),
+            "/validate-core-spinkube-dev-v1alpha1-spinapp",
+            &review("DELETE"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["allowed"], true);
+    }
+
+    #[tokio::test]
+    async fn create_runs_the_rules() {
+        let (_, body) = call(
+            Arc::new(Inventory::default()),
+            "/validate-core-spinkube-dev-v1alpha1-spinapp",
+            &review("CREATE"),
+        )
+        .await;
+        // No executor in the namespace: the rules deny.
+        assert_eq!(body["response"]["allowed"], false, "{body}");
+        assert_eq!(body["response"]["status"]["reason"], "Invalid");
+    }
+}

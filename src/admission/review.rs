@@ -1,0 +1,452 @@
+//! AdmissionReview v1 in and out: envelope parsing, the route's kind check, and turning a rules
+//! [`Decision`] into an `AdmissionResponse`. Pure (no I/O) so the handler stays thin.
+
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::{
+    AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
+};
+use kube::core::response::{StatusCause, StatusDetails};
+use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, Status};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::routes::{Route, WebhookKind};
+use crate::api::{GROUP, VERSION};
+use crate::rules::{self, Decision};
+
+/// The request fields the webhooks read. kube's `AdmissionRequest<T>` needs a typed object;
+/// the rules take raw JSON so that an object that does not decode still gets field errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRequest {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    pub resource: GroupVersionResource,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+impl RawRequest {
+    /// Namespace of the request, falling back to the object's own metadata.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+            .or_else(|| self.meta_str("namespace"))
+    }
+
+    /// Name of the object; on CREATE with `generateName` the apiserver sends an empty name.
+    pub fn name(&self) -> &str {
+        if !self.name.is_empty() {
+            return &self.name;
+        }
+        self.meta_str("name")
+            .or_else(|| self.meta_str("generateName"))
+            .unwrap_or("")
+    }
+
+    fn meta_str(&self, field: &str) -> Option<&str> {
+        self.object
+            .as_ref()
+            .or(self.old_object.as_ref())
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+    }
+
+    /// The requesting user's name, for the audit log line.
+    pub fn user(&self) -> &str {
+        self.user_info.username.as_deref().unwrap_or("")
+    }
+}
+
+/// Input that cannot be judged. With a uid it is answered as an AdmissionReview denial,
+/// without one the apiserver could not match an answer, so it gets a plain HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub uid: Option<String>,
+    pub reason: String,
+}
+
+impl Rejection {
+    fn new(uid: Option<&str>, reason: impl Into<String>) -> Self {
+        Self {
+            uid: uid.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parse an AdmissionReview v1 body. Recovers the uid whenever the body is JSON with one.
+pub fn parse(body: &[u8]) -> Result<RawRequest, Rejection> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Rejection::new(None, format!("request body is not JSON: {e}")))?;
+    let uid = value
+        .pointer("/request/uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty());
+    let api_version = value.get("apiVersion").and_then(Value::as_str);
+    let kind = value.get("kind").and_then(Value::as_str);
+    if api_version != Some(META_API_VERSION_V1) || kind != Some(META_KIND) {
+        return Err(Rejection::new(
+            uid,
+            format!(
+                "expected an {META_KIND} of apiVersion {META_API_VERSION_V1}, got kind {:?} apiVersion {:?}",
+                kind.unwrap_or(""),
+                api_version.unwrap_or("")
+            ),
+        ));
+    }
+    let Some(request) = value.get("request").filter(|r| !r.is_null()) else {
+        return Err(Rejection::new(uid, "AdmissionReview has no request"));
+    };
+    let Some(uid) = uid else {
+        return Err(Rejection::new(None, "AdmissionReview request has no uid"));
+    };
+    // Only the envelope can fail here: objects stay raw JSON, so no object content leaks
+    // into the error message.
+    RawRequest::deserialize(request)
+        .map_err(|e| Rejection::new(Some(uid), format!("malformed AdmissionReview request: {e}")))
+}
+
+/// Check the request is for the route's resource (a misregistered webhook must not judge
+/// objects of another kind with the wrong rules), and carries the objects the operation implies.
+pub fn check_route(route: &Route, req: &RawRequest) -> Result<(), Rejection> {
+    let uid = Some(req.uid.as_str());
+    let want_kind = route.resource.kind();
+    let want_resource = route.resource.plural();
+    if req.kind.group != GROUP || req.kind.version != VERSION || req.kind.kind != want_kind {
+        return Err(Rejection::new(
+            uid,
+            format!(
+                "webhook {} handles {GROUP}/{VERSION} {want_kind}, got {}/{} {}",
+                route.name, req.kind.group, req.kind.version, req.kind.kind
+            ),
+        ));
+    }
+    if req.resource.group != GROUP || req.resource.resource != want_resource {
+        return Err(Rejection::new(
+            uid,
+            format!(
+                "webhook {} handles resource {want_resource}.{GROUP}, got {}.{}",
+                route.name, req.resource.resource, req.resource.group
+            ),
+        ));
+    }
+    if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+        return Err(Rejection::new(
+            uid,
+            format!("webhook {} does not handle subresource {sub:?}", route.name),
+        ));
+    }
+    if req.namespace().is_none() {
+        return Err(Rejection::new(uid, "request has no namespace"));
+    }
+    let needs = match req.operation {
+        Operation::Create | Operation::Update => req.object.is_some(),
+        Operation::Delete => req.old_object.is_some(),
+        Operation::Connect => true,
+    };
+    if !needs {
+        return Err(Rejection::new(
+            uid,
+            format!("{:?} request carries no object", req.operation),
+        ));
+    }
+    Ok(())
+}
+
+/// Map kube's operation onto the rules' own enum.
+pub fn rules_operation(op: &Operation) -> rules::Operation {
+    match op {
+        Operation::Create => rules::Operation::Create,
+        Operation::Update => rules::Operation::Update,
+        Operation::Delete => rules::Operation::Delete,
+        Operation::Connect => rules::Operation::Connect,
+    }
+}
+
+/// An allowed response for `uid`, nothing else set.
+pub fn allowed(uid: &str) -> AdmissionResponse {
+    // `AdmissionResponse` is non-exhaustive and its `From` wants a typed request; start from
+    // `invalid` (which sets the v1 TypeMeta) and make it an allowance.
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    response.allowed = true;
+    response.result = Status::success().with_code(200);
+    response
+}
+
+/// The answer to a [`Rejection`] that has a uid: a denial with reason `BadRequest`.
+pub fn rejected(uid: &str, reason: &str) -> AdmissionResponse {
+    let mut response = allowed(uid);
+    response.allowed = false;
+    response.result = Status::failure(reason, "BadRequest").with_code(400);
+    response
+}
+
+/// Turn a rules decision into the response: a Kubernetes `Invalid` status listing every field
+/// error as a cause, warnings for kubectl, and the JSON patch for mutating webhooks.
+pub fn respond(
+    route: &Route,
+    req: &RawRequest,
+    decision: &Decision,
+) -> Result<AdmissionResponse, kube::core::admission::SerializePatchError> {
+    let mut response = allowed(&req.uid);
+    if !decision.warnings.is_empty() {
+        response.warnings = Some(
+            decision
+                .warnings
+                .iter()
+                .map(|w| w.message.clone())
+                .collect(),
+        );
+    }
+    if !decision.allowed() {
+        let kind = route.resource.kind();
+        let name = req.name();
+        let causes = decision
+            .errors
+            .iter()
+            .map(|e| StatusCause {
+                reason: e.cause_reason().to_string(),
+                // Kubernetes puts the field in its own member and the rest in the message.
+                message: e.body(),
+                field: e.field.clone(),
+            })
+            .collect();
+        response.allowed = false;
+        response.result = Status::failure(&decision.message(kind, name), "Invalid")
+            .with_code(422)
+            .with_details(StatusDetails {
+                name: name.to_string(),
+                group: GROUP.to_string(),
+                kind: kind.to_string(),
+                uid: String::new(),
+                causes,
+                retry_after_seconds: 0,
+            });
+        return Ok(response);
+    }
+    if route.kind == WebhookKind::Mutating && !decision.patch.0.is_empty() {
+        response = response.with_patch(decision.patch.clone())?;
+    }
+    Ok(response)
+}
+
+/// Wrap a response in its AdmissionReview envelope.
+pub fn review(response: AdmissionResponse) -> AdmissionReview<DynamicObject> {
+    response.into_review()
+}
+
+/// Serialize the answer for the apiserver. kube's `AdmissionResponse.patch` is a `Vec<u8>` that
+/// serde writes as an array of numbers (kube-rs/kube#1781); the API's JSON form of `[]byte` is
+/// base64, so the patch is re-encoded here.
+pub fn encode(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine;
+    let patch = response.patch.clone();
+    let mut value = serde_json::to_value(review(response))?;
+    if let (Some(patch), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
+        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::routes::route_for_path;
+
+    fn body(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": request,
+        }))
+        .unwrap()
+    }
+
+    fn spinapp_request() -> Value {
+        serde_json::json!({
+            "uid": "u-1",
+            "kind": {"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"},
+            "resource": {"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"},
+            "namespace": "apps",
+            "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {"metadata": {"generateName": "web-"}, "spec": {}},
+        })
+    }
+
+    #[test]
+    fn parses_and_recovers_name_and_user() {
+        let req = parse(&body(spinapp_request())).unwrap();
+        assert_eq!(req.uid, "u-1");
+        assert_eq!(req.name(), "web-");
+        assert_eq!(req.namespace(), Some("apps"));
+        assert_eq!(req.user(), "alice");
+        let route = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        check_route(route, &req).unwrap();
+    }
+
+    #[test]
+    fn not_json_has_no_uid() {
+        let err = parse(b"{nope").unwrap_err();
+        assert_eq!(err.uid, None);
+        assert!(err.reason.contains("not JSON"), "{}", err.reason);
+    }
+
+    #[test]
+    fn wrong_envelope_keeps_uid() {
+        let mut v: Value = serde_json::from_slice(&body(spinapp_request())).unwrap();
+        v["apiVersion"] = "admission.k8s.io/v1beta1".into();
+        let err = parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(err.uid.as_deref(), Some("u-1"));
+        assert!(err.reason.contains("v1beta1"));
+    }
+
+    #[test]
+    fn missing_request_and_bad_operation() {
+        let err =
+            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).unwrap_err();
+        assert_eq!(err, Rejection::new(None, "AdmissionReview has no request"));
+        let mut r = spinapp_request();
+        r["operation"] = "EXPLODE".into();
+        let err = parse(&body(r)).unwrap_err();
+        assert_eq!(err.uid.as_deref(), Some("u-1"));
+        assert!(err.reason.contains("malformed"), "{}", err.reason);
+    }
+
+    #[test]
+    fn wrong_kind_for_route_is_rejected() {
+        let req = parse(&body(spinapp_request())).unwrap();
+        let route = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinappexecutor").unwrap();
+        let err = check_route(route, &req).unwrap_err();
+        assert_eq!(err.uid.as_deref(), Some("u-1"));
+        assert!(err.reason.contains("SpinAppExecutor"), "{}", err.reason);
+    }
+
+    #[test]
+    fn subresource_and_missing_object_are_rejected() {
+        let route = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let mut r = spinapp_request();
+        r["subResource"] = "status".into();
+        assert!(check_route(route, &parse(&body(r)).unwrap()).is_err());
+        let mut r = spinapp_request();
+        r["object"] = Value::Null;
+        let err = check_route(route, &parse(&body(r)).unwrap()).unwrap_err();
+        assert!(err.reason.contains("no object"), "{}", err.reason);
+    }
+
+    #[test]
+    fn rejection_is_a_bad_request_denial_with_uid() {
+        let r = serde_json::to_value(review(rejected("u-9", "nope"))).unwrap();
+        assert_eq!(r["response"]["uid"], "u-9");
+        assert_eq!(r["response"]["allowed"], false);
+        assert_eq!(r["response"]["status"]["code"], 400);
+        assert_eq!(r["kind"], "AdmissionReview");
+        assert_eq!(r["apiVersion"], "admission.k8s.io/v1");
+    }
+
+    fn decision_with(errors: Vec<rules::FieldError>, warnings: Vec<rules::Warning>) -> Decision {
+        Decision {
+            errors,
+            warnings,
+            patch: serde_json::from_value(serde_json::json!([
+                {"op": "add", "path": "/spec/replicas", "value": 1}
+            ]))
+            .unwrap(),
+            rules_fired: vec!["SA-X"],
+        }
+    }
+
+    #[test]
+    fn denial_is_an_invalid_status_with_one_cause_per_field_error() {
+        let req = parse(&body(spinapp_request())).unwrap();
+        let route = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let errors = vec![
+            rules::FieldError {
+                rule: "SA-A",
+                field: "spec.replicas".into(),
+                error_type: rules::ErrorType::Invalid,
+                bad_value: Some((-1).into()),
+                detail: "must be greater than or equal to 1".into(),
+            },
+            rules::FieldError {
+                rule: "SA-B",
+                field: "spec.executor".into(),
+                error_type: rules::ErrorType::Required,
+                bad_value: None,
+                detail: "no executor".into(),
+            },
+        ];
+        let warnings = vec![rules::Warning {
+            rule: "SA-W",
+            message: "image uses :latest".into(),
+        }];
+        let decision = decision_with(errors, warnings);
+        let r = serde_json::to_value(review(respond(route, &req, &decision).unwrap())).unwrap();
+        let resp = &r["response"];
+        assert_eq!(resp["uid"], "u-1");
+        assert_eq!(resp["allowed"], false);
+        assert_eq!(resp["status"]["code"], 422);
+        assert_eq!(resp["status"]["reason"], "Invalid");
+        assert_eq!(
+            resp["status"]["message"],
+            decision.message("SpinApp", "web-")
+        );
+        assert_eq!(resp["status"]["details"]["kind"], "SpinApp");
+        let causes = resp["status"]["details"]["causes"].as_array().unwrap();
+        assert_eq!(causes.len(), 2);
+        assert_eq!(causes[0]["field"], "spec.replicas");
+        assert_eq!(causes[0]["reason"], "FieldValueInvalid");
+        assert_eq!(
+            causes[0]["message"],
+            "Invalid value: -1: must be greater than or equal to 1"
+        );
+        assert_eq!(causes[1]["reason"], "FieldValueRequired");
+        assert_eq!(resp["warnings"][0], "image uses :latest");
+        assert!(resp.get("patch").is_none(), "a denial carries no patch");
+    }
+
+    #[test]
+    fn patch_is_base64_on_the_wire() {
+        use base64::Engine;
+        let req = parse(&body(spinapp_request())).unwrap();
+        let decision = decision_with(vec![], vec![]);
+        let mutate = route_for_path("/mutate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let bytes = encode(respond(mutate, &req, &decision).unwrap()).unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(patch, decision.patch);
+    }
+
+    #[test]
+    fn patch_only_from_mutating_routes() {
+        let req = parse(&body(spinapp_request())).unwrap();
+        let decision = decision_with(vec![], vec![]);
+        let mutate = route_for_path("/mutate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let r = serde_json::to_value(review(respond(mutate, &req, &decision).unwrap())).unwrap();
+        assert_eq!(r["response"]["allowed"], true);
+        assert_eq!(r["response"]["patchType"], "JSONPatch");
+        let validate = route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+        let r = serde_json::to_value(review(respond(validate, &req, &decision).unwrap())).unwrap();
+        assert!(r["response"].get("patch").is_none());
+    }
+}

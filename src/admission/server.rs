@@ -1,0 +1,201 @@
+//! The HTTPS accept loop: TLS handshake with a deadline, HTTP/1.1 or HTTP/2 via hyper-util,
+//! a connection limit, and a bounded graceful drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// Limits of the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Deadline for the TLS handshake of a new connection.
+    pub tls_handshake_timeout: Duration,
+    /// Deadline for an HTTP/1 request's headers.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long in-flight requests may run after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            tls_handshake_timeout: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(3),
+            max_connections: 512,
+            // Below the pod's default terminationGracePeriodSeconds (30).
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Errors of the admission server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reading the bound address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
+/// A bound HTTPS server; call [`HttpsServer::serve`] to run it.
+pub struct HttpsServer {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    limits: ServerLimits,
+}
+
+impl HttpsServer {
+    /// Bind `addr` (port 0 picks a free one).
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        router: Router,
+        limits: ServerLimits,
+    ) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            tls,
+            router,
+            limits,
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener.local_addr().map_err(ServerError::LocalAddr)
+    }
+
+    /// Serve until `shutdown` completes, then stop accepting, let open connections finish their
+    /// in-flight requests (up to `drain_timeout`) and return.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let Self {
+            listener,
+            tls,
+            router,
+            limits,
+        } = self;
+        let acceptor = TlsAcceptor::from(tls);
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            // Small request/response exchanges: do not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            while connections.try_join_next().is_some() {}
+            connections.spawn(serve_connection(
+                stream,
+                peer,
+                acceptor.clone(),
+                router.clone(),
+                limits,
+                drain_rx.clone(),
+                permit,
+            ));
+        }
+
+        drop(listener);
+        let open = connections.len();
+        tracing::info!(open, "admission server draining");
+        let _ = drain_tx.send(true);
+        let drained = tokio::time::timeout(limits.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                "drain timeout: closing remaining connections"
+            );
+            connections.shutdown().await;
+        }
+        tracing::info!("admission server stopped");
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    limits: ServerLimits,
+    mut drain: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
+    let tls = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        // No request can be in flight before the handshake: drop it when draining.
+        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => return,
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(router));
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => {
+            // Finish the request in flight (if any), then close; idle connections close now.
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error while draining");
+            }
+        }
+    }
+}

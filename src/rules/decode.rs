@@ -1,0 +1,277 @@
+//! Decoding a raw `spec` into the typed API while turning every decode failure into a field
+//! error (`spec.replicas: Invalid value: "three": must be of type integer`), so that a body the
+//! typed API rejects still gets a complete, Kubernetes-style answer instead of a 500.
+
+use std::collections::BTreeSet;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::findings::Findings;
+use super::path::{self, Seg};
+
+/// A spec as far as it could be read.
+pub(crate) struct Decoded<T> {
+    pub value: T,
+    /// Top-level spec fields that failed to decode (their typed value is the default, so checks
+    /// about them are suppressed).
+    pub broken: BTreeSet<String>,
+}
+
+impl<T> Decoded<T> {
+    /// True when `field` (a printed path under `spec`) lies in a field that failed to decode.
+    pub fn is_broken(&self, field: &str) -> bool {
+        let segs = path::parse(field);
+        segs.first().map(String::as_str) == Some("spec")
+            && segs.get(1).is_some_and(|k| self.broken.contains(k))
+    }
+}
+
+/// Cap on decode passes; each pass removes one bad node, so this bounds work on hostile input.
+const MAX_PASSES: usize = 64;
+
+/// Decodes `spec` (absent or null decodes as the default). Returns `None` when `spec` is not an
+/// object at all (after reporting it).
+pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
+    spec: Option<&Value>,
+    rule: &'static str,
+    out: &mut Findings,
+) -> Option<Decoded<T>> {
+    let mut working = match spec {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(other) => {
+            out.invalid(rule, "spec", other.clone(), "must be of type object");
+            return None;
+        }
+    };
+    strip_nulls(&mut working);
+    let original = working.clone();
+    let mut broken = BTreeSet::new();
+    let mut removed: Vec<(Vec<Seg>, usize)> = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let err = match serde_path_to_error::deserialize::<_, T>(&working) {
+            // The common case: everything decoded on the first pass.
+            Ok(value) if broken.is_empty() => return Some(Decoded { value, broken }),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let current: Vec<Seg> = err
+            .path()
+            .iter()
+            .map_while(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let message = err.inner().to_string();
+        let orig = to_original(&current, &removed);
+        match missing_field(&message) {
+            Some(name) => {
+                let mut at = orig.clone();
+                at.push(Seg::Key(name.to_string()));
+                let field = path::format("spec", &at);
+                // Removing a required child surfaces here as "missing field": report it once.
+                if !out.errors.iter().any(|e| e.field == field) {
+                    out.required(rule, field, "");
+                }
+            }
+            None => {
+                let bad = lookup_segs(&original, &orig)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                out.invalid(rule, path::format("spec", &orig), bad, friendly(&message));
+            }
+        }
+        match orig.first() {
+            Some(Seg::Key(k)) => {
+                broken.insert(k.clone());
+            }
+            // An error about the spec object itself cannot be narrowed down further.
+            _ => return None,
+        }
+        if !remove(&mut working, &current, &orig, &mut removed) {
+            break;
+        }
+    }
+    // Decode what is left, without the fields that had errors (their indices may have moved).
+    if let Value::Object(map) = &mut working {
+        map.retain(|k, _| !broken.contains(k));
+    }
+    let value = serde_json::from_value(working).unwrap_or_default();
+    Some(Decoded { value, broken })
+}
+
+/// Kubernetes treats `null` like an absent field; serde would reject it for plain strings.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+}
+
+/// Turns serde's wording into the apiserver's (`must be of type integer`).
+fn friendly(message: &str) -> String {
+    if let Some((_, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.rsplit_once(", expected "))
+    {
+        let ty = match expected {
+            e if e.starts_with('i') || e.starts_with('u') => "integer",
+            "a boolean" => "boolean",
+            "a string" => "string",
+            "a sequence" => "array",
+            e if e.starts_with("struct") || e.starts_with("a map") || e.starts_with("map") => {
+                "object"
+            }
+            other => return format!("must be {other}"),
+        };
+        return format!("must be of type {ty}");
+    }
+    message.to_string()
+}
+
+/// Maps a path in the (partly pruned) working copy back to the original object.
+fn to_original(current: &[Seg], removed: &[(Vec<Seg>, usize)]) -> Vec<Seg> {
+    let mut orig: Vec<Seg> = Vec::with_capacity(current.len());
+    for seg in current {
+        match seg {
+            Seg::Index(i) => {
+                let mut gone: Vec<usize> = removed
+                    .iter()
+                    .filter(|(array, _)| *array == orig)
+                    .map(|(_, idx)| *idx)
+                    .collect();
+                gone.sort_unstable();
+                let mut idx = *i;
+                for g in gone {
+                    if g <= idx {
+                        idx += 1;
+                    }
+                }
+                orig.push(Seg::Index(idx));
+            }
+            key => orig.push(key.clone()),
+        }
+    }
+    orig
+}
+
+fn lookup_segs<'v>(root: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
+    let mut cur = root;
+    for seg in segs {
+        cur = match (seg, cur) {
+            (Seg::Index(i), Value::Array(items)) => items.get(*i)?,
+            (Seg::Key(k), Value::Object(map)) => map.get(k)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Removes the node at `current` from the working copy, remembering removed list elements by
+/// their original index. Returns false when nothing could be removed.
+fn remove(
+    working: &mut Value,
+    current: &[Seg],
+    orig: &[Seg],
+    removed: &mut Vec<(Vec<Seg>, usize)>,
+) -> bool {
+    let Some((last, parent_path)) = current.split_last() else {
+        return false;
+    };
+    let mut parent = &mut *working;
+    for seg in parent_path {
+        parent = match (seg, parent) {
+            (Seg::Index(i), Value::Array(items)) => match items.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Seg::Key(k), Value::Object(map)) => match map.get_mut(k) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, parent) {
+        (Seg::Index(i), Value::Array(items)) if *i < items.len() => {
+            items.remove(*i);
+            if let Some((Seg::Index(orig_idx), orig_parent)) = orig.split_last() {
+                removed.push((orig_parent.to_vec(), *orig_idx));
+            }
+            true
+        }
+        (Seg::Key(k), Value::Object(map)) => map.remove(k).is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SpinAppSpec;
+    use serde_json::json;
+
+    fn errors(spec: Value) -> (Vec<String>, Option<Decoded<SpinAppSpec>>) {
+        let mut out = Findings::default();
+        let d = decode_spec::<SpinAppSpec>(Some(&spec), "SA-DECODE", &mut out);
+        (out.errors.iter().map(ToString::to_string).collect(), d)
+    }
+
+    #[test]
+    fn good_spec_decodes_without_errors() {
+        let (errs, d) = errors(json!({"image": "a", "replicas": 2, "executor": null}));
+        assert!(errs.is_empty(), "{errs:?}");
+        let d = d.unwrap();
+        assert_eq!(d.value.replicas, Some(2));
+        assert!(d.broken.is_empty());
+    }
+
+    #[test]
+    fn reports_every_bad_field_with_original_indices() {
+        let (errs, d) = errors(json!({
+            "image": "ghcr.io/a/b:v1",
+            "replicas": "three",
+            "enableAutoscaling": "yes",
+            "variables": [{"name": 1}, {"name": "ok", "value": "x"}, {"value": "no-name"}],
+        }));
+        assert_eq!(
+            errs,
+            vec![
+                "spec.enableAutoscaling: Invalid value: \"yes\": must be of type boolean",
+                "spec.replicas: Invalid value: \"three\": must be of type integer",
+                "spec.variables[0].name: Invalid value: 1: must be of type string",
+                "spec.variables[2].name: Required value",
+            ]
+        );
+        let d = d.unwrap();
+        assert_eq!(d.value.image, "ghcr.io/a/b:v1");
+        assert_eq!(d.value.replicas, None);
+        assert!(d.is_broken("spec.variables[1].name"));
+        assert!(!d.is_broken("spec.image"));
+    }
+
+    #[test]
+    fn non_object_spec_is_one_error() {
+        let (errs, d) = errors(json!("nope"));
+        assert_eq!(
+            errs,
+            vec!["spec: Invalid value: \"nope\": must be of type object"]
+        );
+        assert!(d.is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! Kubernetes resource quantities (`128Mi`, `250m`, `1.5G`, `1e3`), parsed exactly.
+//!
+//! k8s-openapi's `Quantity` is only a string, so the rules parse the apiserver's grammar
+//! themselves:
+//!
+//! ```text
+//! quantity        ::= signedNumber suffix
+//! signedNumber    ::= ["+" | "-"] number
+//! number          ::= digits | digits "." digits | digits "." | "." digits
+//! suffix          ::= binarySI | decimalExponent | decimalSI
+//! binarySI        ::= Ki | Mi | Gi | Ti | Pi | Ei
+//! decimalSI       ::= m | "" | k | M | G | T | P | E
+//! decimalExponent ::= ("e" | "E") signedInteger
+//! ```
+//!
+//! Values are kept as `mantissa × 10^exp10 × 2^exp2` so comparisons are exact (`1Gi` equals
+//! `1073741824`, `0.5` equals `500m`).
+
+use std::cmp::Ordering;
+
+/// A parsed quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity {
+    negative: bool,
+    /// All digits of the number with the decimal point removed.
+    mantissa: u128,
+    exp10: i32,
+    exp2: u32,
+}
+
+/// Why a string is not a quantity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
+    Syntax,
+    #[error("quantity has too many digits")]
+    TooLarge,
+}
+
+/// Upper bound on the decimal exponent we accept: far beyond any real quantity, small enough to
+/// keep arithmetic in range.
+const MAX_EXP10: i64 = 1000;
+
+impl Quantity {
+    /// Parses a quantity string.
+    pub fn parse(s: &str) -> Result<Self, QuantityError> {
+        let (negative, rest) = match s.as_bytes().first() {
+            Some(b'-') => (true, &s[1..]),
+            Some(b'+') => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, suffix) = rest.split_at(number_len);
+        let (int_part, frac_part) = match number.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (number, ""),
+        };
+        if frac_part.contains('.') || (int_part.is_empty() && frac_part.is_empty()) {
+            return Err(QuantityError::Syntax);
+        }
+        let mut mantissa: u128 = 0;
+        for c in int_part.bytes().chain(frac_part.bytes()) {
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(u128::from(c - b'0')))
+                .ok_or(QuantityError::TooLarge)?;
+        }
+        let frac_len = i64::try_from(frac_part.len()).map_err(|_| QuantityError::TooLarge)?;
+        let (suffix_exp10, exp2): (i64, u32) = match suffix {
+            "" => (0, 0),
+            "m" => (-3, 0),
+            "k" => (3, 0),
+            "M" => (6, 0),
+            "G" => (9, 0),
+            "T" => (12, 0),
+            "P" => (15, 0),
+            "E" => (18, 0),
+            "Ki" => (0, 10),
+            "Mi" => (0, 20),
+            "Gi" => (0, 30),
+            "Ti" => (0, 40),
+            "Pi" => (0, 50),
+            "Ei" => (0, 60),
+            other => {
+                let exp = other
+                    .strip_prefix(['e', 'E'])
+                    .ok_or(QuantityError::Syntax)?;
+                let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(QuantityError::Syntax);
+                }
+                let value: i64 = exp.parse().map_err(|_| QuantityError::TooLarge)?;
+                if value.abs() > MAX_EXP10 {
+                    return Err(QuantityError::TooLarge);
+                }
+                (value, 0)
+            }
+        };
+        let exp10 = i32::try_from(suffix_exp10 - frac_len).map_err(|_| QuantityError::TooLarge)?;
+        Ok(Quantity {
+            negative: negative && mantissa != 0,
+            mantissa,
+            exp10,
+            exp2,
+        })
+    }
+
+    /// True when the value is below zero.
+    pub fn is_negative(&self) -> bool {
+        self.negative
+    }
+
+    /// True when the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// `mantissa × 2^exp2` as an integer with trailing decimal zeros moved into the exponent.
+    fn normalized(&self) -> Option<(u128, i64)> {
+        let mut m = self.mantissa.checked_mul(1u128.checked_shl(self.exp2)?)?;
+        let mut e = i64::from(self.exp10);
+        if m == 0 {
+            return Some((0, 0));
+        }
+        while m % 10 == 0 {
+            m /= 10;
+            e += 1;
+        }
+        Some((m, e))
+    }
+
+    /// Compares magnitudes: exact when the values fit in 128 bits, otherwise by logarithm.
+    fn cmp_magnitude(&self, other: &Self) -> Ordering {
+        match (self.normalized(), other.normalized()) {
+            (Some((a, ea)), Some((b, eb))) => {
+                if a == 0 || b == 0 {
+                    return a.cmp(&b);
+                }
+                // Compare a·10^ea with b·10^eb by scaling the one with the larger exponent.
+                let (scaled_is_a, diff) = if ea >= eb {
+                    (true, ea - eb)
+                } else {
+                    (false, eb - ea)
+                };
+                let (big, small) = if scaled_is_a { (a, b) } else { (b, a) };
+                let scaled = u32::try_from(diff)
+                    .ok()
+                    .and_then(|d| 10u128.checked_pow(d))
+                    .and_then(|p| big.checked_mul(p));
+                let ord = match scaled {
+                    Some(v) => v.cmp(&small),
+                    // Overflow: the scaled side exceeds anything a u128 holds.
+                    None => Ordering::Greater,
+                };
+                if scaled_is_a { ord } else { ord.reverse() }
+            }
+            _ => self.log10().total_cmp(&other.log10()),
+        }
+    }
+
+    fn log10(&self) -> f64 {
+        if self.mantissa == 0 {
+            return f64::NEG_INFINITY;
+        }
+        (self.mantissa as f64).log10()
+            + f64::from(self.exp10)
+            + f64::from(self.exp2) * std::f64::consts::LOG10_2
+    }
+}
+
+impl PartialOrd for Quantity {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Quantity {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Quantity {
+        Quantity::parse(s).unwrap()
+    }
+
+    #[test]
+    fn accepts_the_grammar() {
+        for ok in [
+            "0", "1", "+1", "-1", "1.5", "1.", ".5", "250m", "1k", "1M", "1G", "1T", "1P", "1E",
+            "128Mi", "1Ki", "1Gi", "1Ti", "1Pi", "1Ei", "1e3", "1E3", "1e-3", "1e+3", "1.5e2",
+        ] {
+            assert!(Quantity::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_kubernetes_rejects() {
+        for bad in [
+            "", "Mi", "1 Mi", "1mi", "1KB", "1K", "abc", "1..2", "1.2.3", ".", "-", "1e", "1e1.5",
+            "1ee3", "1Mi ", " 1", "1m1", "0x10",
+        ] {
+            assert_eq!(Quantity::parse(bad), Err(QuantityError::Syntax), "{bad}");
+        }
+        assert_eq!(
+            Quantity::parse(&"9".repeat(50)),
+            Err(QuantityError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn compares_exactly_across_suffixes() {
+        assert_eq!(q("1Gi").cmp(&q("1073741824")), Ordering::Equal);
+        assert_eq!(q("0.5").cmp(&q("500m")), Ordering::Equal);
+        assert_eq!(q("1e3").cmp(&q("1k")), Ordering::Equal);
+        assert_eq!(q("1.5Gi").cmp(&q("1536Mi")), Ordering::Equal);
+        assert!(q("128Mi") < q("256Mi"));
+        assert!(q("1Gi") > q("1G"));
+        assert!(q("1Mi") > q("1M"));
+        assert!(q("100m") < q("1"));
+        assert!(q("-1") < q("0"));
+        assert!(q("-2") < q("-1"));
+        assert_eq!(q("-0").cmp(&q("0")), Ordering::Equal);
+        assert!(q("1Ei") > q("1E"));
+        assert!(q("1e100") > q("1Ei"));
+        assert!(q("1e-100") < q("1m"));
+        assert!(q("1").is_negative() == false && q("-1m").is_negative());
+    }
+}

@@ -1,0 +1,103 @@
+//! Validation of SpinApps: each submodule holds the checks of one area of the spec.
+
+mod basics;
+mod components;
+mod metadata;
+mod probes;
+mod refs;
+mod resources;
+mod runtime_config;
+mod variables;
+mod volumes;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::findings::Findings;
+use super::{Options, decode};
+use crate::api::{SpinAppExecutor, SpinAppSpec};
+use crate::inventory::Lookup;
+
+/// What every SpinApp check may look at.
+pub(crate) struct AppCtx<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub spec: &'a SpinAppSpec,
+    pub lookup: &'a dyn Lookup,
+    pub opts: &'a Options,
+    /// The executor the app names, looked up once.
+    pub executor: Option<SpinAppExecutor>,
+}
+
+type Check = fn(&AppCtx, &mut Findings);
+
+/// Every SpinApp check, in the order their errors are listed.
+const CHECKS: &[Check] = &[
+    basics::name,
+    basics::executor,
+    basics::replicas,
+    basics::image,
+    basics::image_pull_policy,
+    basics::service_account,
+    basics::executor_annotations,
+    refs::image_pull_secrets,
+    variables::check,
+    volumes::check,
+    probes::check,
+    resources::check,
+    resources::invocation_limits,
+    components::check,
+    runtime_config::check,
+    metadata::pod_labels,
+    metadata::node_selector,
+    metadata::annotations,
+];
+
+/// Runs every SpinApp check on `object`.
+pub(crate) fn validate(
+    namespace: &str,
+    name: &str,
+    object: &Value,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Findings {
+    let mut out = Findings::default();
+    let Some(decoded) =
+        decode::decode_spec::<SpinAppSpec>(object.get("spec"), "SA-DECODE", &mut out)
+    else {
+        return out;
+    };
+    let executor = (!decoded.value.executor.is_empty())
+        .then(|| lookup.executor(namespace, &decoded.value.executor))
+        .flatten();
+    let cx = AppCtx {
+        namespace,
+        name,
+        spec: &decoded.value,
+        lookup,
+        opts,
+        executor,
+    };
+    let mut checked = Findings::default();
+    for check in CHECKS {
+        check(&cx, &mut checked);
+    }
+    // Fields that did not decode already have their error; defaults standing in for them must
+    // not produce more.
+    out.errors.extend(
+        checked
+            .errors
+            .into_iter()
+            .filter(|e| !decoded.is_broken(&e.field)),
+    );
+    out.warnings.extend(checked.warnings);
+    out
+}
+
+/// Iterates a map field that may be absent.
+pub(crate) fn entries(
+    map: &Option<BTreeMap<String, String>>,
+) -> impl Iterator<Item = (&String, &String)> {
+    map.iter().flat_map(|m| m.iter())
+}

@@ -1,0 +1,345 @@
+//! Kubernetes side of the self-signed mode: the Secret and the webhook configurations' caBundle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::issue::{Lifetimes, Material, generate, renew, service_dns_names};
+use crate::api::FIELD_MANAGER;
+use crate::tls::{CA_CERT_FILE, ReloadingResolver, TLS_CERT_FILE, TLS_KEY_FILE, TlsError};
+
+/// The CA private key lives next to the serving pair so any future leader can renew.
+pub const CA_KEY_FILE: &str = "ca.key";
+
+/// Where the self-signed mode keeps and publishes its certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfSignedConfig {
+    /// Webhook Service name and namespace: the certificate's DNS names derive from them.
+    pub service: String,
+    pub namespace: String,
+    /// Secret (in `namespace`) holding CA and serving pair.
+    pub secret_name: String,
+    /// Our webhook configurations to patch; `None` skips one (e.g. a chart without it).
+    pub mutating_webhook_configuration: Option<String>,
+    pub validating_webhook_configuration: Option<String>,
+    pub lifetimes: Lifetimes,
+    /// How often every replica re-reads the Secret (and the leader checks renewal/caBundle).
+    pub poll_interval: Duration,
+}
+
+impl SelfSignedConfig {
+    /// Defaults matching the chart: secret `spin-operator-webhook-cert` and the kubebuilder-style
+    /// configuration names.
+    pub fn new(service: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            namespace: namespace.into(),
+            secret_name: "spin-operator-webhook-cert".to_string(),
+            mutating_webhook_configuration: Some(
+                "spin-operator-mutating-webhook-configuration".to_string(),
+            ),
+            validating_webhook_configuration: Some(
+                "spin-operator-validating-webhook-configuration".to_string(),
+            ),
+            lifetimes: Lifetimes::default(),
+            poll_interval: Duration::from_secs(10),
+        }
+    }
+
+    pub fn dns_names(&self) -> Vec<String> {
+        service_dns_names(&self.service, &self.namespace)
+    }
+}
+
+/// What one [`SelfSigned::sync_once`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// This call created the Secret (false if it lost the race or the Secret existed).
+    pub created: bool,
+    /// This call replaced the Secret's certificates.
+    pub renewed: bool,
+    /// Webhook configurations whose caBundle this call patched.
+    pub patched: Vec<String>,
+    /// The resolver now serves the Secret's certificate.
+    pub serving: bool,
+}
+
+/// The self-signed certificate manager for one replica.
+pub struct SelfSigned {
+    secrets: Api<Secret>,
+    mutating: Api<MutatingWebhookConfiguration>,
+    validating: Api<ValidatingWebhookConfiguration>,
+    config: SelfSignedConfig,
+    resolver: Arc<ReloadingResolver>,
+}
+
+impl SelfSigned {
+    pub fn new(client: Client, config: SelfSignedConfig, resolver: Arc<ReloadingResolver>) -> Self {
+        Self {
+            secrets: Api::namespaced(client.clone(), &config.namespace),
+            mutating: Api::all(client.clone()),
+            validating: Api::all(client),
+            config,
+            resolver,
+        }
+    }
+
+    /// One pass: the leader creates/renews the Secret and patches caBundle where it differs;
+    /// every replica then serves the Secret's pair. `now` is unix seconds.
+    pub async fn sync_once(&self, is_leader: bool, now: i64) -> Result<SyncOutcome, TlsError> {
+        let mut sync = SyncOutcome::default();
+        let mut secret = self.secrets.get_opt(&self.config.secret_name).await?;
+        if is_leader {
+            secret = Some(match secret {
+                None => self.create(now, &mut sync).await?,
+                Some(existing) => self.renew_if_due(existing, now, &mut sync).await?,
+            });
+        }
+        // A follower before the leader's first write: nothing to serve yet (readiness false).
+        let Some(secret) = secret else {
+            return Ok(sync);
+        };
+        let material = self.material(&secret)?;
+        if is_leader {
+            sync.patched = self
+                .patch_ca_bundles(material.ca_bundle_pem.as_bytes())
+                .await?;
+        }
+        let source = format!(
+            "secret {}/{}",
+            self.config.namespace, self.config.secret_name
+        );
+        self.resolver.offer_pem(
+            material.cert_pem.as_bytes(),
+            material.key_pem.as_bytes(),
+            &source,
+        )?;
+        sync.serving = true;
+        Ok(sync)
+    }
+
+    /// SyncOutcome every `poll_interval` until the task is dropped. `is_leader` is asked on each pass so
+    /// leadership changes take effect without restarting. Errors are logged once per change.
+    pub async fn run(self, is_leader: impl Fn() -> bool + Send + 'static) {
+        let mut ticker = tokio::time::interval(self.config.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<String> = None;
+        loop {
+            ticker.tick().await;
+            let now = jiff::Timestamp::now().as_second();
+            match self.sync_once(is_leader(), now).await {
+                Ok(sync) => {
+                    last_error = None;
+                    if sync.created || sync.renewed || !sync.patched.is_empty() {
+                        tracing::info!(
+                            created = sync.created,
+                            renewed = sync.renewed,
+                            patched = ?sync.patched,
+                            "self-signed webhook certificate updated"
+                        );
+                    }
+                }
+                Err(err) => {
+                    let text = err.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::error!(error = %text, "self-signed certificate sync failed");
+                        last_error = Some(text);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Create-if-absent. Two replicas may both get here: the API server lets exactly one create
+    /// succeed; the other gets 409 AlreadyExists and adopts the winner's Secret, so there is
+    /// only ever one CA.
+    async fn create(&self, now: i64, sync: &mut SyncOutcome) -> Result<Secret, TlsError> {
+        let material = generate(&self.config.dns_names(), now, self.config.lifetimes)?;
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.config.secret_name.clone()),
+                namespace: Some(self.config.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    FIELD_MANAGER.to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/tls".to_string()),
+            data: Some(secret_data(&material)),
+            ..Secret::default()
+        };
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match self.secrets.create(&params, &secret).await {
+            Ok(created) => {
+                sync.created = true;
+                Ok(created)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => self.reread().await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Replace the certificates when [`renew`] says so. The replace carries the resourceVersion
+    /// we read, so a concurrent writer (a leader hand-over) makes ours fail with 409 and we adopt
+    /// theirs instead of overwriting it.
+    async fn renew_if_due(
+        &self,
+        existing: Secret,
+        now: i64,
+        sync: &mut SyncOutcome,
+    ) -> Result<Secret, TlsError> {
+        // An incomplete Secret (edited by hand) is treated as unusable and regenerated.
+        let current = self.material(&existing).unwrap_or_else(|_| Material {
+            ca_bundle_pem: String::new(),
+            ca_key_pem: String::new(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+        });
+        let Some(next) = renew(
+            &current,
+            &self.config.dns_names(),
+            now,
+            self.config.lifetimes,
+        )?
+        else {
+            return Ok(existing);
+        };
+        let mut updated = existing;
+        updated.data = Some(secret_data(&next));
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match self
+            .secrets
+            .replace(&self.config.secret_name, &params, &updated)
+            .await
+        {
+            Ok(replaced) => {
+                sync.renewed = true;
+                Ok(replaced)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => self.reread().await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn reread(&self) -> Result<Secret, TlsError> {
+        Ok(self.secrets.get(&self.config.secret_name).await?)
+    }
+
+    fn material(&self, secret: &Secret) -> Result<Material, TlsError> {
+        let data = secret.data.as_ref();
+        let field = |key: &'static str| -> Result<String, TlsError> {
+            data.and_then(|d| d.get(key))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .ok_or_else(|| TlsError::SecretIncomplete {
+                    name: self.config.secret_name.clone(),
+                    key,
+                })
+        };
+        Ok(Material {
+            ca_bundle_pem: field(CA_CERT_FILE)?,
+            ca_key_pem: field(CA_KEY_FILE)?,
+            cert_pem: field(TLS_CERT_FILE)?,
+            key_pem: field(TLS_KEY_FILE)?,
+        })
+    }
+
+    /// Patch caBundle into every webhook of our configurations, only where it differs. Returns
+    /// the names of the configurations patched.
+    async fn patch_ca_bundles(&self, bundle: &[u8]) -> Result<Vec<String>, TlsError> {
+        let mut patched = Vec::new();
+        if let Some(name) = &self.config.mutating_webhook_configuration
+            && patch_one(&self.mutating, name, bundle, |c| {
+                c.webhooks
+                    .iter()
+                    .flatten()
+                    .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
+                    .collect()
+            })
+            .await?
+        {
+            patched.push(name.clone());
+        }
+        if let Some(name) = &self.config.validating_webhook_configuration
+            && patch_one(&self.validating, name, bundle, |c| {
+                c.webhooks
+                    .iter()
+                    .flatten()
+                    .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
+                    .collect()
+            })
+            .await?
+        {
+            patched.push(name.clone());
+        }
+        Ok(patched)
+    }
+}
+
+fn secret_data(m: &Material) -> BTreeMap<String, ByteString> {
+    let entry = |k: &str, v: &str| (k.to_string(), ByteString(v.as_bytes().to_vec()));
+    BTreeMap::from([
+        entry(CA_CERT_FILE, &m.ca_bundle_pem),
+        entry(CA_KEY_FILE, &m.ca_key_pem),
+        entry(TLS_CERT_FILE, &m.cert_pem),
+        entry(TLS_KEY_FILE, &m.key_pem),
+    ])
+}
+
+/// JSON patch of the webhooks whose caBundle differs. Each `add` is guarded by a `test` of the
+/// webhook's name at that index, so a concurrent reordering makes the patch fail instead of
+/// writing the bundle into the wrong entry. Returns whether a patch was sent.
+async fn patch_one<K>(
+    api: &Api<K>,
+    name: &str,
+    bundle: &[u8],
+    webhooks: impl Fn(&K) -> Vec<(String, Option<ByteString>)>,
+) -> Result<bool, TlsError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let Some(config) = api.get_opt(name).await? else {
+        // Not installed (yet): the next pass will try again.
+        tracing::debug!(
+            name,
+            "webhook configuration not found; caBundle not patched"
+        );
+        return Ok(false);
+    };
+    let value = serde_json::to_value(ByteString(bundle.to_vec()))?;
+    let mut ops = Vec::new();
+    for (i, (webhook, current)) in webhooks(&config).into_iter().enumerate() {
+        if current.as_ref().map(|b| b.0.as_slice()) == Some(bundle) {
+            continue;
+        }
+        ops.push(json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
+        ops.push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": value}));
+    }
+    if ops.is_empty() {
+        return Ok(false);
+    }
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Json::<()>(patch)).await?;
+    Ok(true)
+}

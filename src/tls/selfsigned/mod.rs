@@ -1,0 +1,11 @@
+//! Self-signed mode (`--self-signed`), for clusters without cert-manager.
+//!
+//! The elected leader keeps one CA and one serving certificate in a Secret (created once even
+//! when replicas race, renewed at 2/3 of their lifetimes) and patches `caBundle` into our webhook
+//! configurations; every replica serves the Secret's certificate through the shared resolver.
+
+mod bootstrap;
+mod issue;
+
+pub use bootstrap::{SelfSigned, SelfSignedConfig, SyncOutcome};
+pub use issue::{Lifetimes, Material, generate, renew, service_dns_names};

@@ -1,0 +1,204 @@
+//! `spin-operator run` as a process: against a fake API server (kubeconfig over loopback HTTP)
+//! it becomes ready once its caches sync, answers admissions over HTTPS, logs one JSON line per
+//! decision without object contents, serves metrics, and exits cleanly on SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+mod admission_fake_api;
+use admission_fake_api::{Calls, fake_api};
+
+const HOST: &str = "webhook.test";
+const SECRET_VALUE: &str = "s3cr3t-value-never-logged";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_pki(dir: &std::path::Path) -> String {
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![HOST.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    ca.pem()
+}
+
+fn kubeconfig(api: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{api}\n\
+         users:\n- name: u\n  user:\n    token: not-a-real-token\ncontexts:\n- name: c\n  context:\n    \
+         cluster: fake\n    user: u\n    namespace: default\ncurrent-context: c\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_admissions_and_shuts_down_on_sigterm() {
+    let calls: Calls = Arc::default();
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api_listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(api_listener, fake_api(calls)).await.unwrap();
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_pem = write_pki(dir.path());
+    let config_path = dir.path().join("kubeconfig");
+    std::fs::write(&config_path, kubeconfig(api_addr)).unwrap();
+    let webhook_port = free_port();
+    let health_port = free_port();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_spin-operator"))
+        .args([
+            "run",
+            "--webhook-addr",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--health-addr",
+            &format!("127.0.0.1:{health_port}"),
+            "--cert-dir",
+            dir.path().to_str().unwrap(),
+            "--disable-controllers",
+        ])
+        .env("KUBECONFIG", &config_path)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Ready once the certificate is loaded and the caches have synced.
+    let http = reqwest::Client::new();
+    let readyz = format!("http://127.0.0.1:{health_port}/readyz");
+    let mut ready = false;
+    for _ in 0..600 {
+        if let Ok(resp) = http.get(&readyz).send().await
+            && resp.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .await
+                .unwrap();
+            panic!("run exited early with {status}: {err}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "never became ready");
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], webhook_port)))
+        .build()
+        .unwrap();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "run-uid-1",
+            "kind": {"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"},
+            "resource": {"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"},
+            "name": "web", "namespace": "apps", "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+                "metadata": {"name": "web", "namespace": "apps"},
+                "spec": {
+                    "image": "ghcr.io/example/web:v1",
+                    "variables": [{"name": "password", "value": SECRET_VALUE}],
+                },
+            },
+        },
+    });
+    let resp = client
+        .post(format!(
+            "https://{HOST}:{webhook_port}/mutate-core-spinkube-dev-v1alpha1-spinapp"
+        ))
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["response"]["uid"], "run-uid-1");
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"]["patch"].is_string(), "{body}");
+
+    let metrics = http
+        .get(format!("http://127.0.0.1:{health_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"spin_operator_admission_requests_total{webhook="mspinapp.kb.io",outcome="allowed"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert!(
+        !out.contains(SECRET_VALUE),
+        "object contents leaked into logs"
+    );
+    let decision: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "admission decision")
+        .unwrap_or_else(|| panic!("no decision log line in:\n{out}"));
+    assert_eq!(decision["uid"], "run-uid-1");
+    assert_eq!(decision["user"], "alice");
+    assert_eq!(decision["namespace"], "apps");
+    assert_eq!(decision["name"], "web");
+    assert_eq!(decision["operation"], "CREATE");
+    assert_eq!(decision["webhook"], "mspinapp.kb.io");
+    assert_eq!(decision["allowed"], true);
+    assert_eq!(decision["patch_ops"], 2);
+    assert!(
+        decision["rules"].as_str().unwrap().contains("SA-"),
+        "{decision}"
+    );
+}

@@ -1,0 +1,148 @@
+"""The three sources of the webhook serving certificate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+from conftest import CA_BUNDLE, NAMESPACE, REPO, SCENARIOS, by_kind, one, operator_container, render, render_raw
+
+CERT_MANAGER_KINDS = {"Issuer", "Certificate", "ClusterIssuer"}
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def cert_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-cert"]
+    return volume
+
+
+def cert_dir(docs: list[dict[str, Any]]) -> str:
+    args = operator_container(docs)["args"]
+    (arg,) = [a for a in args if a.startswith("--cert-dir=")]
+    return arg.removeprefix("--cert-dir=")
+
+
+def mounted_at(docs: list[dict[str, Any]], volume: str) -> str:
+    (mount,) = [m for m in operator_container(docs)["volumeMounts"] if m["name"] == volume]
+    return mount["mountPath"]
+
+
+def webhooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [w for kind in WEBHOOK_KINDS for w in one(docs, kind)["webhooks"]]
+
+
+def kinds(docs: list[dict[str, Any]]) -> set[str]:
+    return {d["kind"] for d in docs}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_cert_manager_objects_only_when_cert_manager_is_used(name: str) -> None:
+    values = SCENARIOS[name]
+    docs = render(values)
+    uses_cert_manager = (
+        values.get("certManager", {}).get("enabled", True)
+        and not values.get("tls", {}).get("existingSecret")
+        and values.get("webhooks", {}).get("enabled", True)
+    )
+    assert bool(kinds(docs) & CERT_MANAGER_KINDS) == uses_cert_manager
+    annotated = [d for d in docs if "cert-manager.io/inject-ca-from" in d["metadata"].get("annotations", {})]
+    assert bool(annotated) == uses_cert_manager
+    assert all(d["apiVersion"].split("/")[0] != "cert-manager.io" for d in docs) or uses_cert_manager
+
+
+def cert_manager_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cert-manager objects without the chart's labels, in a stable order."""
+    found = []
+    for doc in docs:
+        if doc["apiVersion"].startswith("cert-manager.io/"):
+            doc["metadata"].pop("labels", None)
+            found.append(doc)
+    return sorted(found, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def certs_file(name: str) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all((REPO / "certs" / name).read_text()) if d]
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def test_cert_manager_objects_are_those_of_certs_dir() -> None:
+    # With the default release name and namespace the chart renders exactly certs/cert-manager.yaml.
+    assert cert_manager_objects(render()) == certs_file("cert-manager.yaml")
+
+
+def test_existing_issuer_objects_are_those_of_certs_dir() -> None:
+    docs = render({"certManager": {"issuerRef": {"name": "my-existing-issuer", "kind": "ClusterIssuer"}}})
+    assert cert_manager_objects(docs) == certs_file("cert-manager-existing-issuer.yaml")
+    # A non-default issuer group (external issuers) is passed on.
+    docs = render({"certManager": {"issuerRef": {"name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io"}}})
+    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"kind": "AWSPCAClusterIssuer", "name": "pca", "group": "awspca.cert-manager.io"}
+
+
+def test_cert_manager_path() -> None:
+    docs = render()
+    cert = [c for c in by_kind(docs, "Certificate") if not c["spec"].get("isCA")][0]
+    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")][0]
+    svc = service["metadata"]["name"]
+    ca_issuer = [i for i in by_kind(docs, "Issuer") if "ca" in i["spec"]][0]
+    assert cert["spec"]["issuerRef"] == {"name": ca_issuer["metadata"]["name"], "kind": "Issuer"}
+    assert f"{svc}.{NAMESPACE}.svc" in cert["spec"]["dnsNames"]
+    assert f"{svc}.{NAMESPACE}.svc.cluster.local" in cert["spec"]["dnsNames"]
+    # The pod mounts the Secret cert-manager writes, where --cert-dir points.
+    assert cert["spec"]["secretName"] == "spin-operator-webhook-cert"
+    assert cert_volume(docs)["secret"]["secretName"] == cert["spec"]["secretName"]
+    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
+    assert "--self-signed" not in operator_container(docs)["args"]
+    # The CA injector is pointed at that Certificate; no inline caBundle competes with it.
+    for kind in WEBHOOK_KINDS:
+        config = one(docs, kind)
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/{cert['metadata']['name']}"
+    assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
+
+
+def test_cert_manager_with_an_existing_issuer_creates_no_issuer() -> None:
+    docs = render(SCENARIOS["cert-manager-issuer"])
+    assert by_kind(docs, "Issuer") == []
+    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_self_signed_path() -> None:
+    docs = render(SCENARIOS["self-signed"])
+    args = operator_container(docs)["args"]
+    assert "--self-signed" in args
+    # The operator writes its certificate: a writable in-memory dir at --cert-dir, no Secret mount.
+    volume = cert_volume(docs)
+    assert "secret" not in volume and volume["emptyDir"]["medium"] == "Memory"
+    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
+    (mount,) = [m for m in operator_container(docs)["volumeMounts"] if m["name"] == "webhook-cert"]
+    assert mount["readOnly"] is False
+    assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
+
+
+def test_existing_secret_path() -> None:
+    docs = render(SCENARIOS["existing-secret"])
+    assert cert_volume(docs)["secret"]["secretName"] == "my-webhook-tls"
+    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
+    assert "--self-signed" not in operator_container(docs)["args"]
+    assert [w["clientConfig"]["caBundle"] for w in webhooks(docs)] == [CA_BUNDLE] * len(webhooks(docs))
+
+
+def test_existing_secret_requires_a_ca_bundle() -> None:
+    # Rendering bypasses the schema check only if the template also refuses.
+    with pytest.raises((helm.HelmValuesError, helm.HelmRenderError), match="caBundle"):
+        render_raw({"tls": {"existingSecret": "my-webhook-tls"}})
+
+
+def test_existing_secret_wins_over_cert_manager() -> None:
+    docs = render({"tls": {"existingSecret": "mine", "caBundle": CA_BUNDLE}, "certManager": {"enabled": True}})
+    assert not kinds(docs) & CERT_MANAGER_KINDS
+
+
+def test_self_signed_needs_the_names_the_operator_knows() -> None:
+    with pytest.raises(helm.HelmRenderError, match="fullnameOverride=spin-operator"):
+        render_raw({"certManager": {"enabled": False}}, name="other")
+    docs = render({"certManager": {"enabled": False}, "fullnameOverride": "spin-operator"}, name="other")
+    assert one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"] == "spin-operator-validating-webhook-configuration"

@@ -1,0 +1,122 @@
+"""RBAC equals the permission list kept in the Rust code (files/permissions.json), nothing more."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from conftest import CHART, NAMESPACE, SCENARIOS, by_kind, one, render
+
+PERMISSIONS: dict[str, list[dict[str, Any]]] = json.loads((CHART / "files" / "permissions.json").read_text())
+KNOWN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+Grants = dict[tuple[str, str, tuple[str, ...]], set[str]]
+
+
+def parts_in_use(values: dict[str, Any]) -> set[str]:
+    webhooks = values.get("webhooks", {}).get("enabled", True)
+    self_signed = (
+        webhooks
+        and not values.get("tls", {}).get("existingSecret")
+        and not values.get("certManager", {}).get("enabled", True)
+    )
+    parts = {"webhooks"} if webhooks else set()
+    if webhooks and values.get("webhooks", {}).get("watchReferences", True):
+        parts.add("webhook-references")
+    if values.get("controllers", {}).get("enabled", True):
+        parts.add("controllers")
+    if self_signed:
+        parts.add("self-signed")
+    return parts
+
+
+def expected(values: dict[str, Any], scope: str) -> Grants:
+    """(group, resource, resourceNames) -> verbs, over the permission lists of the parts in use."""
+    grants: Grants = {}
+    for part in parts_in_use(values):
+        for p in PERMISSIONS[part]:
+            if p["scope"] == scope:
+                key = (p["group"], p["resource"], tuple(p.get("resourceNames", [])))
+                grants.setdefault(key, set()).update(p["verbs"])
+    return grants
+
+
+def rendered(docs: list[dict[str, Any]], kind: str) -> Grants:
+    grants: Grants = {}
+    for role in by_kind(docs, kind):
+        for rule in role["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    key = (group, resource, tuple(rule.get("resourceNames", [])))
+                    assert key not in grants, f"{key} granted by two rules"
+                    grants[key] = set(rule["verbs"])
+    return grants
+
+
+def test_permission_lists_are_well_formed() -> None:
+    assert sorted(PERMISSIONS) == ["controllers", "self-signed", "webhook-references", "webhooks"]
+    for part, permissions in PERMISSIONS.items():
+        assert permissions, part
+        for p in permissions:
+            assert set(p) <= {"group", "resource", "verbs", "scope", "reason", "resourceNames"}, p
+            assert p["scope"] in {"cluster", "namespace"}
+            assert p["verbs"] and set(p["verbs"]) <= KNOWN_VERBS, p
+            assert "*" not in (p["group"], p["resource"], *p["verbs"]), p
+            assert p["reason"], p
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_rendered_rbac_equals_the_permission_lists(name: str) -> None:
+    values = SCENARIOS[name]
+    docs = render(values)
+    assert rendered(docs, "ClusterRole") == expected(values, "cluster")
+    assert rendered(docs, "Role") == expected(values, "namespace")
+
+
+def test_no_role_grants_write_access_beyond_the_code() -> None:
+    # Spot checks of least privilege that a wrong permission list would break loudly.
+    cluster = rendered(render(), "ClusterRole")
+    assert ("", "secrets", ()) in cluster and "update" not in cluster[("", "secrets", ())]
+    assert not any(group == "admissionregistration.k8s.io" for group, _, _ in cluster)
+    assert not any(resource == "leases" for _, resource, _ in cluster)
+
+
+def test_leases_are_namespaced_and_bound_to_the_operator() -> None:
+    docs = render()
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert ("coordination.k8s.io", "leases", ()) in rendered(docs, "Role")
+    sa = one(docs, "ServiceAccount")["metadata"]["name"]
+    pod_sa = one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    assert pod_sa == sa
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        binding = one(docs, kind)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": one(docs, role_kind)["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+
+
+def test_self_signed_adds_only_its_own_permissions() -> None:
+    docs = render(SCENARIOS["self-signed"])
+    cluster, namespaced = rendered(docs, "ClusterRole"), rendered(docs, "Role")
+    assert cluster[("admissionregistration.k8s.io", "mutatingwebhookconfigurations", (one(docs, "MutatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "patch"}
+    assert cluster[("admissionregistration.k8s.io", "validatingwebhookconfigurations", (one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "patch"}
+    assert namespaced[("", "secrets", ("spin-operator-webhook-cert",))] == {"get", "update"}
+    default = render()
+    assert set(cluster) - set(rendered(default, "ClusterRole")) == {
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("spin-operator-mutating-webhook-configuration",)),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", ("spin-operator-validating-webhook-configuration",)),
+    }
+
+
+def test_rbac_off_renders_no_roles() -> None:
+    docs = render({"rbac": {"create": False}})
+    assert not [d for d in docs if d["kind"] in {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
+
+
+def test_service_account_off_uses_the_named_account() -> None:
+    docs = render({"serviceAccount": {"create": False, "name": "ops-sa"}})
+    assert by_kind(docs, "ServiceAccount") == []
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"
+    assert one(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "ops-sa"

@@ -1,0 +1,242 @@
+//! Self-signed bootstrap against the in-memory API test server (real HTTP, real kube::Client):
+//! replicas starting together end with one Secret and one CA, both webhook configurations get
+//! the caBundle, the CA verifies the serving certificate for the Service names, and a CA
+//! rotation re-patches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::Secret;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::json;
+use spin_operator::tls::ReloadingResolver;
+use spin_operator::tls::selfsigned::{Lifetimes, SelfSigned, SelfSignedConfig};
+use spin_test_apiserver::{RequestMatcher, ResourceKey, TestApiServer, Verb};
+
+const NS: &str = "spin-operator";
+const SVC: &str = "spin-operator-webhook";
+const SECRET: &str = "spin-operator-webhook-cert";
+const HOUR: i64 = 3600;
+
+fn webhook_config(kind: &str, name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+        "metadata": {"name": name},
+        "webhooks": [
+            {"name": "spinapp.core.spinkube.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+             "clientConfig": {"service": {"name": SVC, "namespace": NS, "path": "/x"}}},
+            {"name": "spinappexecutor.core.spinkube.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+             "clientConfig": {"service": {"name": SVC, "namespace": NS, "path": "/y"}}}
+        ]
+    })
+}
+
+fn config() -> SelfSignedConfig {
+    let mut c = SelfSignedConfig::new(SVC, NS);
+    c.mutating_webhook_configuration = Some("spin-mutating".into());
+    c.validating_webhook_configuration = Some("spin-validating".into());
+    c.lifetimes = Lifetimes {
+        ca: Duration::from_secs(300 * HOUR as u64),
+        serving: Duration::from_secs(30 * HOUR as u64),
+    };
+    c
+}
+
+fn secret_ca(server: &TestApiServer) -> Vec<u8> {
+    let s: Secret = server.get_as(Some(NS), SECRET).expect("secret");
+    s.data.unwrap()["ca.crt"].0.clone()
+}
+
+/// Every webhook's caBundle in both configurations.
+fn bundles(server: &TestApiServer) -> Vec<Option<ByteString>> {
+    let m: MutatingWebhookConfiguration = server.get_as(None, "spin-mutating").unwrap();
+    let v: ValidatingWebhookConfiguration = server.get_as(None, "spin-validating").unwrap();
+    let mut out: Vec<_> = m
+        .webhooks
+        .unwrap()
+        .into_iter()
+        .map(|w| w.client_config.ca_bundle)
+        .collect();
+    out.extend(
+        v.webhooks
+            .unwrap()
+            .into_iter()
+            .map(|w| w.client_config.ca_bundle),
+    );
+    out
+}
+
+fn verifies(bundle_pem: &[u8], leaf: &CertificateDer<'_>, name: &str, now: i64) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut &bundle_pem[..]) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap()
+    .verify_server_cert(
+        leaf,
+        &[],
+        &ServerName::try_from(name.to_string()).unwrap(),
+        &[],
+        UnixTime::since_unix_epoch(Duration::from_secs(now as u64)),
+    )
+    .is_ok()
+}
+
+#[tokio::test]
+async fn replicas_share_one_secret_and_ca_and_rotation_repatches() {
+    let server = TestApiServer::start().await;
+    server.put(webhook_config(
+        "MutatingWebhookConfiguration",
+        "spin-mutating",
+    ));
+    server.put(webhook_config(
+        "ValidatingWebhookConfiguration",
+        "spin-validating",
+    ));
+    // Hold creates back so both replicas have read "absent" before either create lands.
+    server.faults().delay(
+        RequestMatcher::any().verb(Verb::Create).resource("secrets"),
+        Duration::from_millis(200),
+    );
+    server.clear_requests();
+
+    let replicas: Vec<(SelfSigned, Arc<ReloadingResolver>)> = (0..3)
+        .map(|_| {
+            let r = Arc::new(ReloadingResolver::default());
+            (SelfSigned::new(server.client(), config(), r.clone()), r)
+        })
+        .collect();
+    let now = jiff::Timestamp::now().as_second();
+    let results =
+        futures::future::join_all(replicas.iter().map(|(s, _)| s.sync_once(true, now))).await;
+    server.faults().clear();
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+
+    let creates: Vec<u16> = server
+        .requests()
+        .iter()
+        .filter(|r| r.verb == Verb::Create && r.resource == "secrets")
+        .map(|r| r.status)
+        .collect();
+    eprintln!("secret creates: {creates:?}");
+    assert_eq!(
+        creates.iter().filter(|s| **s == 201).count(),
+        1,
+        "{creates:?}"
+    );
+    assert!(
+        creates.iter().all(|s| *s == 201 || *s == 409),
+        "{creates:?}"
+    );
+    assert_eq!(results.iter().filter(|r| r.created).count(), 1);
+    assert_eq!(server.list(&ResourceKey::of::<Secret>(), Some(NS)).len(), 1);
+
+    let ca = secret_ca(&server);
+    let infos: Vec<_> = replicas.iter().map(|(_, r)| r.info().unwrap()).collect();
+    assert!(
+        infos.windows(2).all(|w| w[0] == w[1]),
+        "one certificate everywhere"
+    );
+    let leaf = replicas[0].1.current().unwrap().cert[0].clone();
+    for name in [
+        format!("{SVC}.{NS}.svc"),
+        format!("{SVC}.{NS}.svc.cluster.local"),
+    ] {
+        assert!(verifies(&ca, &leaf, &name, now), "{name}");
+    }
+    assert_eq!(bundles(&server), vec![Some(ByteString(ca.clone())); 4]);
+
+    // Steady state: no writes at all.
+    server.clear_requests();
+    let (leader, leader_resolver) = &replicas[0];
+    leader.sync_once(true, now + HOUR).await.unwrap();
+    assert_eq!(server.count_writes(), 0, "{:?}", server.writes());
+
+    // CA rotation (past 2/3 of 300h): both configurations re-patched with new + old CA.
+    let later = now + 201 * HOUR;
+    let s = leader.sync_once(true, later).await.unwrap();
+    assert!(s.renewed);
+    assert_eq!(s.patched.len(), 2);
+    let rotated = secret_ca(&server);
+    assert_ne!(rotated, ca);
+    assert!(rotated.ends_with(&ca));
+    assert_eq!(bundles(&server), vec![Some(ByteString(rotated.clone())); 4]);
+    let patches: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == Verb::Patch)
+        .collect();
+    assert_eq!(patches.len(), 2);
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.patch_type.as_deref() == Some("application/json-patch+json"))
+    );
+    // A follower picks up the renewed pair; the rotated bundle verifies it.
+    let (follower, follower_resolver) = &replicas[1];
+    follower.sync_once(false, later).await.unwrap();
+    assert_eq!(follower_resolver.info(), leader_resolver.info());
+    let leaf = follower_resolver.current().unwrap().cert[0].clone();
+    assert!(verifies(&rotated, &leaf, &format!("{SVC}.{NS}.svc"), later));
+}
+
+#[tokio::test]
+async fn run_loop_serves_once_the_leader_has_written_and_follows_leadership() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = TestApiServer::start().await;
+    server.put(webhook_config(
+        "MutatingWebhookConfiguration",
+        "spin-mutating",
+    ));
+    server.put(webhook_config(
+        "ValidatingWebhookConfiguration",
+        "spin-validating",
+    ));
+    let mut cfg = config();
+    cfg.poll_interval = Duration::from_millis(20);
+
+    let leading = Arc::new(AtomicBool::new(false));
+    let resolver = Arc::new(ReloadingResolver::default());
+    let flag = leading.clone();
+    let task = tokio::spawn(
+        SelfSigned::new(server.client(), cfg, resolver.clone())
+            .run(move || flag.load(Ordering::Relaxed)),
+    );
+    // Not leading: several passes read the (absent) Secret and write nothing.
+    let reads = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.verb == Verb::Get && r.resource == "secrets")
+            .count()
+    };
+    assert!(spin_test_apiserver::wait_for(|| reads() >= 3, Duration::from_secs(20)).await);
+    assert_eq!(server.count_writes(), 0);
+    assert!(!resolver.has_certificate());
+
+    leading.store(true, Ordering::Relaxed);
+    assert!(
+        spin_test_apiserver::wait_for(|| resolver.has_certificate(), Duration::from_secs(20)).await
+    );
+    let ca = secret_ca(&server);
+    assert!(
+        spin_test_apiserver::wait_for(
+            || bundles(&server) == vec![Some(ByteString(ca.clone())); 4],
+            Duration::from_secs(20)
+        )
+        .await
+    );
+    task.abort();
+}
