@@ -92,6 +92,27 @@ impl ControllerConfig {
     }
 }
 
+impl ControllerConfig {
+    /// [`ControllerConfig::new`] with identity from `POD_NAME` (else `HOSTNAME`, else
+    /// `spin-operator`) and the Lease namespace from `POD_NAMESPACE` (else the in-cluster service
+    /// account namespace file, else `default`).
+    pub fn from_env() -> Self {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "spin-operator".to_string());
+        let namespace = std::env::var("POD_NAMESPACE")
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_string());
+        ControllerConfig::new(identity, namespace)
+    }
+}
+
 /// Name of the leader Lease.
 pub const DEFAULT_LEASE_NAME: &str = "spin-operator-leader";
 /// Reporting controller name of Events.
