@@ -81,9 +81,7 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
                 }
             }
             None => {
-                let bad = lookup_segs(&original, &orig)
-                    .cloned()
-                    .unwrap_or(Value::Null);
+                let bad = lookup_segs(original, &orig).cloned().unwrap_or(Value::Null);
                 out.invalid(rule, path::format("spec", &orig), bad, friendly(&message));
             }
         }
