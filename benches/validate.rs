@@ -78,7 +78,7 @@ fn large() -> Value {
         .collect::<serde_json::Map<_, _>>()
         .into();
     spec["podAnnotations"] = spec["podLabels"].clone();
-    spec["components"] = (0..20).map(|i| json!(format!("component-{i}"))).collect();
+    spec["components"] = (0..20).map(|i| json!(format!("component{i}"))).collect();
     spec["runtimeConfig"]["keyValueStores"] = (0..20)
         .map(|i| {
             json!({"name": format!("store_{i}"), "type": "redis",

@@ -728,7 +728,8 @@ fn unchanged_errors_are_downgraded_on_update() {
     assert!(!d.rules_fired.contains(&"SA-RATCHET"));
     // replicas set by an HPA through the scale subresource stays editable...
     let scaled = spec_with(json!({"enableAutoscaling": true, "replicas": 4}));
-    let relabelled = spec_with(json!({"enableAutoscaling": true, "replicas": 4, "podLabels": {"a": "b"}}));
+    let relabelled =
+        spec_with(json!({"enableAutoscaling": true, "replicas": 4, "podLabels": {"a": "b"}}));
     assert!(update_app(scaled, relabelled, false).allowed());
     // ...but turning autoscaling on next to an unchanged replicas is a new error.
     let d = update_app(

@@ -46,7 +46,8 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
         }
     };
     strip_nulls(&mut working);
-    let original = working.clone();
+    // Copied on the first error only: bad values are quoted from the object as received.
+    let mut original: Option<Value> = None;
     let mut broken = BTreeSet::new();
     let mut removed: Vec<(Vec<Seg>, usize)> = Vec::new();
     for _ in 0..MAX_PASSES {
@@ -68,6 +69,7 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
             .collect();
         let message = err.inner().to_string();
         let orig = to_original(&current, &removed);
+        let original = original.get_or_insert_with(|| working.clone());
         match missing_field(&message) {
             Some(name) => {
                 let mut at = orig.clone();
@@ -79,9 +81,7 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
                 }
             }
             None => {
-                let bad = lookup_segs(&original, &orig)
-                    .cloned()
-                    .unwrap_or(Value::Null);
+                let bad = lookup_segs(original, &orig).cloned().unwrap_or(Value::Null);
                 out.invalid(rule, path::format("spec", &orig), bad, friendly(&message));
             }
         }

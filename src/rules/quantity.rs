@@ -237,6 +237,6 @@ mod tests {
         assert!(q("1Ei") > q("1E"));
         assert!(q("1e100") > q("1Ei"));
         assert!(q("1e-100") < q("1m"));
-        assert!(q("1").is_negative() == false && q("-1m").is_negative());
+        assert!(!q("1").is_negative() && q("-1m").is_negative());
     }
 }
