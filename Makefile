@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: test lint rust-test helm-test crds-check venv demo
 
-test: lint rust-test
+test: lint rust-test helm-test
 
 lint:
 	cargo fmt --all -- --check

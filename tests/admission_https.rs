@@ -10,13 +10,13 @@ use base64::Engine;
 use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
-use spin_operator::admission::server_tls;
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, ServerLimits, router,
 };
 use spin_operator::api::{SpinApp, SpinAppExecutor};
 use spin_operator::inventory::{Inventory, Lookup, Presence};
 use spin_operator::rules::Options;
+use spin_operator::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -111,10 +111,12 @@ impl Server {
 
 async fn start(lookup: Arc<dyn Lookup>) -> Server {
     let pki = pki();
-    let key =
-        server_tls::certified_key_from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes(), "test")
-            .unwrap();
-    let tls = server_tls::fixed_server_config(key).unwrap();
+    // The same resolver and rustls configuration `spin-operator run` serves with.
+    let resolver = Arc::new(tls::ReloadingResolver::new(None));
+    resolver
+        .offer_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes(), "test")
+        .unwrap();
+    let tls = Arc::new(tls::server_config(resolver).unwrap());
     let mut registry = Registry::default();
     let state = AdmissionState::new(
         lookup,

@@ -3,7 +3,8 @@
 //! - [`routes`]: the one route table (paths, webhook names, operations).
 //! - [`review`]: AdmissionReview parsing and responses (pure).
 //! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard.
-//! - [`server`]: the TLS accept loop with graceful drain; [`server_tls`]: rustls configuration.
+//! - [`server`]: the TLS accept loop with graceful drain (rustls configuration and certificates
+//!   come from [`crate::tls`]).
 //! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per request).
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
@@ -16,7 +17,6 @@ pub mod metrics;
 pub mod review;
 pub mod routes;
 pub mod server;
-pub mod server_tls;
 
 pub use handler::{AdmissionState, MAX_BODY_BYTES, REQUEST_TIMEOUT, router};
 pub use health::{Readiness, ReadinessCheck, health_router};

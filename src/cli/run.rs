@@ -11,11 +11,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spin_operator::admission::cache::{self, CacheConfig};
-use spin_operator::admission::server_tls;
 use spin_operator::admission::{
-    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, ServerLimits, health_router, router,
+    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, ReadinessCheck, ServerLimits,
+    health_router, router,
 };
+use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::rules::Options;
+use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
+use spin_operator::tls::{self, ReloadingResolver, TlsMetrics};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -65,6 +68,44 @@ pub struct Args {
     /// Do not run the controllers.
     #[arg(long, env = "SPIN_OPERATOR_DISABLE_CONTROLLERS")]
     pub disable_controllers: bool,
+    /// Run the controllers without a leader Lease (a single replica only).
+    #[arg(long, env = "SPIN_OPERATOR_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Generate and rotate the serving certificate ourselves (for clusters without
+    /// cert-manager): CA and pair in a Secret, caBundle patched into our webhook configurations.
+    #[arg(long, env = "SPIN_OPERATOR_SELF_SIGNED")]
+    pub self_signed: bool,
+    /// Webhook Service name (the self-signed certificate's DNS names derive from it).
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WEBHOOK_SERVICE",
+        default_value = "spin-operator-webhook"
+    )]
+    pub webhook_service: String,
+    /// Namespace of the operator (webhook Service, certificate Secret, leader Lease).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "spin-operator")]
+    pub namespace: String,
+    /// Secret holding the self-signed CA and serving pair.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WEBHOOK_SECRET",
+        default_value = "spin-operator-webhook-cert"
+    )]
+    pub webhook_secret: String,
+    /// MutatingWebhookConfiguration whose caBundle the self-signed mode keeps current.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_MUTATING_WEBHOOK_CONFIGURATION",
+        default_value = "spin-operator-mutating-webhook-configuration"
+    )]
+    pub mutating_webhook_configuration: String,
+    /// ValidatingWebhookConfiguration whose caBundle the self-signed mode keeps current.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_VALIDATING_WEBHOOK_CONFIGURATION",
+        default_value = "spin-operator-validating-webhook-configuration"
+    )]
+    pub validating_webhook_configuration: String,
     /// Log format.
     #[arg(
         long,
@@ -142,10 +183,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     let mut components: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
+    let controllers = (!args.disable_controllers).then(|| {
+        let mut config = ControllerConfig::from_env();
+        config.metrics = Metrics::register(&mut registry);
+        if args.no_leader_election {
+            config.leader_election = None;
+        }
+        config
+    });
+    let is_leader = leader_flag(
+        &args,
+        &client,
+        controllers.as_ref(),
+        &shutdown,
+        &mut components,
+    );
+
     if !args.disable_webhooks {
         start_webhooks(
             &args,
             client.clone(),
+            is_leader,
             &shutdown,
             &readiness,
             &mut registry,
@@ -153,10 +211,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .await?;
     }
-    if !args.disable_controllers {
-        // Extension point: the controllers register their readiness check and metrics here,
-        // then spawn into `components` with `shutdown.wait()`, like the webhooks above.
-        tracing::warn!("controllers are not built into this binary yet");
+    if let Some(config) = controllers {
+        let state = config.state.clone();
+        follow(readiness.register("controllers"), move || state.is_ready());
+        let stop = shutdown.wait();
+        let client = client.clone();
+        components.spawn(async move {
+            controller::run(client, config, stop)
+                .await
+                .context("controllers")
+        });
     }
     if readiness.checks().is_empty() {
         // Nothing to wait for: ready as soon as the health server answers.
@@ -204,27 +268,81 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Who may write shared state (the self-signed certificate): the controllers' leader, a
+/// stand-alone Lease holder when the controllers are off, or this replica alone without election.
+fn leader_flag(
+    args: &Args,
+    client: &kube::Client,
+    controllers: Option<&ControllerConfig>,
+    shutdown: &Shutdown,
+    components: &mut JoinSet<anyhow::Result<()>>,
+) -> Arc<dyn Fn() -> bool + Send + Sync> {
+    if let Some(config) = controllers {
+        let state = config.state.clone();
+        return Arc::new(move || state.is_leader());
+    }
+    if args.no_leader_election || !args.self_signed {
+        return Arc::new(|| true);
+    }
+    let config = ControllerConfig::from_env();
+    let Some(election) = config.leader_election else {
+        return Arc::new(|| true);
+    };
+    let elector = LeaderElector::new(client.clone(), election, Metrics::default());
+    let leading = elector.subscribe();
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        elector.run(stop).await;
+        Ok(())
+    });
+    Arc::new(move || *leading.borrow())
+}
+
+/// Keeps a readiness check in step with a condition owned by another component.
+fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            check.set_ready(condition());
+        }
+    });
+}
+
 async fn start_webhooks(
     args: &Args,
     client: kube::Client,
+    is_leader: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: &Shutdown,
     readiness: &Readiness,
     registry: &mut Registry,
     components: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let certificate = readiness.register("webhook-certificate");
     let caches_synced = readiness.register("webhook-caches");
 
-    // Fixed certificate for now; a hot-reloading resolver (crate::tls) plugs in via
-    // `server_tls::server_config(resolver)`.
-    let key = server_tls::load_cert_dir(&args.cert_dir).with_context(|| {
-        format!(
-            "loading the webhook certificate from {}",
-            args.cert_dir.display()
-        )
-    })?;
-    let tls = server_tls::fixed_server_config(key)?;
-    certificate.set_ready(true);
+    // One resolver serves every handshake; its certificate is swapped in place on rotation.
+    let resolver = Arc::new(ReloadingResolver::new(Some(TlsMetrics::register(registry))));
+    if args.self_signed {
+        let mut config = SelfSignedConfig::new(&args.webhook_service, &args.namespace);
+        config.secret_name = args.webhook_secret.clone();
+        config.mutating_webhook_configuration = Some(args.mutating_webhook_configuration.clone());
+        config.validating_webhook_configuration =
+            Some(args.validating_webhook_configuration.clone());
+        let self_signed = SelfSigned::new(client.clone(), config, resolver.clone());
+        tokio::spawn(self_signed.run(move || is_leader()));
+    } else {
+        // Polled, not inotify: kubelet rotates a mounted Secret by swapping a `..data` symlink.
+        tls::spawn_cert_dir_reloader(
+            resolver.clone(),
+            args.cert_dir.clone(),
+            tls::DEFAULT_POLL_INTERVAL,
+        );
+    }
+    let has_certificate = resolver.clone();
+    follow(readiness.register("webhook-certificate"), move || {
+        has_certificate.has_certificate()
+    });
+    let tls = Arc::new(tls::server_config(resolver)?);
 
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: !args.skip_reference_watch,
