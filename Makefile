@@ -24,7 +24,6 @@ $(VENV)/.installed: tests/helm/requirements.txt
 venv: $(VENV)/.installed
 
 helm-test: $(VENV)/.installed
-	cargo build --locked --quiet
 	$(PY) -m pytest -q tests/helm
 
 # The no-cluster tour: admission decisions and rendered workloads for the bundled examples.

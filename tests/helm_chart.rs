@@ -114,7 +114,7 @@ fn chart_self_signed_permissions_name_the_objects_the_code_manages() {
             .collect()
     };
     let code = SelfSignedConfig::new(config::SERVICE_NAME, config::SERVICE_NAMESPACE);
-    assert_eq!(named("secrets"), [code.secret_name.clone()]);
+    assert_eq!(named("secrets"), std::slice::from_ref(&code.secret_name));
     assert_eq!(
         named("mutatingwebhookconfigurations"),
         [code.mutating_webhook_configuration.unwrap()]
