@@ -15,11 +15,11 @@ use kube::ResourceExt;
 use super::DesiredError;
 use super::ca::CA_BUNDLE_KEY;
 use super::labels::{child_meta, selector_labels};
-use super::quantity::to_whole_bytes;
 use crate::api::{
     CA_BUNDLE_PATH, ExecutorDeploymentConfig, HealthProbe, OtelConfig, RUNTIME_CONFIG_KEY,
     RUNTIME_CONFIG_PATH, SpinApp,
 };
+use crate::rules::quantity::Quantity;
 
 /// Port the app listens on inside the pod and the Service exposes.
 pub(super) const HTTP_PORT: i32 = 80;
@@ -206,10 +206,14 @@ fn env(app: &SpinApp, otel: Option<&OtelConfig>) -> Result<Vec<EnvVar>, DesiredE
         .as_ref()
         .and_then(|l| l.get("memory"));
     if let Some(limit) = memory {
-        let bytes = to_whole_bytes(limit).map_err(|reason| DesiredError::InvalidSpec {
-            field: "invocationLimits.memory".into(),
-            reason: format!("{limit:?}: {reason}"),
-        })?;
+        // The same parser the admission rules use, so a limit they admit always renders.
+        let bytes = Quantity::parse(limit)
+            .ok()
+            .and_then(|q| q.to_whole_units())
+            .ok_or_else(|| DesiredError::InvalidSpec {
+                field: "invocationLimits.memory".into(),
+                reason: format!("{limit:?}: not a non-negative quantity that fits in 64 bits"),
+            })?;
         env.push(env_var("SPIN_MAX_INSTANCE_MEMORY", bytes.to_string()));
     }
     Ok(env)

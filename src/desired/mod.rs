@@ -26,7 +26,6 @@ mod ca;
 mod deployment;
 mod hash;
 mod labels;
-mod quantity;
 mod runtime_config;
 mod service;
 

@@ -9,7 +9,7 @@
 //! number          ::= digits | digits "." digits | digits "." | "." digits
 //! suffix          ::= binarySI | decimalExponent | decimalSI
 //! binarySI        ::= Ki | Mi | Gi | Ti | Pi | Ei
-//! decimalSI       ::= m | "" | k | M | G | T | P | E
+//! decimalSI       ::= n | u | m | "" | k | M | G | T | P | E
 //! decimalExponent ::= ("e" | "E") signedInteger
 //! ```
 //!
@@ -72,6 +72,8 @@ impl Quantity {
         let frac_len = i64::try_from(frac_part.len()).map_err(|_| QuantityError::TooLarge)?;
         let (suffix_exp10, exp2): (i64, u32) = match suffix {
             "" => (0, 0),
+            "n" => (-9, 0),
+            "u" => (-6, 0),
             "m" => (-3, 0),
             "k" => (3, 0),
             "M" => (6, 0),
@@ -117,6 +119,23 @@ impl Quantity {
     /// True when the value is zero.
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0
+    }
+
+    /// The value as a whole number rounded up, like Go's `Quantity.Value()` (what upstream puts in
+    /// `SPIN_MAX_INSTANCE_MEMORY`); `None` when negative or beyond `i64`.
+    pub fn to_whole_units(&self) -> Option<u64> {
+        if self.negative {
+            return None;
+        }
+        let shifted = self.mantissa.checked_mul(1u128.checked_shl(self.exp2)?)?;
+        let whole = if self.exp10 >= 0 {
+            shifted.checked_mul(10u128.checked_pow(self.exp10.unsigned_abs())?)?
+        } else {
+            shifted.div_ceil(10u128.checked_pow(self.exp10.unsigned_abs())?)
+        };
+        u64::try_from(whole)
+            .ok()
+            .filter(|w| i64::try_from(*w).is_ok())
     }
 
     /// `mantissa × 2^exp2` as an integer with trailing decimal zeros moved into the exponent.
@@ -200,8 +219,9 @@ mod tests {
     #[test]
     fn accepts_the_grammar() {
         for ok in [
-            "0", "1", "+1", "-1", "1.5", "1.", ".5", "250m", "1k", "1M", "1G", "1T", "1P", "1E",
-            "128Mi", "1Ki", "1Gi", "1Ti", "1Pi", "1Ei", "1e3", "1E3", "1e-3", "1e+3", "1.5e2",
+            "0", "1", "+1", "-1", "1.5", "1.", ".5", "250m", "500u", "100n", "1k", "1M", "1G",
+            "1T", "1P", "1E", "128Mi", "1Ki", "1Gi", "1Ti", "1Pi", "1Ei", "1e3", "1E3", "1e-3",
+            "1e+3", "1.5e2",
         ] {
             assert!(Quantity::parse(ok).is_ok(), "{ok}");
         }
@@ -238,5 +258,24 @@ mod tests {
         assert!(q("1e100") > q("1Ei"));
         assert!(q("1e-100") < q("1m"));
         assert!(!q("1").is_negative() && q("-1m").is_negative());
+    }
+
+    #[test]
+    fn whole_units_round_up_like_go_value() {
+        let whole = |s: &str| q(s).to_whole_units();
+        assert_eq!(whole("64Mi"), Some(64 * 1024 * 1024));
+        assert_eq!(whole("1.5Gi"), Some(1_610_612_736));
+        assert_eq!(whole("129e6"), Some(129_000_000));
+        assert_eq!(whole("129M"), Some(129_000_000));
+        assert_eq!(whole("+2Ki"), Some(2048));
+        assert_eq!(whole(".5Ki"), Some(512));
+        assert_eq!(whole("100m"), Some(1));
+        assert_eq!(whole("1500m"), Some(2));
+        assert_eq!(whole("1n"), Some(1));
+        assert_eq!(whole("0"), Some(0));
+        assert_eq!(whole("-1Mi"), None);
+        assert_eq!(whole("99999999999Ei"), None);
+        assert_eq!(whole("1e999"), None);
+        assert!(q("1u") > q("1n") && q("1m") > q("1u"));
     }
 }
