@@ -542,13 +542,27 @@ pub fn apps_for_secret(
     secret: &Secret,
 ) -> Vec<ObjectRef<SpinApp>> {
     let ns = secret.namespace();
+    // A Secret a SpinApp controls (its generated runtime config) concerns that app alone: answer
+    // from the owner reference instead of scanning every app, which made each of the N generated
+    // Secrets' events cost O(N) and a fleet's convergence O(N²) (BENCHMARKS.md).
+    if let Some(owner) = secret
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == "SpinApp")
+    {
+        return ns
+            .map(|ns| ObjectRef::new(&owner.name).within(&ns))
+            .into_iter()
+            .collect();
+    }
     let name = secret.name_any();
     apps.state()
         .iter()
         .filter(|a| a.namespace() == ns)
         .filter(|a| {
-            owned_by(secret, a)
-                || desired::referenced_objects(a).secrets.contains(&name)
+            desired::referenced_objects(a).secrets.contains(&name)
                 || uses_ca_secret(executors, a, &name)
         })
         .filter_map(|a| app_ref(a))
