@@ -6,9 +6,13 @@
 //! Deployment controller is played: Ready stays False (DeploymentUnavailable), which is a stable
 //! state. After convergence one resync period is waited and the writes in it are counted.
 //!
+//! The operator runs in a child process (this binary re-executed with `SCALE_OPERATOR_URL`), so
+//! its RSS (`/proc/<pid>/status` VmRSS) is the operator's alone, not the in-memory API server's.
+//! Idle RSS is read once its controllers have started on an empty API server; the apps are
+//! created after that, while it runs (the clock starts before the first create).
+//!
 //! `cargo bench --bench reconcile_scale` (env: `SCALE_N`, default `1000,2000`; `SCALE_RESYNC_SECS`,
-//! default 5). RSS is the whole process's (it includes the in-memory API server's copies of every
-//! object), so it is an upper bound of the operator's own memory.
+//! default 5).
 
 use std::time::{Duration, Instant};
 
@@ -16,14 +20,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use spin_operator::api::SpinApp;
-use spin_operator::controller::{ControllerConfig, Metrics, Settings};
-use spin_test_apiserver::{ResourceKey, TestApiServer};
+use spin_operator::controller::{ControllerConfig, Settings};
+use spin_test_apiserver::{ResourceKey, TestApiServer, Verb};
 
 const NS: &str = "default";
 const LIMIT: Duration = Duration::from_secs(600);
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -68,10 +72,21 @@ struct Row {
     converge_s: f64,
     requests: usize,
     writes: usize,
+    resync_requests: usize,
     resync_reconciles: u64,
     resync_writes: usize,
-    rss_seeded: f64,
+    rss_idle: f64,
     rss_converged: f64,
+    rss_after_resync: f64,
+}
+
+struct Operator(std::process::Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 async fn run(n: usize, resync: Duration) -> Row {
@@ -82,29 +97,42 @@ async fn run(n: usize, resync: Duration) -> Row {
         "spec": { "createDeployment": true,
                   "deploymentConfig": { "runtimeClassName": "wasmtime-spin-v2" } }
     }));
+    let count_file = std::env::temp_dir().join(format!("reconcile-scale-{}", std::process::id()));
+    let reconciles = || -> u64 {
+        std::fs::read_to_string(&count_file)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let operator = Operator(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .env("SCALE_OPERATOR_URL", server.url())
+            .env("SCALE_RESYNC_SECS", resync.as_secs().to_string())
+            .env("SCALE_COUNT_FILE", &count_file)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = operator.0.id();
+    // Idle: controllers started (their watches are open) on a fleet of one executor.
+    let t = Instant::now();
+    while server
+        .requests()
+        .iter()
+        .filter(|r| r.verb == Verb::Watch)
+        .count()
+        < 2
+        && t.elapsed() < LIMIT
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_mib(pid);
+    server.clear_requests();
+
+    let start = Instant::now();
     for i in 0..n {
         server.put(app(i));
     }
-    server.clear_requests();
-    let rss_seeded = rss_mib();
-
-    let mut config = ControllerConfig::new("bench", NS);
-    config.leader_election = None;
-    config.settings = Settings {
-        resync,
-        ..Settings::default()
-    };
-    let metrics: Metrics = config.metrics.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let client = server.client();
-    let task = tokio::spawn(async move {
-        spin_operator::controller::run(client, config, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-
-    let start = Instant::now();
     loop {
         if converged(&server, n) == n {
             break;
@@ -115,27 +143,62 @@ async fn run(n: usize, resync: Duration) -> Row {
     let converge_s = start.elapsed().as_secs_f64();
     let requests = server.requests().len();
     let writes = server.count_writes();
-    let rss_converged = rss_mib();
+    let rss_converged = rss_mib(pid);
 
-    // One resync period (plus slack for the queue to drain) of a converged fleet.
+    // One resync period (plus slack for the queue to drain) of a converged fleet: every app is
+    // reconciled again from the caches and must not write.
     server.clear_requests();
-    let before = metrics.reconcile_count("spinapp", "success");
+    let before = reconciles();
     tokio::time::sleep(resync + resync / 2).await;
-    let resync_reconciles = metrics.reconcile_count("spinapp", "success") - before;
+    let resync_reconciles = reconciles() - before;
+    let resync_requests = server.requests().len();
     let resync_writes = server.count_writes();
-
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    let rss_after_resync = rss_mib(pid);
+    drop(operator);
+    let _ = std::fs::remove_file(&count_file);
     Row {
+        resync_reconciles,
         n,
         converge_s,
         requests,
         writes,
-        resync_reconciles,
+        resync_requests,
         resync_writes,
-        rss_seeded,
+        rss_idle,
         rss_converged,
+        rss_after_resync,
     }
+}
+
+/// The child: the real controllers against the parent's API server until killed.
+fn operator(url: &str, resync: Duration) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut kc = kube::Config::new(url.parse().unwrap());
+        kc.default_namespace = NS.to_string();
+        let client = kube::Client::try_from(kc).unwrap();
+        let mut config = ControllerConfig::new("bench", NS);
+        config.leader_election = None;
+        config.settings = Settings {
+            resync,
+            ..Settings::default()
+        };
+        // Publish the reconcile count for the parent (metrics live in this process).
+        let metrics = config.metrics.clone();
+        if let Ok(path) = std::env::var("SCALE_COUNT_FILE") {
+            tokio::spawn(async move {
+                loop {
+                    let n = metrics.reconcile_count("spinapp", "success");
+                    let _ = std::fs::write(&path, n.to_string());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+        let _ = spin_operator::controller::run(client, config, std::future::pending()).await;
+    });
 }
 
 fn main() {
@@ -149,31 +212,37 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(5),
     );
+    if let Ok(url) = std::env::var("SCALE_OPERATOR_URL") {
+        operator(&url, resync);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let rss_idle = rss_mib();
-    println!("# Reconcile scale (resync {resync:?}); process RSS idle: {rss_idle:.1} MiB\n");
+    println!("# Reconcile scale (resync {resync:?}, operator in a child process)\n");
     println!(
         "| apps | converge s | apps/s | API requests | requests/app | writes/app | \
-         reconciles in resync window | writes in resync window | RSS seeded MiB | RSS converged MiB |"
+         API requests in resync window | reconciles in resync window | writes in resync window | operator RSS idle MiB | \
+         RSS converged MiB | RSS after resync MiB |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in ns {
         let r = rt.block_on(run(n, resync));
         println!(
-            "| {} | {:.2} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} |",
+            "| {} | {:.2} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
             r.n,
             r.converge_s,
             r.n as f64 / r.converge_s,
             r.requests,
             r.requests as f64 / r.n as f64,
             r.writes as f64 / r.n as f64,
+            r.resync_requests,
             r.resync_reconciles,
             r.resync_writes,
-            r.rss_seeded,
+            r.rss_idle,
             r.rss_converged,
+            r.rss_after_resync,
         );
     }
 }
