@@ -141,8 +141,20 @@ async fn run(n: usize, resync: Duration) -> Row {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let converge_s = start.elapsed().as_secs_f64();
-    let requests = server.requests().len();
+    let log = server.requests();
+    let requests = log.len();
     let writes = server.count_writes();
+    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+    for r in &log {
+        let sub = r
+            .subresource
+            .as_deref()
+            .map_or(String::new(), |s| format!("/{s}"));
+        *by_kind
+            .entry(format!("{} {}{sub}", r.verb.as_str(), r.resource))
+            .or_default() += 1;
+    }
+    eprintln!("N={n} requests by verb and resource: {by_kind:?}");
     let rss_converged = rss_mib(pid);
 
     // One resync period (plus slack for the queue to drain) of a converged fleet: every app is
