@@ -133,9 +133,22 @@ async fn run(n: usize, resync: Duration) -> Row {
     for i in 0..n {
         server.put(app(i));
     }
+    let mut report = Instant::now();
     loop {
-        if converged(&server, n) == n {
+        let done = converged(&server, n);
+        if done == n {
             break;
+        }
+        if report.elapsed() > Duration::from_secs(10) {
+            report = Instant::now();
+            eprintln!(
+                "N={n}: {done} converged after {:.0} s, {} requests, Deployments {}",
+                start.elapsed().as_secs_f64(),
+                server.requests().len(),
+                server
+                    .list(&ResourceKey::of::<Deployment>(), Some(NS))
+                    .len(),
+            );
         }
         assert!(start.elapsed() < LIMIT, "{n} apps did not converge");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -214,15 +227,18 @@ fn operator(url: &str, resync: Duration) {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it:
+    // then only a small smoke run (keeps the test suite fast).
+    let bench = std::env::args().any(|a| a == "--bench");
     let ns: Vec<usize> = std::env::var("SCALE_N")
         .ok()
         .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1000, 2000]);
+        .unwrap_or_else(|| if bench { vec![1000, 2000] } else { vec![20] });
     let resync = Duration::from_secs(
         std::env::var("SCALE_RESYNC_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(5),
+            .unwrap_or(if bench { 5 } else { 1 }),
     );
     if let Ok(url) = std::env::var("SCALE_OPERATOR_URL") {
         operator(&url, resync);
@@ -256,5 +272,8 @@ fn main() {
             r.rss_converged,
             r.rss_after_resync,
         );
+        if !bench {
+            assert_eq!(r.resync_writes, 0, "a converged fleet wrote during resync");
+        }
     }
 }
