@@ -1,0 +1,348 @@
+//! Admission load over HTTPS keep-alive on loopback.
+//!
+//! The production server (`HttpsServer` + `router`, rustls through `tls::ReloadingResolver`,
+//! rcgen certificate) runs on its own Tokio runtime; its lookup is the reflector-backed
+//! `CachedLookup` filled from the in-memory test API server. A separate load generator runtime
+//! drives it with N keep-alive HTTP/1.1 connections (one reqwest client per connection, requests
+//! back to back) for a fixed duration per point. The same `HttpsServer` with a one-route router
+//! returning a fixed small JSON is the trivial endpoint for the throughput ratio.
+//!
+//! `cargo bench --bench admission_load` (env: `LOAD_SECS`, default 3; `LOAD_CONNS`, default
+//! `1,8,32,128`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use prometheus_client::registry::Registry;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+use spin_operator::admission::cache::{self, CacheConfig};
+use spin_operator::admission::{
+    AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
+};
+use spin_operator::rules::Options;
+use spin_operator::tls;
+use spin_test_apiserver::TestApiServer;
+
+const HOST: &str = "webhook.bench";
+const NS: &str = "apps";
+const MUTATE_APP: &str = "/mutate-core-spinkube-dev-v1alpha1-spinapp";
+const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
+const TRIVIAL: &str = "/trivial";
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![HOST.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
+
+/// Bind the production HTTPS server with `router` and serve it on the current runtime.
+async fn serve(pki: &Pki, router: Router) -> SocketAddr {
+    let resolver = Arc::new(tls::ReloadingResolver::new(None));
+    resolver
+        .offer_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes(), "bench")
+        .unwrap();
+    let config = Arc::new(tls::server_config(resolver).unwrap());
+    let server = HttpsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+        router,
+        ServerLimits::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.serve(std::future::pending()));
+    addr
+}
+
+fn app(executor: Option<&str>, replicas: Option<u32>) -> Value {
+    let mut spec = json!({
+        "image": "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
+        "podAnnotations": {"example.com/team": "wasm"},
+        "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
+    });
+    if let Some(e) = executor {
+        spec["executor"] = json!(e);
+    }
+    if let Some(r) = replicas {
+        spec["replicas"] = json!(r);
+    }
+    json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": "web", "namespace": NS, "labels": {"team": "wasm"}},
+        "spec": spec,
+    })
+}
+
+/// An AdmissionReview shaped like the apiserver's (CREATE of a SpinApp).
+fn review(object: Value) -> Bytes {
+    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
+    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "3b8f7d8e-0c44-4a8e-9a51-5f8d7c1d0a01",
+            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+            "name": "web", "namespace": NS, "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:authenticated"]},
+            "object": object, "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        }
+    });
+    Bytes::from(serde_json::to_vec(&body).unwrap())
+}
+
+struct Point {
+    requests: u64,
+    errors: u64,
+    secs: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+impl Point {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+}
+
+fn client(pki: &Pki, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve(HOST, addr)
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// `conns` connections, each sending `body` to `path` back to back for `duration`.
+async fn drive(
+    pki: &Pki,
+    addr: SocketAddr,
+    path: &str,
+    body: &Bytes,
+    conns: usize,
+    duration: Duration,
+) -> Point {
+    let url = format!("https://{HOST}:{}{path}", addr.port());
+    let clients: Vec<_> = (0..conns).map(|_| client(pki, addr)).collect();
+    // Warm up: handshake every connection before the clock starts.
+    for c in &clients {
+        let r = c.post(&url).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let url = url.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 14);
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let ok = match c
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if all.is_empty() {
+            0
+        } else {
+            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
+        }
+    };
+    Point {
+        requests: all.len() as u64,
+        errors,
+        secs,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it:
+    // then only a short smoke run (checks the responses, keeps the test suite fast).
+    let bench = std::env::args().any(|a| a == "--bench");
+    let secs: f64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if bench { 3.0 } else { 0.2 });
+    let conn_points: Vec<usize> = std::env::var("LOAD_CONNS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| if bench { vec![1, 8, 32, 128] } else { vec![2] });
+    let duration = Duration::from_secs_f64(secs);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    // The server side: API test server, reflector caches, webhook and trivial HTTPS servers.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = pki();
+    let (api, validate_addr, trivial_addr) = server_rt.block_on(async {
+        let api = TestApiServer::start().await;
+        api.put(json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+            "metadata": {"name": "containerd-shim-spin", "namespace": NS},
+            "spec": {"createDeployment": true,
+                     "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
+        }));
+        let (lookup, writers) = cache::stores(CacheConfig::default());
+        tokio::spawn(writers.run(api.client()));
+        lookup.wait_until_ready().await.unwrap();
+        let mut registry = Registry::default();
+        let state = AdmissionState::new(
+            Arc::new(lookup),
+            Options::default(),
+            AdmissionMetrics::register(&mut registry),
+        );
+        let webhook = serve(&pki, router(state)).await;
+        let trivial_router = Router::new().route(
+            TRIVIAL,
+            post(|_body: Bytes| async {
+                ([("content-type", "application/json")], r#"{"ok":true}"#)
+            }),
+        );
+        let trivial = serve(&pki, trivial_router).await;
+        (api, webhook, trivial)
+    });
+    // Let the watches open before counting API calls.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let validate_body = review(app(Some("containerd-shim-spin"), Some(2)));
+    let mutate_body = review(app(None, None));
+
+    // Sanity: validate allows, mutate returns a patch (outside the timed runs).
+    load_rt.block_on(async {
+        let c = client(&pki, validate_addr);
+        for (path, body) in [(VALIDATE_APP, &validate_body), (MUTATE_APP, &mutate_body)] {
+            let url = format!("https://{HOST}:{}{path}", validate_addr.port());
+            let r: Value = c
+                .post(&url)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(r["response"]["allowed"], true, "{path}: {r}");
+            if path == MUTATE_APP {
+                assert!(r["response"]["patch"].is_string(), "mutate patches: {r}");
+            }
+        }
+    });
+
+    let api_calls_before = api.requests().len();
+    println!("# Admission load: {secs} s per point, HTTPS keep-alive HTTP/1.1, loopback\n");
+    println!(
+        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to trivial |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut total_admissions = 0;
+    for &conns in &conn_points {
+        let trivial = load_rt.block_on(drive(
+            &pki,
+            trivial_addr,
+            TRIVIAL,
+            &validate_body,
+            conns,
+            duration,
+        ));
+        let row = |name: &str, p: &Point, ratio: Option<f64>| {
+            println!(
+                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                p.requests,
+                p.rps(),
+                p.p50_us as f64 / 1000.0,
+                p.p99_us as f64 / 1000.0,
+                p.errors,
+                ratio.map_or("—".to_string(), |r| format!("{r:.2}")),
+            )
+        };
+        row("trivial", &trivial, None);
+        for (name, path, body) in [
+            ("validate SpinApp", VALIDATE_APP, &validate_body),
+            ("mutate SpinApp", MUTATE_APP, &mutate_body),
+        ] {
+            let p = load_rt.block_on(drive(&pki, validate_addr, path, body, conns, duration));
+            total_admissions += p.requests + conns as u64;
+            assert_eq!(p.errors, 0, "{name}: failed requests");
+            row(name, &p, Some(p.rps() / trivial.rps()));
+        }
+    }
+    let api_calls = api.requests().len() - api_calls_before;
+    println!(
+        "\nAPI calls during {total_admissions} admissions: {api_calls} \
+         (lookup = reflector-backed CachedLookup; watch events only)"
+    );
+    assert_eq!(api_calls, 0, "admission must not call the API server");
+    drop(load_rt);
+    drop(api);
+    drop(server_rt);
+}

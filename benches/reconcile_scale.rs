@@ -1,0 +1,279 @@
+//! Reconcile scale on the in-memory API test server: N SpinApps (one executor) reconciled by the
+//! real controllers (`controller::run`, no leader election) through a real `kube::Client`.
+//!
+//! Converged = every app has its Deployment and Service and a status written for its current
+//! generation (`status.observedGeneration == metadata.generation`, `deploymentName` set). No
+//! Deployment controller is played: Ready stays False (DeploymentUnavailable), which is a stable
+//! state. After convergence one resync period is waited and the writes in it are counted.
+//!
+//! The operator runs in a child process (this binary re-executed with `SCALE_OPERATOR_URL`), so
+//! its RSS (`/proc/<pid>/status` VmRSS) is the operator's alone, not the in-memory API server's.
+//! Idle RSS is read once its controllers have started on an empty API server; the apps are
+//! created after that, while it runs (the clock starts before the first create).
+//!
+//! `cargo bench --bench reconcile_scale` (env: `SCALE_N`, default `1000,2000`; `SCALE_RESYNC_SECS`,
+//! default 5).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use serde_json::{Value, json};
+use spin_operator::api::SpinApp;
+use spin_operator::controller::{ControllerConfig, Settings};
+use spin_test_apiserver::{ResourceKey, TestApiServer, Verb};
+
+const NS: &str = "default";
+const LIMIT: Duration = Duration::from_secs(600);
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn app(i: usize) -> Value {
+    json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": { "name": format!("app-{i:05}"), "namespace": NS },
+        "spec": {
+            "image": "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
+            "executor": "containerd-shim-spin", "replicas": 2,
+            "podAnnotations": { "example.com/team": "wasm" }
+        }
+    })
+}
+
+fn converged(server: &TestApiServer, n: usize) -> usize {
+    let apps = server.list(&ResourceKey::of::<SpinApp>(), Some(NS));
+    let deployments = server
+        .list(&ResourceKey::of::<Deployment>(), Some(NS))
+        .len();
+    let services = server.list(&ResourceKey::of::<Service>(), Some(NS)).len();
+    if deployments < n || services < n {
+        return 0;
+    }
+    apps.iter()
+        .filter(|a| {
+            a["status"]["observedGeneration"] == a["metadata"]["generation"]
+                && a["status"]["deploymentName"].is_string()
+        })
+        .count()
+}
+
+struct Row {
+    n: usize,
+    converge_s: f64,
+    requests: usize,
+    writes: usize,
+    resync_requests: usize,
+    resync_reconciles: u64,
+    resync_writes: usize,
+    rss_idle: f64,
+    rss_converged: f64,
+    rss_after_resync: f64,
+}
+
+struct Operator(std::process::Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn run(n: usize, resync: Duration) -> Row {
+    let server = TestApiServer::start().await;
+    server.put(json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": { "name": "containerd-shim-spin", "namespace": NS },
+        "spec": { "createDeployment": true,
+                  "deploymentConfig": { "runtimeClassName": "wasmtime-spin-v2" } }
+    }));
+    let count_file = std::env::temp_dir().join(format!("reconcile-scale-{}", std::process::id()));
+    let reconciles = || -> u64 {
+        std::fs::read_to_string(&count_file)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let operator = Operator(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .env("SCALE_OPERATOR_URL", server.url())
+            .env("SCALE_RESYNC_SECS", resync.as_secs().to_string())
+            .env("SCALE_COUNT_FILE", &count_file)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = operator.0.id();
+    // Idle: controllers started (their watches are open) on a fleet of one executor.
+    let t = Instant::now();
+    while server
+        .requests()
+        .iter()
+        .filter(|r| r.verb == Verb::Watch)
+        .count()
+        < 2
+        && t.elapsed() < LIMIT
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_mib(pid);
+    server.clear_requests();
+
+    let start = Instant::now();
+    for i in 0..n {
+        server.put(app(i));
+    }
+    let mut report = Instant::now();
+    loop {
+        let done = converged(&server, n);
+        if done == n {
+            break;
+        }
+        if report.elapsed() > Duration::from_secs(10) {
+            report = Instant::now();
+            eprintln!(
+                "N={n}: {done} converged after {:.0} s, {} requests, Deployments {}",
+                start.elapsed().as_secs_f64(),
+                server.requests().len(),
+                server
+                    .list(&ResourceKey::of::<Deployment>(), Some(NS))
+                    .len(),
+            );
+        }
+        assert!(start.elapsed() < LIMIT, "{n} apps did not converge");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let converge_s = start.elapsed().as_secs_f64();
+    let log = server.requests();
+    let requests = log.len();
+    let writes = server.count_writes();
+    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+    for r in &log {
+        let sub = r
+            .subresource
+            .as_deref()
+            .map_or(String::new(), |s| format!("/{s}"));
+        *by_kind
+            .entry(format!("{} {}{sub}", r.verb.as_str(), r.resource))
+            .or_default() += 1;
+    }
+    eprintln!("N={n} requests by verb and resource: {by_kind:?}");
+    let rss_converged = rss_mib(pid);
+
+    // One resync period (plus slack for the queue to drain) of a converged fleet: every app is
+    // reconciled again from the caches and must not write.
+    server.clear_requests();
+    let before = reconciles();
+    tokio::time::sleep(resync + resync / 2).await;
+    let resync_reconciles = reconciles() - before;
+    let resync_requests = server.requests().len();
+    let resync_writes = server.count_writes();
+    let rss_after_resync = rss_mib(pid);
+    drop(operator);
+    let _ = std::fs::remove_file(&count_file);
+    Row {
+        resync_reconciles,
+        n,
+        converge_s,
+        requests,
+        writes,
+        resync_requests,
+        resync_writes,
+        rss_idle,
+        rss_converged,
+        rss_after_resync,
+    }
+}
+
+/// The child: the real controllers against the parent's API server until killed.
+fn operator(url: &str, resync: Duration) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut kc = kube::Config::new(url.parse().unwrap());
+        kc.default_namespace = NS.to_string();
+        let client = kube::Client::try_from(kc).unwrap();
+        let mut config = ControllerConfig::new("bench", NS);
+        config.leader_election = None;
+        config.settings = Settings {
+            resync,
+            ..Settings::default()
+        };
+        // Publish the reconcile count for the parent (metrics live in this process).
+        let metrics = config.metrics.clone();
+        if let Ok(path) = std::env::var("SCALE_COUNT_FILE") {
+            tokio::spawn(async move {
+                loop {
+                    let n = metrics.reconcile_count("spinapp", "success");
+                    let _ = std::fs::write(&path, n.to_string());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+        let _ = spin_operator::controller::run(client, config, std::future::pending()).await;
+    });
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it:
+    // then only a small smoke run (keeps the test suite fast).
+    let bench = std::env::args().any(|a| a == "--bench");
+    let ns: Vec<usize> = std::env::var("SCALE_N")
+        .ok()
+        .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| if bench { vec![1000, 2000] } else { vec![20] });
+    let resync = Duration::from_secs(
+        std::env::var("SCALE_RESYNC_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if bench { 5 } else { 1 }),
+    );
+    if let Ok(url) = std::env::var("SCALE_OPERATOR_URL") {
+        operator(&url, resync);
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("# Reconcile scale (resync {resync:?}, operator in a child process)\n");
+    println!(
+        "| apps | converge s | apps/s | API requests | requests/app | writes/app | \
+         API requests in resync window | reconciles in resync window | writes in resync window | operator RSS idle MiB | \
+         RSS converged MiB | RSS after resync MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for n in ns {
+        let r = rt.block_on(run(n, resync));
+        println!(
+            "| {} | {:.2} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+            r.n,
+            r.converge_s,
+            r.n as f64 / r.converge_s,
+            r.requests,
+            r.requests as f64 / r.n as f64,
+            r.writes as f64 / r.n as f64,
+            r.resync_requests,
+            r.resync_reconciles,
+            r.resync_writes,
+            r.rss_idle,
+            r.rss_converged,
+            r.rss_after_resync,
+        );
+        if !bench {
+            assert_eq!(r.resync_writes, 0, "a converged fleet wrote during resync");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Slow and abusive clients against the production HTTPS admission server: idle TCP connections
+//! that never handshake, TLS connections idle after the handshake, slowloris clients trickling
+//! partial headers, and oversized bodies (declared and chunked). While they are connected a
+//! normal client's admissions all succeed, and the server closes the slowloris and idle-TCP
+//! connections itself (handshake / header-read deadlines). Bounded: a few seconds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+use spin_operator::admission::{
+    AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, ServerLimits, router,
+};
+use spin_operator::api::SpinAppExecutor;
+use spin_operator::inventory::Inventory;
+use spin_operator::rules::Options;
+use spin_operator::tls;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+const HOST: &str = "webhook.test";
+const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
+/// Short server deadlines keep the test short; the behaviour is the same as with the defaults.
+const LIMITS: ServerLimits = ServerLimits {
+    tls_handshake_timeout: Duration::from_secs(1),
+    header_read_timeout: Duration::from_secs(1),
+    max_connections: 512,
+    drain_timeout: Duration::from_secs(2),
+};
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Pki {
+    ca: rcgen::Certificate,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![HOST.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    Pki {
+        ca,
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
+
+fn inventory() -> Inventory {
+    let mut inv = Inventory {
+        complete: true,
+        ..Default::default()
+    };
+    let e: SpinAppExecutor = serde_json::from_value(json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "containerd-shim-spin", "namespace": "apps"},
+        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
+    }))
+    .unwrap();
+    inv.add_executor(e);
+    inv
+}
+
+fn review() -> Vec<u8> {
+    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
+    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1", "kind": gvk, "resource": gvr, "name": "web", "namespace": "apps",
+            "operation": "CREATE", "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+                "metadata": {"name": "web", "namespace": "apps"},
+                "spec": {"image": "ghcr.io/example/web:v1", "executor": "containerd-shim-spin", "replicas": 1}
+            }
+        }
+    }))
+    .unwrap()
+}
+
+async fn start(pki: &Pki) -> SocketAddr {
+    let resolver = Arc::new(tls::ReloadingResolver::new(None));
+    resolver
+        .offer_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes(), "test")
+        .unwrap();
+    let config = Arc::new(tls::server_config(resolver).unwrap());
+    let state = AdmissionState::new(
+        Arc::new(inventory()),
+        Options::default(),
+        AdmissionMetrics::register(&mut Registry::default()),
+    );
+    let server = HttpsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+        router(state),
+        LIMITS,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.serve(std::future::pending()));
+    addr
+}
+
+fn connector(pki: &Pki) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn tls_connect(pki: &Pki, addr: SocketAddr) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector(pki)
+        .connect(HOST.try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Resolves when the server closes the connection (EOF or reset).
+async fn closed_by_server<S: AsyncReadExt + Unpin>(s: &mut S) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abusive_clients_do_not_starve_a_normal_client() {
+    let pki = pki();
+    let addr = start(&pki).await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(pki.ca.der()).unwrap())
+        .resolve(HOST, addr)
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let url = format!("https://{HOST}:{}{VALIDATE_APP}", addr.port());
+
+    // 100 TCP connections that never start TLS.
+    let mut raw = Vec::new();
+    for _ in 0..100 {
+        raw.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // 50 TLS connections idle after the handshake.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tls_connect(&pki, addr).await);
+    }
+    // 50 slowloris clients: a request line and one header, then a byte now and then.
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = tls_connect(&pki, addr).await;
+        s.write_all(format!("POST {VALIDATE_APP} HTTP/1.1\r\nHost: {HOST}\r\n").as_bytes())
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        slow.push(s);
+    }
+    let trickle = tokio::spawn(async move {
+        for _ in 0..20 {
+            for s in &mut slow {
+                let _ = s.write_all(b"X").await;
+                let _ = s.flush().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        slow
+    });
+
+    // Oversized bodies: declared (Content-Length) and streamed without a length.
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    let resp = client.post(&url).body(big.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let mut s = tls_connect(&pki, addr).await;
+    s.write_all(
+        format!(
+            "POST {VALIDATE_APP} HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..=(MAX_BODY_BYTES / chunk.len()) {
+        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        // The server may stop reading (and close) once the limit is exceeded.
+        if s.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut head)).await;
+    let head = String::from_utf8_lossy(&head);
+    // The server answers 413 or closes the stream it refuses to read; either way it survives.
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 413"),
+        "chunked oversized body: {}",
+        head.lines().next().unwrap_or_default()
+    );
+
+    // A normal client, meanwhile: every admission answered and allowed.
+    for _ in 0..20 {
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(review())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["response"]["allowed"], true, "{body}");
+        assert_eq!(body["response"]["uid"], "u-1");
+    }
+
+    // The server sheds the abusers itself: header-read and handshake deadlines close them.
+    let mut slow = trickle.await.unwrap();
+    for s in &mut slow {
+        assert!(closed_by_server(s).await, "slowloris connection kept open");
+    }
+    for s in &mut raw {
+        assert!(
+            closed_by_server(s).await,
+            "never-handshaking connection kept open"
+        );
+    }
+
+    // And a fresh connection still gets answers after all that.
+    let fresh = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(pki.ca.der()).unwrap())
+        .resolve(HOST, addr)
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let resp = fresh.post(&url).body(review()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(idle);
+}
