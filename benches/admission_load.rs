@@ -18,7 +18,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use prometheus_client::registry::Registry;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
@@ -28,35 +27,15 @@ use spin_operator::rules::Options;
 use spin_operator::tls;
 use spin_test_apiserver::TestApiServer;
 
+#[path = "../tests/support/pki.rs"]
+mod support_pki;
+use support_pki::{Pki, pki};
+
 const HOST: &str = "webhook.bench";
 const NS: &str = "apps";
 const MUTATE_APP: &str = "/mutate-core-spinkube-dev-v1alpha1-spinapp";
 const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 const TRIVIAL: &str = "/trivial";
-
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![HOST.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
-}
 
 /// Bind the production HTTPS server with `router` and serve it on the current runtime.
 async fn serve(pki: &Pki, router: Router) -> SocketAddr {
@@ -131,7 +110,7 @@ impl Point {
 
 fn client(pki: &Pki, addr: SocketAddr) -> reqwest::Client {
     reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).unwrap())
         .resolve(HOST, addr)
         .http1_only()
         .pool_max_idle_per_host(1)
@@ -236,7 +215,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let pki = pki();
+    let pki = pki(HOST);
     let (api, validate_addr, trivial_addr) = server_rt.block_on(async {
         let api = TestApiServer::start().await;
         api.put(json!({

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, ServerLimits, router,
@@ -23,6 +22,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+#[path = "support/pki.rs"]
+mod support_pki;
+use support_pki::{Pki, pki};
+
 const HOST: &str = "webhook.test";
 const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 /// Short server deadlines keep the test short; the behaviour is the same as with the defaults.
@@ -33,30 +36,6 @@ const LIMITS: ServerLimits = ServerLimits {
     drain_timeout: Duration::from_secs(2),
 };
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Pki {
-    ca: rcgen::Certificate,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![HOST.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    Pki {
-        ca,
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
-}
 
 fn inventory() -> Inventory {
     let mut inv = Inventory {
@@ -153,7 +132,7 @@ async fn closed_by_server<S: AsyncReadExt + Unpin>(s: &mut S) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusive_clients_do_not_starve_a_normal_client() {
-    let pki = pki();
+    let pki = pki(HOST);
     let addr = start(&pki).await;
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_der(pki.ca.der()).unwrap())

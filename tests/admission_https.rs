@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use prometheus_client::registry::Registry;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, ServerLimits, router,
@@ -21,35 +20,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "support/pki.rs"]
+mod support_pki;
+use support_pki::pki;
+
 const HOST: &str = "webhook.test";
 const MUTATE_APP: &str = "/mutate-core-spinkube-dev-v1alpha1-spinapp";
 const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 const VALIDATE_EXECUTOR: &str = "/validate-core-spinkube-dev-v1alpha1-spinappexecutor";
 const MUTATE_EXECUTOR: &str = "/mutate-core-spinkube-dev-v1alpha1-spinappexecutor";
-
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![HOST.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
-}
 
 struct Server {
     addr: SocketAddr,
@@ -110,7 +89,7 @@ impl Server {
 }
 
 async fn start(lookup: Arc<dyn Lookup>) -> Server {
-    let pki = pki();
+    let pki = pki(HOST);
     // The same resolver and rustls configuration `spin-operator run` serves with.
     let resolver = Arc::new(tls::ReloadingResolver::new(None));
     resolver
@@ -137,14 +116,14 @@ async fn start(lookup: Arc<dyn Lookup>) -> Server {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).unwrap())
         .resolve(HOST, addr)
         .build()
         .unwrap();
     Server {
         addr,
         client,
-        ca_pem: pki.ca_pem,
+        ca_pem: pki.ca.pem(),
         registry,
         stop: Some(stop),
         done,
