@@ -7,12 +7,13 @@ use std::time::Instant;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 
 use super::Settings;
 use super::backoff::Backoff;
 use super::error::ControllerError;
+use super::index::Index;
 use super::metrics::Metrics;
 use super::spinapp::{AsRecorder, publish};
 use crate::api::{EXECUTOR_FINALIZER, SpinApp, SpinAppExecutor};
@@ -23,7 +24,8 @@ pub const CONTROLLER: &str = "spinappexecutor";
 /// Shared state of the executor controller.
 pub struct Context {
     pub(crate) client: Client,
-    pub(crate) apps: Store<SpinApp>,
+    /// Apps by the executor they name (see `spinapp::app_reference_index`).
+    pub(crate) users: Index<SpinApp>,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
@@ -47,17 +49,9 @@ fn key_of(e: &SpinAppExecutor) -> String {
 }
 
 /// Names of the apps in the executor's namespace that use it, sorted.
-pub fn users(apps: &Store<SpinApp>, executor: &SpinAppExecutor) -> Vec<String> {
-    let ns = executor.namespace();
-    let name = executor.name_any();
-    let mut users: Vec<String> = apps
-        .state()
-        .iter()
-        .filter(|a| a.namespace() == ns && a.spec.executor == name)
-        .map(|a| a.name_any())
-        .collect();
-    users.sort();
-    users
+pub fn users(apps: &Index<SpinApp>, executor: &SpinAppExecutor) -> Vec<String> {
+    let ns = executor.namespace().unwrap_or_default();
+    super::spinapp::apps_using_executor(apps, &ns, &executor.name_any())
 }
 
 /// The executor for an app change (the app's executor in the app's namespace).
@@ -101,7 +95,7 @@ async fn reconcile_executor(
                 // Never judge "unused" from a cache that has not listed all apps yet.
                 let mut synced = ctx.synced.clone();
                 let _ = synced.wait_for(|s| *s).await;
-                let users = users(&ctx.apps, &executor);
+                let users = users(&ctx.users, &executor);
                 if users.is_empty() {
                     return Ok(Action::await_change());
                 }

@@ -8,6 +8,7 @@ mod backoff;
 pub mod compare;
 mod error;
 pub mod executor;
+pub mod index;
 pub mod leader;
 mod metrics;
 pub mod spinapp;
@@ -233,10 +234,66 @@ fn stop_future(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
     .shared()
 }
 
+/// Annotation `kubectl apply` writes: a full copy of the applied object (for a Secret, its data).
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the controllers never read but every cached object carries: `managedFields` (about
+/// as large as the object for server-side-applied children) and kubectl's last-applied copy.
+fn slim<K: kube::Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+/// A watch of `api` with cached objects slimmed ([`slim`]) and, when given, `index` updated from
+/// the same events. Watch errors (410 Gone, dropped connections) are retried by the watcher's own
+/// backoff; they are logged and dropped here, because an error reaching the controller's merged
+/// trigger stream throttles the triggers of every watched kind.
+fn watch_events<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    index: Option<index::Index<K>>,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, wc)
+        .default_backoff()
+        .modify(slim)
+        .map(move |event| {
+            if let (Some(index), Ok(event)) = (&index, &event) {
+                index.apply_watcher_event(event);
+            }
+            event
+        })
+        .filter_map(|r| {
+            futures::future::ready(match r {
+                Ok(event) => Some(Ok(event)),
+                Err(watcher::Error::WatchError(s)) if s.code == 410 => {
+                    tracing::debug!(kind = K::kind(&()).as_ref(), "watch history expired; relisting");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch error; retrying");
+                    None
+                }
+            })
+        })
+}
+
 /// Builds a reflector-backed trigger stream whose store doubles as the controller's cache.
 fn reflected<K>(
     api: Api<K>,
     wc: watcher::Config,
+    index: Option<index::Index<K>>,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -251,26 +308,9 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    // Watch errors (410 Gone, dropped connections) are retried by this watcher's own backoff;
-    // they are logged and dropped here, because an error reaching the controller's merged
-    // trigger stream throttles the triggers of every watched kind.
-    let stream = watcher(api, wc)
-        .default_backoff()
+    let stream = watch_events(api, wc, index)
         .reflect(writer)
-        .touched_objects()
-        .filter_map(|r| {
-            futures::future::ready(match r {
-                Ok(obj) => Some(Ok(obj)),
-                Err(watcher::Error::WatchError(s)) if s.code == 410 => {
-                    tracing::debug!(kind = K::kind(&()).as_ref(), "watch history expired; relisting");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch error; retrying");
-                    None
-                }
-            })
-        });
+        .touched_objects();
     (reader, stream)
 }
 
@@ -288,32 +328,40 @@ async fn run_controllers(
         },
     );
     let children = watcher::Config::default().labels(APP_NAME_LABEL);
-    let (deployments, deployment_stream) =
-        reflected(Api::<Deployment>::all(client.clone()), children.clone());
-    let (services, service_stream) = reflected(Api::<Service>::all(client.clone()), children);
+    let (deployments, deployment_stream) = reflected(
+        Api::<Deployment>::all(client.clone()),
+        children.clone(),
+        None,
+    );
+    let (services, service_stream) = reflected(Api::<Service>::all(client.clone()), children, None);
     // Referenced Secrets/ConfigMaps can be any object in the app's namespace.
+    let generated_secrets = spinapp::generated_secret_index();
     let (secrets, secret_stream) = reflected(
         Api::<Secret>::all(client.clone()),
         watcher::Config::default(),
+        Some(generated_secrets.clone()),
     );
     let (config_maps, config_map_stream) = reflected(
         Api::<ConfigMap>::all(client.clone()),
         watcher::Config::default(),
+        None,
     );
     let (executors, executor_stream) = reflected(
         Api::<SpinAppExecutor>::all(client.clone()),
         watcher::Config::default(),
+        None,
     );
 
     let (synced_tx, synced_rx) = watch::channel(false);
     let ctl_config = controller::Config::default().concurrency(settings.concurrency);
     // The controllers' own watches go through `reflected` too, so no watch error throttles them.
+    let app_refs = spinapp::app_reference_index();
     let (apps, app_stream) = reflected(
         Api::<SpinApp>::all(client.clone()),
         watcher::Config::default(),
+        Some(app_refs.clone()),
     );
-    let app_controller =
-        Controller::for_stream(app_stream, apps.clone()).with_config(ctl_config.clone());
+    let app_controller = Controller::for_stream(app_stream, apps).with_config(ctl_config.clone());
 
     let ctx = Arc::new(spinapp::Context {
         client: client.clone(),
@@ -322,6 +370,7 @@ async fn run_controllers(
         services: services.clone(),
         secrets: secrets.clone(),
         config_maps: config_maps.clone(),
+        generated_secrets: generated_secrets.clone(),
         recorder: recorder.clone(),
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
@@ -329,19 +378,20 @@ async fn run_controllers(
         synced: synced_rx.clone(),
     });
 
-    let (apps_for_exec, apps_for_sec, apps_for_cm) = (apps.clone(), apps.clone(), apps);
+    let (refs_for_exec, refs_for_sec, refs_for_cm) =
+        (app_refs.clone(), app_refs.clone(), app_refs.clone());
     let exec_for_sec = executors.clone();
     let app_run = app_controller
         .owns_stream(deployment_stream)
         .owns_stream(service_stream)
         .watches_stream(secret_stream, move |s| {
-            spinapp::apps_for_secret(&apps_for_sec, &exec_for_sec, &s)
+            spinapp::apps_for_secret(&refs_for_sec, &exec_for_sec, &s)
         })
         .watches_stream(config_map_stream, move |c| {
-            spinapp::apps_for_config_map(&apps_for_cm, &c)
+            spinapp::apps_for_config_map(&refs_for_cm, &c)
         })
         .watches_stream(executor_stream, move |e| {
-            spinapp::apps_for_executor(&apps_for_exec, &e)
+            spinapp::apps_for_executor(&refs_for_exec, &e)
         })
         .graceful_shutdown_on(stop_future(&graceful))
         .run(spinapp::reconcile, spinapp::error_policy, ctx)
@@ -351,20 +401,25 @@ async fn run_controllers(
             }
         });
 
-    // The executor controller keeps its own SpinApp cache, updated before its triggers fire.
-    let (exec_apps, exec_app_stream) = reflected(
+    // The executor controller indexes apps by executor from its own SpinApp watch, so the index
+    // is updated before that watch's triggers fire; it caches no SpinApp objects.
+    let exec_users = spinapp::app_reference_index();
+    let exec_app_stream = watch_events(
         Api::<SpinApp>::all(client.clone()),
         watcher::Config::default(),
-    );
+        Some(exec_users.clone()),
+    )
+    .touched_objects();
     let (exec_main, exec_main_stream) = reflected(
         Api::<SpinAppExecutor>::all(client.clone()),
         watcher::Config::default(),
+        None,
     );
     let exec_controller =
         Controller::for_stream(exec_main_stream, exec_main).with_config(ctl_config);
     let exec_ctx = Arc::new(executor::Context {
         client: client.clone(),
-        apps: exec_apps.clone(),
+        users: exec_users.clone(),
         recorder,
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
@@ -392,7 +447,9 @@ async fn run_controllers(
             services.wait_until_ready(),
             secrets.wait_until_ready(),
             config_maps.wait_until_ready(),
-            exec_apps.wait_until_ready(),
+            generated_secrets.wait_until_ready(),
+            app_refs.wait_until_ready(),
+            exec_users.wait_until_ready(),
         );
         let _ = synced_tx.send(true);
         state.set_synced(true);

@@ -19,6 +19,7 @@ use super::Settings;
 use super::backoff::Backoff;
 use super::compare;
 use super::error::{ControllerError, is_conflict, is_not_found};
+use super::index::{Index, IndexKey, ObjectKey};
 use super::metrics::Metrics;
 use super::status::{self, Observed, Readiness};
 use crate::api::{APP_NAME_LABEL, FIELD_MANAGER, SpinApp, SpinAppExecutor};
@@ -39,6 +40,8 @@ pub struct Context {
     pub(crate) services: Store<Service>,
     pub(crate) secrets: Store<Secret>,
     pub(crate) config_maps: Store<ConfigMap>,
+    /// Generated runtime-config Secrets by the app they were generated for.
+    pub(crate) generated_secrets: Index<Secret>,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
@@ -407,20 +410,20 @@ async fn delete_stale_runtime_configs(
     current: Option<&str>,
     ctx: &Context,
 ) -> Result<(), ControllerError> {
-    // Runs on every reconcile over every cached Secret: compare borrowed fields, most selective
-    // first, and allocate nothing per Secret (this scan dominated large fleets in BENCHMARKS.md).
-    let stale = ctx.secrets.state_filter(|s| {
-        let labels = s.labels();
-        labels.get(APP_NAME_LABEL).map(String::as_str) == Some(name)
-            && s.metadata.namespace.as_deref() == Some(ns)
-            && labels
-                .get(GENERATED_RUNTIME_CONFIG_LABEL)
-                .map(String::as_str)
-                == Some("true")
-            && s.metadata.name.as_deref() != current
-            && s.metadata.deletion_timestamp.is_none()
-            && owned_by(s, app)
-    });
+    // Candidates come from the index (this app's generated Secrets only); the cached object
+    // decides, so an index entry a moment behind the store does no harm.
+    let stale: Vec<Arc<Secret>> = ctx
+        .generated_secrets
+        .get(&IndexKey::new(INDEX_SPINAPP, ns, name))
+        .into_iter()
+        .filter(|(_, secret_name)| Some(secret_name.as_str()) != current)
+        .filter_map(|(_, secret_name)| cached(&ctx.secrets, ns, &secret_name))
+        .filter(|s| {
+            is_generated_runtime_config(s) == Some(name)
+                && s.metadata.deletion_timestamp.is_none()
+                && owned_by(s.as_ref(), app)
+        })
+        .collect();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     for secret in stale {
         let sname = secret.name_any();
@@ -517,37 +520,94 @@ impl AsRecorder for Context {
     }
 }
 
-// ---- watch mappers: which apps an object change concerns ----
+// ---- indexes and watch mappers: which apps an object change concerns ----
 
-fn app_ref(app: &SpinApp) -> Option<ObjectRef<SpinApp>> {
-    Some(ObjectRef::new(&app.metadata.name.clone()?).within(&app.namespace()?))
+/// Index kinds: what an [`IndexKey`] points at.
+const INDEX_SECRET: &str = "Secret";
+const INDEX_CONFIG_MAP: &str = "ConfigMap";
+const INDEX_EXECUTOR: &str = "SpinAppExecutor";
+const INDEX_SPINAPP: &str = "SpinApp";
+
+/// The app a generated runtime-config Secret was generated for, from its labels.
+fn is_generated_runtime_config(secret: &Secret) -> Option<&str> {
+    let labels = secret.metadata.labels.as_ref()?;
+    (labels
+        .get(GENERATED_RUNTIME_CONFIG_LABEL)
+        .map(String::as_str)
+        == Some("true"))
+    .then(|| labels.get(APP_NAME_LABEL).map(String::as_str))
+    .flatten()
+}
+
+/// Generated runtime-config Secrets indexed by their app (for the stale-Secret cleanup).
+pub fn generated_secret_index() -> Index<Secret> {
+    Index::new(|secret: &Secret| {
+        let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
+        is_generated_runtime_config(secret)
+            .map(|app| IndexKey::new(INDEX_SPINAPP, ns, app))
+            .into_iter()
+            .collect()
+    })
+}
+
+/// Apps indexed by what they point at: their executor, and the Secrets and ConfigMaps their
+/// runtime config reads.
+pub fn app_reference_index() -> Index<SpinApp> {
+    Index::new(|app: &SpinApp| {
+        let ns = app.metadata.namespace.as_deref().unwrap_or_default();
+        let refs = desired::referenced_objects(app);
+        let mut keys = Vec::with_capacity(1 + refs.secrets.len() + refs.config_maps.len());
+        if !app.spec.executor.is_empty() {
+            keys.push(IndexKey::new(INDEX_EXECUTOR, ns, &app.spec.executor));
+        }
+        keys.extend(
+            refs.secrets
+                .iter()
+                .map(|s| IndexKey::new(INDEX_SECRET, ns, s)),
+        );
+        keys.extend(
+            refs.config_maps
+                .iter()
+                .map(|c| IndexKey::new(INDEX_CONFIG_MAP, ns, c)),
+        );
+        keys
+    })
+}
+
+fn to_app_refs(objects: Vec<ObjectKey>) -> impl Iterator<Item = ObjectRef<SpinApp>> {
+    objects
+        .into_iter()
+        .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
 }
 
 /// Apps in the executor's namespace that name it.
 pub fn apps_for_executor(
-    apps: &Store<SpinApp>,
+    apps: &Index<SpinApp>,
     executor: &SpinAppExecutor,
 ) -> Vec<ObjectRef<SpinApp>> {
-    let ns = executor.namespace();
-    let name = executor.name_any();
-    apps.state()
-        .iter()
-        .filter(|a| a.namespace() == ns && a.spec.executor == name)
-        .filter_map(|a| app_ref(a))
+    let ns = executor.namespace().unwrap_or_default();
+    to_app_refs(apps.get(&IndexKey::new(INDEX_EXECUTOR, &ns, &executor.name_any()))).collect()
+}
+
+/// Names of the apps in `namespace` that name executor `name`, sorted.
+pub fn apps_using_executor(apps: &Index<SpinApp>, namespace: &str, name: &str) -> Vec<String> {
+    apps.get(&IndexKey::new(INDEX_EXECUTOR, namespace, name))
+        .into_iter()
+        .map(|(_, app)| app)
         .collect()
 }
 
-/// Apps that reference a Secret: its controlling SpinApp, apps naming it in variables or runtime
-/// config, and apps whose executor uses it as the CA Secret.
+/// Apps that reference a Secret: its controlling SpinApp, apps naming it in their runtime config,
+/// and apps whose executor uses it as the CA Secret.
 pub fn apps_for_secret(
-    apps: &Store<SpinApp>,
+    apps: &Index<SpinApp>,
     executors: &Store<SpinAppExecutor>,
     secret: &Secret,
 ) -> Vec<ObjectRef<SpinApp>> {
-    let ns = secret.namespace();
-    // A Secret a SpinApp controls (its generated runtime config) concerns that app alone: answer
-    // from the owner reference instead of scanning every app, which made each of the N generated
-    // Secrets' events cost O(N) and a fleet's convergence O(N²) (BENCHMARKS.md).
+    let Some(ns) = secret.namespace() else {
+        return Vec::new();
+    };
+    // A Secret a SpinApp controls (its generated runtime config) concerns that app alone.
     if let Some(owner) = secret
         .meta()
         .owner_references
@@ -555,53 +615,39 @@ pub fn apps_for_secret(
         .flatten()
         .find(|r| r.controller == Some(true) && r.kind == "SpinApp")
     {
-        return ns
-            .map(|ns| ObjectRef::new(&owner.name).within(&ns))
-            .into_iter()
-            .collect();
+        return vec![ObjectRef::new(&owner.name).within(&ns)];
     }
     let name = secret.name_any();
-    apps.state()
+    let mut found: Vec<ObjectKey> = apps.get(&IndexKey::new(INDEX_SECRET, &ns, &name));
+    // Executors are few per namespace; their apps come from the index.
+    for executor in executors
+        .state()
         .iter()
-        .filter(|a| a.namespace() == ns)
-        .filter(|a| {
-            desired::referenced_objects(a).secrets.contains(&name)
-                || uses_ca_secret(executors, a, &name)
-        })
-        .filter_map(|a| app_ref(a))
-        .collect()
+        .filter(|e| e.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|e| ca_secret_of(e) == Some(name.as_str()))
+    {
+        found.extend(apps.get(&IndexKey::new(INDEX_EXECUTOR, &ns, &executor.name_any())));
+    }
+    found.sort();
+    found.dedup();
+    to_app_refs(found).collect()
 }
 
 /// Apps that reference a ConfigMap.
-pub fn apps_for_config_map(apps: &Store<SpinApp>, cm: &ConfigMap) -> Vec<ObjectRef<SpinApp>> {
-    let ns = cm.namespace();
-    let name = cm.name_any();
-    apps.state()
-        .iter()
-        .filter(|a| {
-            a.namespace() == ns && desired::referenced_objects(a).config_maps.contains(&name)
-        })
-        .filter_map(|a| app_ref(a))
-        .collect()
+pub fn apps_for_config_map(apps: &Index<SpinApp>, cm: &ConfigMap) -> Vec<ObjectRef<SpinApp>> {
+    let ns = cm.namespace().unwrap_or_default();
+    to_app_refs(apps.get(&IndexKey::new(INDEX_CONFIG_MAP, &ns, &cm.name_any()))).collect()
 }
 
-fn uses_ca_secret(executors: &Store<SpinAppExecutor>, app: &SpinApp, secret: &str) -> bool {
-    let Some(ns) = app.namespace() else {
-        return false;
-    };
-    let Some(executor) = cached(executors, &ns, &app.spec.executor) else {
-        return false;
-    };
-    let Some(cfg) = executor.spec.deployment_config.as_ref() else {
-        return false;
-    };
+/// The CA Secret an executor mounts into its apps' pods, if any.
+fn ca_secret_of(executor: &SpinAppExecutor) -> Option<&str> {
+    let cfg = executor.spec.deployment_config.as_ref()?;
     let wanted = cfg.install_default_ca_certs.unwrap_or(false) || cfg.ca_cert_secret.is_some();
-    wanted
-        && cfg
-            .ca_cert_secret
+    wanted.then(|| {
+        cfg.ca_cert_secret
             .as_deref()
             .unwrap_or(crate::api::DEFAULT_CA_SECRET)
-            == secret
+    })
 }
 
 #[cfg(test)]
@@ -620,6 +666,14 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::Apply(o));
         }
         reader
+    }
+
+    fn apps_index(apps: Vec<SpinApp>) -> Index<SpinApp> {
+        let index = app_reference_index();
+        for a in apps {
+            index.apply_watcher_event(&watcher::Event::Apply(a));
+        }
+        index
     }
 
     fn app(ns: &str, name: &str, executor: &str, spec: serde_json::Value) -> SpinApp {
@@ -644,7 +698,7 @@ mod tests {
 
     #[test]
     fn executor_changes_map_to_apps_in_its_namespace_only() {
-        let apps = store_of(vec![
+        let apps = apps_index(vec![
             app("a", "one", "shim", json!({})),
             app("a", "two", "other", json!({})),
             app("b", "three", "shim", json!({})),
@@ -658,7 +712,7 @@ mod tests {
     fn secret_changes_map_to_owners_referencing_apps_and_ca_users() {
         let rc = json!({"runtimeConfig": {"keyValueStores": [{"name": "default", "type": "redis",
             "options": [{"name": "url", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "url"}}}]}]}});
-        let apps = store_of(vec![
+        let apps = apps_index(vec![
             app("a", "uses-creds", "plain", rc.clone()),
             app("b", "other-ns", "plain", rc),
             app("a", "owner", "plain", json!({})),
@@ -711,7 +765,7 @@ mod tests {
     fn config_map_changes_map_to_referencing_apps() {
         let rc = json!({"runtimeConfig": {"llmCompute": {"type": "remote_http",
             "options": [{"name": "url", "valueFrom": {"configMapKeyRef": {"name": "endpoints", "key": "u"}}}]}}});
-        let apps = store_of(vec![
+        let apps = apps_index(vec![
             app("a", "llm", "shim", rc),
             app("a", "plain", "shim", json!({})),
         ]);
