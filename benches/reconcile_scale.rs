@@ -18,7 +18,8 @@
 //! created after that, while it runs (the clock starts before the first create).
 //!
 //! `cargo bench --bench reconcile_scale` (env: `SCALE_N`, default `1000,2000,5000,10000`;
-//! `SCALE_RESYNC_SECS`, the operator's periodic resync, default 300).
+//! `SCALE_RESYNC_SECS`, the operator's periodic resync, default 300; `SCALE_OPERATOR_WRAPPER`, a
+//! command prefix for the operator process, e.g. `valgrind --tool=massif`).
 
 use std::time::{Duration, Instant};
 
@@ -57,20 +58,20 @@ fn app(i: usize) -> Value {
 }
 
 fn converged(server: &TestApiServer, n: usize) -> usize {
-    let apps = server.list(&ResourceKey::of::<SpinApp>(), Some(NS));
-    let deployments = server
-        .list(&ResourceKey::of::<Deployment>(), Some(NS))
-        .len();
-    let services = server.list(&ResourceKey::of::<Service>(), Some(NS)).len();
+    // Counted in place: copying every object each poll would load the API server under test.
+    let deployments = server.count_where(&ResourceKey::of::<Deployment>(), Some(NS), |_| true);
+    let services = server.count_where(&ResourceKey::of::<Service>(), Some(NS), |_| true);
     if deployments < n || services < n {
         return 0;
     }
-    apps.iter()
-        .filter(|a| {
-            a["status"]["observedGeneration"] == a["metadata"]["generation"]
-                && a["status"]["deploymentName"].is_string()
-        })
-        .count()
+    server.count_where(&ResourceKey::of::<SpinApp>(), Some(NS), |a| {
+        a["status"]["observedGeneration"] == a["metadata"]["generation"]
+            && a["status"]["deploymentName"].is_string()
+    })
+}
+
+fn deployments(server: &TestApiServer) -> usize {
+    server.count_where(&ResourceKey::of::<Deployment>(), Some(NS), |_| true)
 }
 
 struct Row {
@@ -95,12 +96,16 @@ struct Operator {
 impl Operator {
     /// Starts the operator (this binary re-executed) against `url`.
     fn start(url: &str, resync: Duration, tag: &str) -> Operator {
-        let count_file = std::env::temp_dir().join(format!(
-            "reconcile-scale-{}-{tag}",
-            std::process::id()
-        ));
+        let count_file =
+            std::env::temp_dir().join(format!("reconcile-scale-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_file(&count_file);
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
+        // SCALE_OPERATOR_WRAPPER (e.g. "valgrind --tool=massif") runs the operator under a
+        // profiler; arguments are split on spaces.
+        let wrapper = std::env::var("SCALE_OPERATOR_WRAPPER").unwrap_or_default();
+        let mut argv: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
+        argv.push(std::env::current_exe().unwrap().display().to_string());
+        let child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
             .env("SCALE_OPERATOR_URL", url)
             .env("SCALE_RESYNC_SECS", resync.as_secs().to_string())
             .env("SCALE_COUNT_FILE", &count_file)
@@ -175,14 +180,12 @@ async fn run(n: usize, resync: Duration) -> Row {
                 "N={n}: {done} converged after {:.0} s, {} requests, Deployments {}, operator RSS {:.0} MiB",
                 start.elapsed().as_secs_f64(),
                 server.requests().len(),
-                server
-                    .list(&ResourceKey::of::<Deployment>(), Some(NS))
-                    .len(),
+                deployments(&server),
                 rss_mib(operator.pid()),
             );
         }
         assert!(start.elapsed() < LIMIT, "{n} apps did not converge");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let converge_s = start.elapsed().as_secs_f64();
     let log = server.requests();

@@ -60,6 +60,14 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "core.spinkube.dev",
+        resource: "spinapps",
+        subresource: Some("finalizers"),
+        verbs: &["update"],
+        scope: Scope::Cluster,
+        reason: "children's owner references set blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) allows only with update on the owner's finalizers; never called",
+    },
+    Permission {
+        group: "core.spinkube.dev",
         resource: "spinappexecutors",
         subresource: None,
         verbs: &["list", "watch", "patch"],
@@ -116,6 +124,14 @@ pub const PERMISSIONS: &[Permission] = &[
     },
 ];
 
+impl Permission {
+    /// True for a permission no request uses, which an admission plugin checks instead
+    /// (`spinapps/finalizers`: see its reason).
+    pub fn checked_by_admission_only(&self) -> bool {
+        self.subresource == Some("finalizers")
+    }
+}
+
 /// Whether [`PERMISSIONS`] allows `verb` on `group`/`resource`[/`subresource`].
 pub fn allows(verb: &str, group: &str, resource: &str, subresource: Option<&str>) -> bool {
     PERMISSIONS.iter().any(|p| {
@@ -137,6 +153,37 @@ mod tests {
             assert!(!p.verbs.contains(&"*") && p.resource != "*" && p.group != "*");
             assert!(seen.insert((p.group, p.rbac_resource())), "duplicate {p:?}");
         }
+    }
+
+    #[test]
+    fn owner_finalizers_are_granted_because_children_block_owner_deletion() {
+        // desired::build sets blockOwnerDeletion on every child's SpinApp owner reference.
+        let app: crate::api::SpinApp = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+            "metadata": {"name": "a", "namespace": "n", "uid": "u"},
+            "spec": {"image": "i", "executor": "e", "replicas": 1}
+        }))
+        .unwrap();
+        let service = crate::desired::build(
+            &app,
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+                "metadata": {"name": "e", "namespace": "n"},
+                "spec": {"createDeployment": false}
+            }))
+            .unwrap(),
+            &crate::inventory::Inventory::default(),
+        )
+        .unwrap()
+        .service;
+        let owner = &service.metadata.owner_references.unwrap()[0];
+        assert_eq!(owner.block_owner_deletion, Some(true));
+        assert!(allows(
+            "update",
+            "core.spinkube.dev",
+            "spinapps",
+            Some("finalizers")
+        ));
     }
 
     #[test]

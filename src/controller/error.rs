@@ -24,6 +24,15 @@ pub enum ControllerError {
         #[source]
         source: serde_json::Error,
     },
+    /// A cached object does not decode as its kind. The serde message is withheld: it may quote
+    /// Secret data.
+    #[error("cached {kind} {name} does not decode as a {kind}")]
+    Decode {
+        /// Kind of the object.
+        kind: &'static str,
+        /// namespace/name of the object.
+        name: String,
+    },
     /// A SpinAppExecutor cannot be deleted yet: SpinApps in its namespace still use it.
     #[error("executor is still used by {count} SpinApp(s): {apps}")]
     ExecutorInUse {
@@ -60,6 +69,7 @@ impl ControllerError {
             ControllerError::Api { .. } => "api_error",
             ControllerError::MissingMetadata(_) => "invalid_object",
             ControllerError::Serialize { .. } => "serialize_error",
+            ControllerError::Decode { .. } => "decode_error",
             ControllerError::ExecutorInUse { .. } => "deletion_blocked",
             ControllerError::Finalizer(_) => "finalizer_error",
             ControllerError::Stopped(_) => "stopped",

@@ -11,6 +11,7 @@ pub mod executor;
 pub mod index;
 pub mod leader;
 mod metrics;
+pub mod slim;
 pub mod spinapp;
 pub mod status;
 
@@ -32,6 +33,7 @@ pub use backoff::Backoff;
 pub use error::ControllerError;
 pub use leader::{LeaderElectionConfig, LeaderElector};
 pub use metrics::Metrics;
+use slim::Slim;
 
 use crate::api::{APP_NAME_LABEL, SpinApp, SpinAppExecutor};
 
@@ -328,21 +330,23 @@ async fn run_controllers(
         },
     );
     let children = watcher::Config::default().labels(APP_NAME_LABEL);
+    // Children and referenced objects are cached slim (metadata decoded, the rest as JSON text).
     let (deployments, deployment_stream) = reflected(
-        Api::<Deployment>::all(client.clone()),
+        Api::<Slim<Deployment>>::all(client.clone()),
         children.clone(),
         None,
     );
-    let (services, service_stream) = reflected(Api::<Service>::all(client.clone()), children, None);
+    let (services, service_stream) =
+        reflected(Api::<Slim<Service>>::all(client.clone()), children, None);
     // Referenced Secrets/ConfigMaps can be any object in the app's namespace.
     let generated_secrets = spinapp::generated_secret_index();
     let (secrets, secret_stream) = reflected(
-        Api::<Secret>::all(client.clone()),
+        Api::<Slim<Secret>>::all(client.clone()),
         watcher::Config::default(),
         Some(generated_secrets.clone()),
     );
     let (config_maps, config_map_stream) = reflected(
-        Api::<ConfigMap>::all(client.clone()),
+        Api::<Slim<ConfigMap>>::all(client.clone()),
         watcher::Config::default(),
         None,
     );

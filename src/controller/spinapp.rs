@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -21,6 +22,7 @@ use super::compare;
 use super::error::{ControllerError, is_conflict, is_not_found};
 use super::index::{Index, IndexKey, ObjectKey};
 use super::metrics::Metrics;
+use super::slim::Slim;
 use super::status::{self, Observed, Readiness};
 use crate::api::{APP_NAME_LABEL, FIELD_MANAGER, SpinApp, SpinAppExecutor};
 use crate::desired::{self, References};
@@ -36,12 +38,12 @@ pub const CONTROLLER: &str = "spinapp";
 pub struct Context {
     pub(crate) client: Client,
     pub(crate) executors: Store<SpinAppExecutor>,
-    pub(crate) deployments: Store<Deployment>,
-    pub(crate) services: Store<Service>,
-    pub(crate) secrets: Store<Secret>,
-    pub(crate) config_maps: Store<ConfigMap>,
+    pub(crate) deployments: Store<Slim<Deployment>>,
+    pub(crate) services: Store<Slim<Service>>,
+    pub(crate) secrets: Store<Slim<Secret>>,
+    pub(crate) config_maps: Store<Slim<ConfigMap>>,
     /// Generated runtime-config Secrets by the app they were generated for.
-    pub(crate) generated_secrets: Index<Secret>,
+    pub(crate) generated_secrets: Index<Slim<Secret>>,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
@@ -61,19 +63,19 @@ impl Context {
 /// The referenced Secrets/ConfigMaps of one app, copied out of the caches for `desired::build`.
 struct Snapshot {
     namespace: String,
-    secrets: BTreeMap<String, Arc<Secret>>,
-    config_maps: BTreeMap<String, Arc<ConfigMap>>,
+    secrets: BTreeMap<String, Secret>,
+    config_maps: BTreeMap<String, ConfigMap>,
 }
 
 impl References for Snapshot {
     fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         (namespace == self.namespace)
-            .then(|| self.secrets.get(name).map(AsRef::as_ref))
+            .then(|| self.secrets.get(name))
             .flatten()
     }
     fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
         (namespace == self.namespace)
-            .then(|| self.config_maps.get(name).map(AsRef::as_ref))
+            .then(|| self.config_maps.get(name))
             .flatten()
     }
 }
@@ -133,7 +135,9 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
     tracing::debug!(app = %name, namespace = %ns, "reconciling");
 
     // What runs now, reported in status while the app cannot be (re)built.
-    let live_deployment = cached(&ctx.deployments, &ns, &name);
+    let live_deployment = cached(&ctx.deployments, &ns, &name)
+        .map(|d| decoded(&d))
+        .transpose()?;
     let Some(executor) = cached(&ctx.executors, &ns, &app.spec.executor) else {
         let failure = Readiness::failed(
             status::REASON_EXECUTOR_NOT_FOUND,
@@ -144,7 +148,7 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
         );
         let observed = Observed {
             executor: None,
-            deployment: live_deployment.as_deref(),
+            deployment: live_deployment.as_ref(),
             service_name: None,
             selector: None,
             failure: Some(failure),
@@ -154,14 +158,14 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
         return Ok(Action::await_change());
     };
 
-    let snapshot = snapshot(app, &ns, ctx);
+    let snapshot = snapshot(app, &ns, ctx)?;
     let children = match desired::build(app, &executor, &snapshot) {
         Ok(c) => c,
         Err(e) => {
             // Leave the running children alone; the Secret/ConfigMap watches re-trigger.
             let observed = Observed {
                 executor: Some(&app.spec.executor),
-                deployment: live_deployment.as_deref(),
+                deployment: live_deployment.as_ref(),
                 service_name: None,
                 selector: None,
                 failure: Some(Readiness::failed(e.reason(), e.to_string())),
@@ -205,7 +209,7 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
         Err(e) => {
             let observed = Observed {
                 executor: Some(&app.spec.executor),
-                deployment: live_deployment.as_deref(),
+                deployment: live_deployment.as_ref(),
                 service_name: None,
                 selector,
                 failure: Some(Readiness::failed(
@@ -222,21 +226,44 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
     }
 }
 
-fn snapshot(app: &SpinApp, ns: &str, ctx: &Context) -> Snapshot {
+fn snapshot(app: &SpinApp, ns: &str, ctx: &Context) -> Result<Snapshot, ControllerError> {
     let refs = desired::referenced_objects(app);
-    Snapshot {
+    Ok(Snapshot {
         namespace: ns.to_string(),
-        secrets: refs
-            .secrets
-            .iter()
-            .filter_map(|n| cached(&ctx.secrets, ns, n).map(|s| (n.clone(), s)))
-            .collect(),
-        config_maps: refs
-            .config_maps
-            .iter()
-            .filter_map(|n| cached(&ctx.config_maps, ns, n).map(|c| (n.clone(), c)))
-            .collect(),
-    }
+        secrets: decode_cached(&ctx.secrets, ns, &refs.secrets)?,
+        config_maps: decode_cached(&ctx.config_maps, ns, &refs.config_maps)?,
+    })
+}
+
+/// The named objects present in `store`, decoded.
+fn decode_cached<K>(
+    store: &Store<Slim<K>>,
+    ns: &str,
+    names: &std::collections::BTreeSet<String>,
+) -> Result<BTreeMap<String, K>, ControllerError>
+where
+    K: k8s_openapi::Resource + DeserializeOwned + 'static,
+{
+    names
+        .iter()
+        .filter_map(|n| cached(store, ns, n).map(|obj| (n, obj)))
+        .map(|(n, obj)| Ok((n.clone(), decoded(&obj)?)))
+        .collect()
+}
+
+/// Decodes a cached slim object.
+fn decoded<K>(obj: &Slim<K>) -> Result<K, ControllerError>
+where
+    K: k8s_openapi::Resource + DeserializeOwned,
+{
+    obj.to_typed().map_err(|_| ControllerError::Decode {
+        kind: K::KIND,
+        name: format!(
+            "{}/{}",
+            obj.metadata.namespace.as_deref().unwrap_or_default(),
+            obj.metadata.name.as_deref().unwrap_or_default()
+        ),
+    })
 }
 
 struct Applied {
@@ -264,7 +291,7 @@ async fn apply_children(
                 .entry(APP_NAME_LABEL.to_string())
                 .or_insert_with(|| name.to_string());
             let applied = apply_if_changed(ctx, &ctx.secrets, ns, secret, "Secret").await?;
-            Some(applied.name_any())
+            Some(applied.name())
         }
         None => None,
     };
@@ -274,7 +301,11 @@ async fn apply_children(
     }
 
     let deployment = match children.deployment {
-        Some(d) => Some(apply_if_changed(ctx, &ctx.deployments, ns, d, "Deployment").await?),
+        Some(d) => Some(
+            apply_if_changed(ctx, &ctx.deployments, ns, d, "Deployment")
+                .await?
+                .into_typed()?,
+        ),
         None => {
             delete_owned_deployment(app, ns, name, ctx).await?;
             None
@@ -287,21 +318,47 @@ async fn apply_children(
 
     Ok(Applied {
         deployment,
-        service_name: service.name_any(),
+        service_name: service.name(),
     })
 }
 
-/// Server-side applies `desired` unless the cached live object already matches it; returns the
-/// live object (from the cache or the apply response).
+/// The live child after [`apply_if_changed`]: the cached object when it already matched, else
+/// the apply response.
+enum Live<K> {
+    Cached(Arc<Slim<K>>),
+    Applied(K),
+}
+
+impl<K> Live<K>
+where
+    K: k8s_openapi::Resource + Resource + DeserializeOwned,
+{
+    fn name(&self) -> String {
+        match self {
+            Live::Cached(obj) => obj.metadata.name.clone().unwrap_or_default(),
+            Live::Applied(obj) => obj.name_any(),
+        }
+    }
+
+    fn into_typed(self) -> Result<K, ControllerError> {
+        match self {
+            Live::Cached(obj) => decoded(&obj),
+            Live::Applied(obj) => Ok(obj),
+        }
+    }
+}
+
+/// Server-side applies `desired` unless the cached live object already matches it.
 async fn apply_if_changed<K>(
     ctx: &Context,
-    store: &Store<K>,
+    store: &Store<Slim<K>>,
     ns: &str,
     desired: K,
     kind: &'static str,
-) -> Result<K, ControllerError>
+) -> Result<Live<K>, ControllerError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + k8s_openapi::Resource
         + Clone
         + Serialize
         + DeserializeOwned
@@ -310,17 +367,17 @@ where
 {
     let name = desired.name_any();
     let (stamped, stamped_json) = compare::stamp(desired, kind)?;
-    let live = cached(store, ns, &name);
-    if let Some(live) = live
+    if let Some(live) = cached(store, ns, &name)
         && compare::up_to_date(&stamped_json, Some(live.as_ref()))
     {
-        return Ok((*live).clone());
+        return Ok(Live::Cached(live));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     tracing::info!(kind, namespace = ns, name = %name, "applying");
     api.patch(&name, &params, &Patch::Apply(&stamped))
         .await
+        .map(Live::Applied)
         .map_err(|e| ControllerError::api(format!("apply {kind} {ns}/{name}"), e))
 }
 
@@ -412,14 +469,14 @@ async fn delete_stale_runtime_configs(
 ) -> Result<(), ControllerError> {
     // Candidates come from the index (this app's generated Secrets only); the cached object
     // decides, so an index entry a moment behind the store does no harm.
-    let stale: Vec<Arc<Secret>> = ctx
+    let stale: Vec<Arc<Slim<Secret>>> = ctx
         .generated_secrets
         .get(&IndexKey::new(INDEX_SPINAPP, ns, name))
         .into_iter()
         .filter(|(_, secret_name)| Some(secret_name.as_str()) != current)
         .filter_map(|(_, secret_name)| cached(&ctx.secrets, ns, &secret_name))
         .filter(|s| {
-            is_generated_runtime_config(s) == Some(name)
+            is_generated_runtime_config(&s.metadata) == Some(name)
                 && s.metadata.deletion_timestamp.is_none()
                 && owned_by(s.as_ref(), app)
         })
@@ -529,8 +586,8 @@ const INDEX_EXECUTOR: &str = "SpinAppExecutor";
 const INDEX_SPINAPP: &str = "SpinApp";
 
 /// The app a generated runtime-config Secret was generated for, from its labels.
-fn is_generated_runtime_config(secret: &Secret) -> Option<&str> {
-    let labels = secret.metadata.labels.as_ref()?;
+fn is_generated_runtime_config(secret: &ObjectMeta) -> Option<&str> {
+    let labels = secret.labels.as_ref()?;
     (labels
         .get(GENERATED_RUNTIME_CONFIG_LABEL)
         .map(String::as_str)
@@ -540,10 +597,10 @@ fn is_generated_runtime_config(secret: &Secret) -> Option<&str> {
 }
 
 /// Generated runtime-config Secrets indexed by their app (for the stale-Secret cleanup).
-pub fn generated_secret_index() -> Index<Secret> {
-    Index::new(|secret: &Secret| {
+pub fn generated_secret_index() -> Index<Slim<Secret>> {
+    Index::new(|secret: &Slim<Secret>| {
         let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
-        is_generated_runtime_config(secret)
+        is_generated_runtime_config(&secret.metadata)
             .map(|app| IndexKey::new(INDEX_SPINAPP, ns, app))
             .into_iter()
             .collect()
@@ -602,7 +659,7 @@ pub fn apps_using_executor(apps: &Index<SpinApp>, namespace: &str, name: &str) -
 pub fn apps_for_secret(
     apps: &Index<SpinApp>,
     executors: &Store<SpinAppExecutor>,
-    secret: &Secret,
+    secret: &Slim<Secret>,
 ) -> Vec<ObjectRef<SpinApp>> {
     let Some(ns) = secret.namespace() else {
         return Vec::new();
@@ -634,7 +691,7 @@ pub fn apps_for_secret(
 }
 
 /// Apps that reference a ConfigMap.
-pub fn apps_for_config_map(apps: &Index<SpinApp>, cm: &ConfigMap) -> Vec<ObjectRef<SpinApp>> {
+pub fn apps_for_config_map(apps: &Index<SpinApp>, cm: &Slim<ConfigMap>) -> Vec<ObjectRef<SpinApp>> {
     let ns = cm.namespace().unwrap_or_default();
     to_app_refs(apps.get(&IndexKey::new(INDEX_CONFIG_MAP, &ns, &cm.name_any()))).collect()
 }
@@ -666,6 +723,10 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::Apply(o));
         }
         reader
+    }
+
+    fn slim<K: Serialize>(obj: &K) -> Slim<K> {
+        Slim::from_typed(obj).unwrap()
     }
 
     fn apps_index(apps: Vec<SpinApp>) -> Index<SpinApp> {
@@ -732,7 +793,7 @@ mod tests {
         creds.metadata.name = Some("creds".into());
         creds.metadata.namespace = Some("a".into());
         assert_eq!(
-            names(apps_for_secret(&apps, &executors, &creds)),
+            names(apps_for_secret(&apps, &executors, &slim(&creds))),
             vec!["a/uses-creds"]
         );
 
@@ -748,7 +809,7 @@ mod tests {
             ..Default::default()
         }]);
         assert_eq!(
-            names(apps_for_secret(&apps, &executors, &owned)),
+            names(apps_for_secret(&apps, &executors, &slim(&owned))),
             vec!["a/owner"]
         );
 
@@ -756,7 +817,7 @@ mod tests {
         ca.metadata.name = Some(crate::api::DEFAULT_CA_SECRET.into());
         ca.metadata.namespace = Some("a".into());
         assert_eq!(
-            names(apps_for_secret(&apps, &executors, &ca)),
+            names(apps_for_secret(&apps, &executors, &slim(&ca))),
             vec!["a/ca-user"]
         );
     }
@@ -772,6 +833,6 @@ mod tests {
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some("endpoints".into());
         cm.metadata.namespace = Some("a".into());
-        assert_eq!(names(apps_for_config_map(&apps, &cm)), vec!["a/llm"]);
+        assert_eq!(names(apps_for_config_map(&apps, &slim(&cm))), vec!["a/llm"]);
     }
 }

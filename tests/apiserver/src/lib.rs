@@ -223,6 +223,21 @@ impl TestApiServer {
             .list(res, namespace, &Selectors::default())
     }
 
+    /// How many objects of a resource (in one namespace, or everywhere with `None`) satisfy
+    /// `pred`, without copying them (for polling large stores).
+    pub fn count_where(
+        &self,
+        res: &ResourceKey,
+        namespace: Option<&str>,
+        pred: impl Fn(&Value) -> bool,
+    ) -> usize {
+        self.shared
+            .state()
+            .objects_of(res, namespace)
+            .filter(|o| pred(o))
+            .count()
+    }
+
     /// Creates or replaces an object (status included, no optimistic locking), bumping its
     /// resourceVersion like any write. Namespaced objects without a namespace go to `default`.
     ///

@@ -268,11 +268,28 @@ impl State {
     }
 
     pub fn list(&self, key: &ResourceKey, ns: Option<&str>, sel: &Selectors) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|((k, n, _), obj)| k == key && ns.is_none_or(|ns| ns == n) && sel.matches(obj))
-            .map(|(_, v)| v.clone())
+        self.objects_of(key, ns)
+            .filter(|obj| sel.matches(obj))
+            .cloned()
             .collect()
+    }
+
+    /// Objects of one resource (optionally in one namespace), in key order: a range of the map,
+    /// not a walk over every stored object.
+    pub fn objects_of<'a>(
+        &'a self,
+        key: &'a ResourceKey,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let start = (
+            key.clone(),
+            ns.unwrap_or_default().to_string(),
+            String::new(),
+        );
+        self.objects
+            .range(start..)
+            .take_while(move |((k, n, _), _)| k == key && ns.is_none_or(|ns| ns == n))
+            .map(|(_, v)| v)
     }
 
     /// Starts a watch. Returns the receiver, with the initial events already queued.
