@@ -430,7 +430,14 @@ async fn executor_without_deployments_deletes_the_deployment_and_keeps_status() 
     wait_reconciles(&running, 1).await;
     server.clear_requests();
     wait_reconciles(&running, 3).await;
-    assert!(server.writes().is_empty(), "{:#?}", server.writes());
+    // A reconcile that starts before the Deployment's deletion reaches the operator's cache may
+    // send one more DELETE, which finds nothing (404) and changes nothing; any other write fails.
+    let effective: Vec<RequestRecord> = server
+        .writes()
+        .into_iter()
+        .filter(|w| !(w.verb == Verb::Delete && w.status == 404))
+        .collect();
+    assert!(effective.is_empty(), "{effective:#?}");
     running.stop().await;
 }
 

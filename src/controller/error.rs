@@ -44,6 +44,9 @@ pub enum ControllerError {
     /// The finalizer helper failed (adding/removing the finalizer or the cleanup itself).
     #[error("executor finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<ControllerError>>),
+    /// A leader-election round got no answer within the renew deadline.
+    #[error("leader election round timed out after {0:?}")]
+    LeaseTimeout(std::time::Duration),
     /// The controller's watch streams ended unexpectedly.
     #[error("controller {0} stopped unexpectedly")]
     Stopped(&'static str),
@@ -72,6 +75,7 @@ impl ControllerError {
             ControllerError::Decode { .. } => "decode_error",
             ControllerError::ExecutorInUse { .. } => "deletion_blocked",
             ControllerError::Finalizer(_) => "finalizer_error",
+            ControllerError::LeaseTimeout(_) => "lease_timeout",
             ControllerError::Stopped(_) => "stopped",
         }
     }

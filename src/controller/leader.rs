@@ -99,7 +99,18 @@ impl LeaderElector {
         tokio::pin!(shutdown);
         let mut last_renew: Option<Instant> = None;
         loop {
-            match self.try_acquire_or_renew().await {
+            // Bound every round: a renewal that hangs (no error, no answer) must not keep a
+            // leader leading past its renew deadline while another replica takes the lease over.
+            let budget = match last_renew {
+                Some(t) if *self.tx.borrow() => {
+                    self.config.renew_deadline.saturating_sub(t.elapsed())
+                }
+                _ => self.config.renew_deadline,
+            };
+            let round = tokio::time::timeout(budget, self.try_acquire_or_renew())
+                .await
+                .unwrap_or(Err(ControllerError::LeaseTimeout(budget)));
+            match round {
                 Ok(true) => {
                     if !*self.tx.borrow() {
                         tracing::info!(identity = %self.config.identity, lease = %self.config.lease_name, "became leader");

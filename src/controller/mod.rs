@@ -249,6 +249,29 @@ fn slim<K: kube::Resource>(obj: &mut K) {
     }
 }
 
+/// What a watched and cached kind must be.
+trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A watch of `api` with cached objects slimmed ([`slim`]) and, when given, `index` updated from
 /// the same events. Watch errors (410 Gone, dropped connections) are retried by the watcher's own
 /// backoff; they are logged and dropped here, because an error reaching the controller's merged
@@ -259,13 +282,7 @@ fn watch_events<K>(
     index: Option<index::Index<K>>,
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     watcher(api, wc)
         .default_backoff()
@@ -301,13 +318,7 @@ fn reflected<K>(
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store();
     let stream = watch_events(api, wc, index)
