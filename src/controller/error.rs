@@ -29,7 +29,7 @@ pub enum ControllerError {
     #[error("cached {kind} {name} does not decode as a {kind}")]
     Decode {
         /// Kind of the object.
-        kind: &'static str,
+        kind: String,
         /// namespace/name of the object.
         name: String,
     },

@@ -15,6 +15,7 @@ use super::backoff::Backoff;
 use super::error::ControllerError;
 use super::index::Index;
 use super::metrics::Metrics;
+use super::slim::Slim;
 use super::spinapp::{AsRecorder, publish};
 use crate::api::{EXECUTOR_FINALIZER, SpinApp, SpinAppExecutor};
 
@@ -25,7 +26,7 @@ pub const CONTROLLER: &str = "spinappexecutor";
 pub struct Context {
     pub(crate) client: Client,
     /// Apps by the executor they name (see `spinapp::app_reference_index`).
-    pub(crate) users: Index<SpinApp>,
+    pub(crate) users: Index<Slim<SpinApp>>,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
@@ -49,17 +50,30 @@ fn key_of(e: &SpinAppExecutor) -> String {
 }
 
 /// Names of the apps in the executor's namespace that use it, sorted.
-pub fn users(apps: &Index<SpinApp>, executor: &SpinAppExecutor) -> Vec<String> {
+pub fn users(apps: &Index<Slim<SpinApp>>, executor: &SpinAppExecutor) -> Vec<String> {
     let ns = executor.namespace().unwrap_or_default();
     super::spinapp::apps_using_executor(apps, &ns, &executor.name_any())
 }
 
 /// The executor for an app change (the app's executor in the app's namespace).
-pub fn executor_for_app(app: &SpinApp) -> Option<ObjectRef<SpinAppExecutor>> {
-    if app.spec.executor.is_empty() {
+pub fn executor_for_app(app: &Slim<SpinApp>) -> Option<ObjectRef<SpinAppExecutor>> {
+    let executor = app.decode_body::<AppExecutor>().ok()?.spec.executor;
+    if executor.is_empty() {
         return None;
     }
-    Some(ObjectRef::new(&app.spec.executor).within(&app.namespace()?))
+    Some(ObjectRef::new(&executor).within(app.metadata.namespace.as_deref()?))
+}
+
+/// The one field of a SpinApp the executor controller reads.
+#[derive(serde::Deserialize)]
+struct AppExecutor {
+    spec: AppExecutorSpec,
+}
+
+#[derive(serde::Deserialize)]
+struct AppExecutorSpec {
+    #[serde(default)]
+    executor: String,
 }
 
 /// Controller entry point.

@@ -372,7 +372,7 @@ async fn run_controllers(
     // The controllers' own watches go through `reflected` too, so no watch error throttles them.
     let app_refs = spinapp::app_reference_index();
     let (apps, app_stream) = reflected(
-        Api::<SpinApp>::all(client.clone()),
+        Api::<Slim<SpinApp>>::all(client.clone()),
         watcher::Config::default(),
         Some(app_refs.clone()),
     );
@@ -420,7 +420,7 @@ async fn run_controllers(
     // is updated before that watch's triggers fire; it caches no SpinApp objects.
     let exec_users = spinapp::app_reference_index();
     let exec_app_stream = watch_events(
-        Api::<SpinApp>::all(client.clone()),
+        Api::<Slim<SpinApp>>::all(client.clone()),
         watcher::Config::default(),
         Some(exec_users.clone()),
     )

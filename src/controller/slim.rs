@@ -6,6 +6,7 @@
 //! JSON is ~2 KB. The controller only reads metadata on every event; spec, status and data are
 //! decoded on demand ([`Slim::to_typed`]) by the one reconcile that needs them.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -34,10 +35,10 @@ impl<K> Clone for Slim<K> {
 }
 
 // The body may hold Secret data: never print it.
-impl<K: k8s_openapi::Resource> fmt::Debug for Slim<K> {
+impl<K: kube::Resource<DynamicType = ()>> fmt::Debug for Slim<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slim")
-            .field("kind", &K::KIND)
+            .field("kind", &K::kind(&()))
             .field("namespace", &self.metadata.namespace)
             .field("name", &self.metadata.name)
             .field("body_bytes", &self.body.len())
@@ -72,6 +73,13 @@ impl<K> Slim<K> {
     }
 }
 
+impl<K> Slim<K> {
+    /// Decodes the object without its metadata as `T` (e.g. a struct of the few fields needed).
+    pub fn decode_body<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
 impl<K: DeserializeOwned> Slim<K> {
     /// Decodes the whole object.
     pub fn to_typed(&self) -> Result<K, serde_json::Error> {
@@ -102,21 +110,27 @@ impl<K> Serialize for Slim<K> {
     }
 }
 
-impl<K: k8s_openapi::Resource> k8s_openapi::Resource for Slim<K> {
-    const API_VERSION: &'static str = K::API_VERSION;
-    const GROUP: &'static str = K::GROUP;
-    const KIND: &'static str = K::KIND;
-    const VERSION: &'static str = K::VERSION;
-    const URL_PATH_SEGMENT: &'static str = K::URL_PATH_SEGMENT;
+// Implemented on kube's trait (not k8s-openapi's) so derived custom resources (SpinApp) work too.
+impl<K: kube::Resource<DynamicType = ()>> kube::Resource for Slim<K> {
+    type DynamicType = ();
     type Scope = K::Scope;
-}
 
-impl<K: k8s_openapi::Resource> k8s_openapi::Metadata for Slim<K> {
-    type Ty = ObjectMeta;
-    fn metadata(&self) -> &ObjectMeta {
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
     }
 }

@@ -87,7 +87,7 @@ where
     store.get(&ObjectRef::new(name).within(ns))
 }
 
-fn key_of(app: &SpinApp) -> String {
+fn key_of(app: &Slim<SpinApp>) -> String {
     format!(
         "{CONTROLLER}/{}/{}",
         app.namespace().unwrap_or_default(),
@@ -96,9 +96,17 @@ fn key_of(app: &SpinApp) -> String {
 }
 
 /// Controller entry point: runs the reconcile and records metrics and backoff resets.
-pub async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+pub async fn reconcile(
+    app: Arc<Slim<SpinApp>>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
     let started = Instant::now();
-    let result = reconcile_app(&app, &ctx).await;
+    // Apps are cached slim too (a typed SpinApp is ~1.4 KB of inline Options before content);
+    // one that does not decode fails alone instead of failing the whole watch.
+    let result = match decoded(&app) {
+        Ok(typed) => reconcile_app(&typed, &ctx).await,
+        Err(e) => Err(e),
+    };
     let label = match &result {
         Ok(_) => "success",
         Err(e) => e.metric_label(),
@@ -111,7 +119,12 @@ pub async fn reconcile(app: Arc<SpinApp>, ctx: Arc<Context>) -> Result<Action, C
 }
 
 /// Requeue policy for failed reconciles: bounded exponential backoff per app; conflicts retry fast.
-pub fn error_policy(app: Arc<SpinApp>, err: &ControllerError, ctx: Arc<Context>) -> Action {
+pub fn error_policy(app: Arc<Slim<SpinApp>>, err: &ControllerError, ctx: Arc<Context>) -> Action {
+    if let ControllerError::Decode { .. } = err {
+        // Retrying cannot help: the object must change, which triggers a new reconcile.
+        tracing::warn!(app = %app.name_any(), namespace = ?app.namespace(), error = %err, "SpinApp does not decode; waiting for a change");
+        return Action::await_change();
+    }
     let delay = if err.is_conflict() {
         ctx.settings.backoff_base
     } else {
@@ -242,7 +255,7 @@ fn decode_cached<K>(
     names: &std::collections::BTreeSet<String>,
 ) -> Result<BTreeMap<String, K>, ControllerError>
 where
-    K: k8s_openapi::Resource + DeserializeOwned + 'static,
+    K: Resource<DynamicType = ()> + DeserializeOwned + 'static,
 {
     names
         .iter()
@@ -254,10 +267,10 @@ where
 /// Decodes a cached slim object.
 fn decoded<K>(obj: &Slim<K>) -> Result<K, ControllerError>
 where
-    K: k8s_openapi::Resource + DeserializeOwned,
+    K: Resource<DynamicType = ()> + DeserializeOwned,
 {
     obj.to_typed().map_err(|_| ControllerError::Decode {
-        kind: K::KIND,
+        kind: K::kind(&()).into_owned(),
         name: format!(
             "{}/{}",
             obj.metadata.namespace.as_deref().unwrap_or_default(),
@@ -331,7 +344,7 @@ enum Live<K> {
 
 impl<K> Live<K>
 where
-    K: k8s_openapi::Resource + Resource + DeserializeOwned,
+    K: Resource<DynamicType = ()> + DeserializeOwned,
 {
     fn name(&self) -> String {
         match self {
@@ -358,7 +371,6 @@ async fn apply_if_changed<K>(
 ) -> Result<Live<K>, ControllerError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + k8s_openapi::Resource
         + Clone
         + Serialize
         + DeserializeOwned
@@ -609,10 +621,15 @@ pub fn generated_secret_index() -> Index<Slim<Secret>> {
 
 /// Apps indexed by what they point at: their executor, and the Secrets and ConfigMaps their
 /// runtime config reads.
-pub fn app_reference_index() -> Index<SpinApp> {
-    Index::new(|app: &SpinApp| {
-        let ns = app.metadata.namespace.as_deref().unwrap_or_default();
-        let refs = desired::referenced_objects(app);
+pub fn app_reference_index() -> Index<Slim<SpinApp>> {
+    Index::new(|slim: &Slim<SpinApp>| {
+        let ns = slim.metadata.namespace.as_deref().unwrap_or_default();
+        // An app that does not decode references nothing until it is fixed (its reconcile
+        // reports it).
+        let Ok(app) = slim.to_typed() else {
+            return Vec::new();
+        };
+        let refs = desired::referenced_objects(&app);
         let mut keys = Vec::with_capacity(1 + refs.secrets.len() + refs.config_maps.len());
         if !app.spec.executor.is_empty() {
             keys.push(IndexKey::new(INDEX_EXECUTOR, ns, &app.spec.executor));
@@ -631,7 +648,7 @@ pub fn app_reference_index() -> Index<SpinApp> {
     })
 }
 
-fn to_app_refs(objects: Vec<ObjectKey>) -> impl Iterator<Item = ObjectRef<SpinApp>> {
+fn to_app_refs(objects: Vec<ObjectKey>) -> impl Iterator<Item = ObjectRef<Slim<SpinApp>>> {
     objects
         .into_iter()
         .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
@@ -639,15 +656,19 @@ fn to_app_refs(objects: Vec<ObjectKey>) -> impl Iterator<Item = ObjectRef<SpinAp
 
 /// Apps in the executor's namespace that name it.
 pub fn apps_for_executor(
-    apps: &Index<SpinApp>,
+    apps: &Index<Slim<SpinApp>>,
     executor: &SpinAppExecutor,
-) -> Vec<ObjectRef<SpinApp>> {
+) -> Vec<ObjectRef<Slim<SpinApp>>> {
     let ns = executor.namespace().unwrap_or_default();
     to_app_refs(apps.get(&IndexKey::new(INDEX_EXECUTOR, &ns, &executor.name_any()))).collect()
 }
 
 /// Names of the apps in `namespace` that name executor `name`, sorted.
-pub fn apps_using_executor(apps: &Index<SpinApp>, namespace: &str, name: &str) -> Vec<String> {
+pub fn apps_using_executor(
+    apps: &Index<Slim<SpinApp>>,
+    namespace: &str,
+    name: &str,
+) -> Vec<String> {
     apps.get(&IndexKey::new(INDEX_EXECUTOR, namespace, name))
         .into_iter()
         .map(|(_, app)| app)
@@ -657,10 +678,10 @@ pub fn apps_using_executor(apps: &Index<SpinApp>, namespace: &str, name: &str) -
 /// Apps that reference a Secret: its controlling SpinApp, apps naming it in their runtime config,
 /// and apps whose executor uses it as the CA Secret.
 pub fn apps_for_secret(
-    apps: &Index<SpinApp>,
+    apps: &Index<Slim<SpinApp>>,
     executors: &Store<SpinAppExecutor>,
     secret: &Slim<Secret>,
-) -> Vec<ObjectRef<SpinApp>> {
+) -> Vec<ObjectRef<Slim<SpinApp>>> {
     let Some(ns) = secret.namespace() else {
         return Vec::new();
     };
@@ -691,7 +712,10 @@ pub fn apps_for_secret(
 }
 
 /// Apps that reference a ConfigMap.
-pub fn apps_for_config_map(apps: &Index<SpinApp>, cm: &Slim<ConfigMap>) -> Vec<ObjectRef<SpinApp>> {
+pub fn apps_for_config_map(
+    apps: &Index<Slim<SpinApp>>,
+    cm: &Slim<ConfigMap>,
+) -> Vec<ObjectRef<Slim<SpinApp>>> {
     let ns = cm.namespace().unwrap_or_default();
     to_app_refs(apps.get(&IndexKey::new(INDEX_CONFIG_MAP, &ns, &cm.name_any()))).collect()
 }
@@ -729,10 +753,10 @@ mod tests {
         Slim::from_typed(obj).unwrap()
     }
 
-    fn apps_index(apps: Vec<SpinApp>) -> Index<SpinApp> {
+    fn apps_index(apps: Vec<SpinApp>) -> Index<Slim<SpinApp>> {
         let index = app_reference_index();
         for a in apps {
-            index.apply_watcher_event(&watcher::Event::Apply(a));
+            index.apply_watcher_event(&watcher::Event::Apply(slim(&a)));
         }
         index
     }
@@ -748,7 +772,7 @@ mod tests {
         a
     }
 
-    fn names(refs: Vec<ObjectRef<SpinApp>>) -> Vec<String> {
+    fn names(refs: Vec<ObjectRef<Slim<SpinApp>>>) -> Vec<String> {
         let mut v: Vec<String> = refs
             .iter()
             .map(|r| format!("{}/{}", r.namespace.clone().unwrap_or_default(), r.name))
