@@ -9,7 +9,7 @@
 //! Resync of the converged fleet: the operator is restarted (a new child process, as after a
 //! crash, an upgrade or a leader handover): it lists everything into fresh caches and reconciles
 //! every app again. The writes until it has reconciled all N apps are counted (target 0), and its
-//! RSS then is the memory of N apps with all their children cached. The operator's periodic
+//! RSS one heap-trim interval later is the memory of N apps with all their children cached. The operator's periodic
 //! resync stays at the production default (300 s) so it does not add load during convergence.
 //!
 //! The operator runs in a child process (this binary re-executed with `SCALE_OPERATOR_URL`), so
@@ -226,6 +226,9 @@ async fn run(n: usize, resync: Duration) -> Row {
     if restart_writes > 0 {
         eprintln!("N={n} writes after restart: {:?}", server.writes());
     }
+    // Steady state: after the operator's periodic heap trim has run once past the restart peak.
+    tokio::time::sleep(spin_operator::controller::HEAP_TRIM_INTERVAL + Duration::from_secs(1))
+        .await;
     let rss_restarted = rss_mib(operator.pid());
     Row {
         n,

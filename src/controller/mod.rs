@@ -8,6 +8,7 @@ mod backoff;
 pub mod compare;
 mod error;
 pub mod executor;
+mod heap;
 pub mod index;
 pub mod leader;
 mod metrics;
@@ -115,6 +116,9 @@ impl ControllerConfig {
         ControllerConfig::new(identity, namespace)
     }
 }
+
+/// How often freed heap is handed back to the OS while leading (see `heap`).
+pub const HEAP_TRIM_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Name of the leader Lease.
 pub const DEFAULT_LEASE_NAME: &str = "spin-operator-leader";
@@ -469,7 +473,9 @@ async fn run_controllers(
         let _ = synced_tx.send(true);
         state.set_synced(true);
         tracing::info!("controller caches synced");
-        futures::future::pending::<()>().await;
+        // The initial lists are the allocation peak; release it, then keep trimming what churn
+        // frees.
+        heap::release_free_memory_every(HEAP_TRIM_INTERVAL).await;
     };
 
     tokio::select! {

@@ -280,11 +280,43 @@ fn serve_inner(
         Verb::List => {
             let sel = selectors(q)?;
             let state = shared.state();
-            let items: Vec<Value> = state
-                .list(&rt.key(), t.namespace.as_deref(), &sel)
-                .into_iter()
-                .map(out)
-                .collect();
+            // Pagination (`limit`/`continue`) as the real API server does. Deviation: later pages
+            // read the current objects after the cursor, not a snapshot at the first page's
+            // resourceVersion; a client that watches from that version still sees every change.
+            let limit = q
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX);
+            let cursor = match q.get("continue").filter(|c| !c.is_empty()) {
+                Some(token) => Some(
+                    ContinueToken::parse(token)
+                        .ok_or_else(|| ApiError::bad_request("invalid continue token"))?,
+                ),
+                None => None,
+            };
+            let list_rv = cursor.as_ref().map_or_else(|| state.current_rv(), |c| c.rv);
+            let (items, next) = state.list_page(
+                &rt.key(),
+                t.namespace.as_deref(),
+                &sel,
+                cursor
+                    .as_ref()
+                    .map(|c| (c.namespace.as_str(), c.name.as_str())),
+                limit,
+            );
+            let items: Vec<Value> = items.into_iter().map(out).collect();
+            let mut list_meta = json!({"resourceVersion": list_rv.to_string()});
+            if let Some((namespace, name)) = next {
+                list_meta["continue"] = json!(
+                    ContinueToken {
+                        rv: list_rv,
+                        namespace,
+                        name
+                    }
+                    .encode()
+                );
+            }
             let (api_version, kind) = if meta {
                 (
                     "meta.k8s.io/v1".to_string(),
@@ -294,7 +326,7 @@ fn serve_inner(
                 (rt.api_version(), format!("{}List", rt.kind))
             };
             let list = json!({"apiVersion": api_version, "kind": kind,
-                "metadata": {"resourceVersion": state.current_rv().to_string()}, "items": items});
+                "metadata": list_meta, "items": items});
             Ok(json_response(StatusCode::OK, &list))
         }
         Verb::Watch => watch(shared, rt, t, q, meta),
@@ -559,4 +591,29 @@ fn discovery(path: &str) -> Option<Response> {
         }
     };
     Some(json_response(StatusCode::OK, &doc))
+}
+
+/// The opaque `continue` token of a paginated list: the list's resourceVersion and the last
+/// (namespace, name) served.
+struct ContinueToken {
+    rv: u64,
+    namespace: String,
+    name: String,
+}
+
+impl ContinueToken {
+    // Names and namespaces are DNS labels/subdomains: they never contain '/'.
+    fn encode(&self) -> String {
+        format!("{}/{}/{}", self.rv, self.namespace, self.name)
+    }
+
+    fn parse(token: &str) -> Option<Self> {
+        let mut parts = token.splitn(3, '/');
+        let rv = parts.next()?.parse().ok()?;
+        Some(ContinueToken {
+            rv,
+            namespace: parts.next()?.to_string(),
+            name: parts.next()?.to_string(),
+        })
+    }
 }

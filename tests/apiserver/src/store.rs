@@ -281,15 +281,51 @@ impl State {
         key: &'a ResourceKey,
         ns: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Value> + 'a {
-        let start = (
-            key.clone(),
-            ns.unwrap_or_default().to_string(),
-            String::new(),
-        );
+        self.entries_of(key, ns, None).map(|(_, v)| v)
+    }
+
+    /// Like [`Self::objects_of`] with keys, starting after (namespace, name) `after`.
+    fn entries_of<'a>(
+        &'a self,
+        key: &'a ResourceKey,
+        ns: Option<&'a str>,
+        after: Option<(&str, &str)>,
+    ) -> impl Iterator<Item = ((&'a str, &'a str), &'a Value)> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some((n, name)) => Bound::Excluded((key.clone(), n.to_string(), name.to_string())),
+            None => Bound::Included((
+                key.clone(),
+                ns.unwrap_or_default().to_string(),
+                String::new(),
+            )),
+        };
         self.objects
-            .range(start..)
+            .range((start, Bound::Unbounded))
             .take_while(move |((k, n, _), _)| k == key && ns.is_none_or(|ns| ns == n))
-            .map(|(_, v)| v)
+            .map(|((_, n, name), v)| ((n.as_str(), name.as_str()), v))
+    }
+
+    /// One page of a list: at most `limit` matching objects after `after`, and the (namespace,
+    /// name) to continue after when more match.
+    pub fn list_page(
+        &self,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        sel: &Selectors,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> (Vec<Value>, Option<(String, String)>) {
+        let mut matching = self
+            .entries_of(key, ns, after)
+            .filter(|(_, obj)| sel.matches(obj));
+        let page: Vec<((&str, &str), &Value)> = matching.by_ref().take(limit).collect();
+        let more = matching.next().is_some();
+        let last = page
+            .last()
+            .filter(|_| more)
+            .map(|((n, name), _)| (n.to_string(), name.to_string()));
+        (page.into_iter().map(|(_, v)| v.clone()).collect(), last)
     }
 
     /// Starts a watch. Returns the receiver, with the initial events already queued.
