@@ -18,7 +18,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
@@ -30,11 +30,11 @@ use spin_test_apiserver::TestApiServer;
 #[path = "../tests/support/pki.rs"]
 mod support_pki;
 use support_pki::{Pki, pki};
+#[path = "../tests/support/review_bodies.rs"]
+mod bodies;
+use bodies::{MUTATE_APP, VALIDATE_APP};
 
 const HOST: &str = "webhook.bench";
-const NS: &str = "apps";
-const MUTATE_APP: &str = "/mutate-core-spinkube-dev-v1alpha1-spinapp";
-const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 const TRIVIAL: &str = "/trivial";
 
 /// Bind the production HTTPS server with `router` and serve it on the current runtime.
@@ -55,43 +55,6 @@ async fn serve(pki: &Pki, router: Router) -> SocketAddr {
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.serve(std::future::pending()));
     addr
-}
-
-fn app(executor: Option<&str>, replicas: Option<u32>) -> Value {
-    let mut spec = json!({
-        "image": "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
-        "podAnnotations": {"example.com/team": "wasm"},
-        "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
-    });
-    if let Some(e) = executor {
-        spec["executor"] = json!(e);
-    }
-    if let Some(r) = replicas {
-        spec["replicas"] = json!(r);
-    }
-    json!({
-        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
-        "metadata": {"name": "web", "namespace": NS, "labels": {"team": "wasm"}},
-        "spec": spec,
-    })
-}
-
-/// An AdmissionReview shaped like the apiserver's (CREATE of a SpinApp).
-fn review(object: Value) -> Bytes {
-    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
-    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "3b8f7d8e-0c44-4a8e-9a51-5f8d7c1d0a01",
-            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
-            "name": "web", "namespace": NS, "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin", "groups": ["system:authenticated"]},
-            "object": object, "oldObject": null, "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        }
-    });
-    Bytes::from(serde_json::to_vec(&body).unwrap())
 }
 
 struct Point {
@@ -218,12 +181,7 @@ fn main() {
     let pki = pki(HOST);
     let (api, validate_addr, trivial_addr) = server_rt.block_on(async {
         let api = TestApiServer::start().await;
-        api.put(json!({
-            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-            "metadata": {"name": "containerd-shim-spin", "namespace": NS},
-            "spec": {"createDeployment": true,
-                     "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
-        }));
+        api.put(bodies::executor());
         let (lookup, writers) = cache::stores(CacheConfig::default());
         tokio::spawn(writers.run(api.client()));
         lookup.wait_until_ready().await.unwrap();
@@ -253,8 +211,8 @@ fn main() {
         .build()
         .unwrap();
 
-    let validate_body = review(app(Some("containerd-shim-spin"), Some(2)));
-    let mutate_body = review(app(None, None));
+    let validate_body = Bytes::from(bodies::validate_body());
+    let mutate_body = Bytes::from(bodies::mutate_body());
 
     // Sanity: validate allows, mutate returns a patch (outside the timed runs).
     load_rt.block_on(async {
