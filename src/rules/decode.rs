@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
