@@ -63,6 +63,55 @@ struct Point {
     secs: f64,
     p50_us: u64,
     p99_us: u64,
+    /// CPU time of the server's and of the load generator's threads during the timed window.
+    cpu: ThreadCpu,
+}
+
+/// CPU seconds used by the threads named `server` and `load` (the two runtimes), from
+/// `/proc/self/task/*/stat` (utime + stime, 100 ticks per second on Linux). Shows how the two
+/// cores are split between the server and the load generator.
+#[derive(Debug, Default, Clone, Copy)]
+struct ThreadCpu {
+    server: f64,
+    load: f64,
+}
+
+impl ThreadCpu {
+    fn now() -> Self {
+        let mut cpu = Self::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return cpu;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = &stat[open + 1..close];
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let ticks: f64 = fields
+                .get(11..13)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.parse::<f64>().ok())
+                .sum();
+            if name.starts_with("server") {
+                cpu.server += ticks / 100.0;
+            } else if name.starts_with("load") {
+                cpu.load += ticks / 100.0;
+            }
+        }
+        cpu
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            server: self.server - before.server,
+            load: self.load - before.load,
+        }
+    }
 }
 
 impl Point {
@@ -99,6 +148,7 @@ async fn drive(
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
+    let cpu_before = ThreadCpu::now();
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = clients
@@ -139,6 +189,7 @@ async fn drive(
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = ThreadCpu::now().since(cpu_before);
     all.sort_unstable();
     let pct = |p: f64| -> u64 {
         if all.is_empty() {
@@ -153,6 +204,7 @@ async fn drive(
         secs,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        cpu,
     }
 }
 
@@ -238,9 +290,10 @@ fn main() {
     let api_calls_before = api.requests().len();
     println!("# Admission load: {secs} s per point, HTTPS keep-alive HTTP/1.1, loopback\n");
     println!(
-        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to trivial |"
+        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to trivial | \
+         server CPU µs/req | load generator CPU µs/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut total_admissions = 0;
     for &conns in &conn_points {
         let trivial = load_rt.block_on(drive(
@@ -253,13 +306,15 @@ fn main() {
         ));
         let row = |name: &str, p: &Point, ratio: Option<f64>| {
             println!(
-                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} |",
                 p.requests,
                 p.rps(),
                 p.p50_us as f64 / 1000.0,
                 p.p99_us as f64 / 1000.0,
                 p.errors,
                 ratio.map_or("—".to_string(), |r| format!("{r:.2}")),
+                p.cpu.server * 1e6 / p.requests.max(1) as f64,
+                p.cpu.load * 1e6 / p.requests.max(1) as f64,
             )
         };
         row("trivial", &trivial, None);
