@@ -18,7 +18,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
@@ -30,11 +30,11 @@ use spin_test_apiserver::TestApiServer;
 #[path = "../tests/support/pki.rs"]
 mod support_pki;
 use support_pki::{Pki, pki};
+#[path = "../tests/support/review_bodies.rs"]
+mod bodies;
+use bodies::{MUTATE_APP, VALIDATE_APP};
 
 const HOST: &str = "webhook.bench";
-const NS: &str = "apps";
-const MUTATE_APP: &str = "/mutate-core-spinkube-dev-v1alpha1-spinapp";
-const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 const TRIVIAL: &str = "/trivial";
 
 /// Bind the production HTTPS server with `router` and serve it on the current runtime.
@@ -57,49 +57,61 @@ async fn serve(pki: &Pki, router: Router) -> SocketAddr {
     addr
 }
 
-fn app(executor: Option<&str>, replicas: Option<u32>) -> Value {
-    let mut spec = json!({
-        "image": "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
-        "podAnnotations": {"example.com/team": "wasm"},
-        "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
-    });
-    if let Some(e) = executor {
-        spec["executor"] = json!(e);
-    }
-    if let Some(r) = replicas {
-        spec["replicas"] = json!(r);
-    }
-    json!({
-        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
-        "metadata": {"name": "web", "namespace": NS, "labels": {"team": "wasm"}},
-        "spec": spec,
-    })
-}
-
-/// An AdmissionReview shaped like the apiserver's (CREATE of a SpinApp).
-fn review(object: Value) -> Bytes {
-    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
-    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "3b8f7d8e-0c44-4a8e-9a51-5f8d7c1d0a01",
-            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
-            "name": "web", "namespace": NS, "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin", "groups": ["system:authenticated"]},
-            "object": object, "oldObject": null, "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        }
-    });
-    Bytes::from(serde_json::to_vec(&body).unwrap())
-}
-
 struct Point {
     requests: u64,
     errors: u64,
     secs: f64,
     p50_us: u64,
     p99_us: u64,
+    /// CPU time of the server's and of the load generator's threads during the timed window.
+    cpu: ThreadCpu,
+}
+
+/// CPU seconds used by the threads named `server` and `load` (the two runtimes), from
+/// `/proc/self/task/*/stat` (utime + stime, 100 ticks per second on Linux). Shows how the two
+/// cores are split between the server and the load generator.
+#[derive(Debug, Default, Clone, Copy)]
+struct ThreadCpu {
+    server: f64,
+    load: f64,
+}
+
+impl ThreadCpu {
+    fn now() -> Self {
+        let mut cpu = Self::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return cpu;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = &stat[open + 1..close];
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let ticks: f64 = fields
+                .get(11..13)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.parse::<f64>().ok())
+                .sum();
+            if name.starts_with("server") {
+                cpu.server += ticks / 100.0;
+            } else if name.starts_with("load") {
+                cpu.load += ticks / 100.0;
+            }
+        }
+        cpu
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            server: self.server - before.server,
+            load: self.load - before.load,
+        }
+    }
 }
 
 impl Point {
@@ -136,6 +148,7 @@ async fn drive(
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
+    let cpu_before = ThreadCpu::now();
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = clients
@@ -176,6 +189,7 @@ async fn drive(
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = ThreadCpu::now().since(cpu_before);
     all.sort_unstable();
     let pct = |p: f64| -> u64 {
         if all.is_empty() {
@@ -190,6 +204,7 @@ async fn drive(
         secs,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        cpu,
     }
 }
 
@@ -218,12 +233,7 @@ fn main() {
     let pki = pki(HOST);
     let (api, validate_addr, trivial_addr) = server_rt.block_on(async {
         let api = TestApiServer::start().await;
-        api.put(json!({
-            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-            "metadata": {"name": "containerd-shim-spin", "namespace": NS},
-            "spec": {"createDeployment": true,
-                     "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
-        }));
+        api.put(bodies::executor());
         let (lookup, writers) = cache::stores(CacheConfig::default());
         tokio::spawn(writers.run(api.client()));
         lookup.wait_until_ready().await.unwrap();
@@ -253,8 +263,8 @@ fn main() {
         .build()
         .unwrap();
 
-    let validate_body = review(app(Some("containerd-shim-spin"), Some(2)));
-    let mutate_body = review(app(None, None));
+    let validate_body = Bytes::from(bodies::validate_body());
+    let mutate_body = Bytes::from(bodies::mutate_body());
 
     // Sanity: validate allows, mutate returns a patch (outside the timed runs).
     load_rt.block_on(async {
@@ -280,9 +290,10 @@ fn main() {
     let api_calls_before = api.requests().len();
     println!("# Admission load: {secs} s per point, HTTPS keep-alive HTTP/1.1, loopback\n");
     println!(
-        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to trivial |"
+        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to trivial | \
+         server CPU µs/req | load generator CPU µs/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut total_admissions = 0;
     for &conns in &conn_points {
         let trivial = load_rt.block_on(drive(
@@ -295,13 +306,15 @@ fn main() {
         ));
         let row = |name: &str, p: &Point, ratio: Option<f64>| {
             println!(
-                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} |",
                 p.requests,
                 p.rps(),
                 p.p50_us as f64 / 1000.0,
                 p.p99_us as f64 / 1000.0,
                 p.errors,
                 ratio.map_or("—".to_string(), |r| format!("{r:.2}")),
+                p.cpu.server * 1e6 / p.requests.max(1) as f64,
+                p.cpu.load * 1e6 / p.requests.max(1) as f64,
             )
         };
         row("trivial", &trivial, None);

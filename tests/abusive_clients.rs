@@ -2,7 +2,9 @@
 //! that never handshake, TLS connections idle after the handshake, slowloris clients trickling
 //! partial headers, and oversized bodies (declared and chunked). While they are connected a
 //! normal client's admissions all succeed, and the server closes the slowloris and idle-TCP
-//! connections itself (handshake / header-read deadlines). Bounded: a few seconds.
+//! connections itself (handshake / header-read deadlines). More idle TLS connections than the
+//! connection cap neither lock a normal client out: the cap evicts the connection idle the
+//! longest and the idle timeout reaps the rest. Bounded: a few seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ const LIMITS: ServerLimits = ServerLimits {
     tls_handshake_timeout: Duration::from_secs(1),
     header_read_timeout: Duration::from_secs(1),
     max_connections: 512,
+    idle_timeout: Duration::from_secs(60),
     drain_timeout: Duration::from_secs(2),
 };
 const WAIT: Duration = Duration::from_secs(10);
@@ -70,7 +73,7 @@ fn review() -> Vec<u8> {
     .unwrap()
 }
 
-async fn start(pki: &Pki) -> SocketAddr {
+async fn start(pki: &Pki, limits: ServerLimits) -> SocketAddr {
     let resolver = Arc::new(tls::ReloadingResolver::new(None));
     resolver
         .offer_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes(), "test")
@@ -85,7 +88,7 @@ async fn start(pki: &Pki) -> SocketAddr {
         "127.0.0.1:0".parse().unwrap(),
         config,
         router(state),
-        LIMITS,
+        limits,
     )
     .await
     .unwrap();
@@ -133,7 +136,7 @@ async fn closed_by_server<S: AsyncReadExt + Unpin>(s: &mut S) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusive_clients_do_not_starve_a_normal_client() {
     let pki = pki(HOST);
-    let addr = start(&pki).await;
+    let addr = start(&pki, LIMITS).await;
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_der(pki.ca.der()).unwrap())
         .resolve(HOST, addr)
@@ -242,4 +245,83 @@ async fn abusive_clients_do_not_starve_a_normal_client() {
     let resp = fresh.post(&url).body(review()).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     drop(idle);
+}
+
+fn client(pki: &Pki, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(pki.ca.der()).unwrap())
+        .resolve(HOST, addr)
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// A normal admission, answered and allowed.
+async fn admitted(client: &reqwest::Client, addr: SocketAddr) {
+    let url = format!("https://{HOST}:{}{VALIDATE_APP}", addr.port());
+    let resp = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(review())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+}
+
+/// `n` TLS connections that complete the handshake and then send nothing.
+async fn idle_tls(pki: &Pki, addr: SocketAddr, n: usize) -> Vec<TlsStream<TcpStream>> {
+    let mut idle = Vec::new();
+    for i in 0..n {
+        let s = tokio::time::timeout(WAIT, tls_connect(pki, addr))
+            .await
+            .unwrap_or_else(|_| panic!("idle connection {i}: no handshake (locked out)"));
+        idle.push(s);
+    }
+    idle
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_are_reaped_and_a_normal_client_is_served() {
+    let pki = pki(HOST);
+    let limits = ServerLimits {
+        max_connections: 16,
+        idle_timeout: Duration::from_secs(1),
+        ..LIMITS
+    };
+    let addr = start(&pki, limits).await;
+    // 40 idle TLS connections against 16 slots: each one past the cap still gets a handshake.
+    let mut idle = idle_tls(&pki, addr, 40).await;
+    // A normal client is served meanwhile.
+    let normal = client(&pki, addr);
+    for _ in 0..5 {
+        admitted(&normal, addr).await;
+    }
+    // The server closes every idle connection itself (evicted at the cap or idle timeout).
+    for (i, s) in idle.iter_mut().enumerate() {
+        assert!(closed_by_server(s).await, "idle connection {i} kept open");
+    }
+    // And a fresh client is served afterwards.
+    admitted(&client(&pki, addr), addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_connection_idle_the_longest_makes_room() {
+    let pki = pki(HOST);
+    // An idle timeout far beyond the test's waits: only eviction can close connections here.
+    let limits = ServerLimits {
+        max_connections: 16,
+        idle_timeout: Duration::from_secs(600),
+        ..LIMITS
+    };
+    let addr = start(&pki, limits).await;
+    let mut idle = idle_tls(&pki, addr, 40).await;
+    // The normal client's connection is the 41st: it evicts one more.
+    admitted(&client(&pki, addr), addr).await;
+    // Connections 0..=24 were idle the longest when each newcomer arrived: closed by the server.
+    for (i, s) in idle.iter_mut().take(25).enumerate() {
+        assert!(closed_by_server(s).await, "idle connection {i} not evicted");
+    }
 }

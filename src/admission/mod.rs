@@ -3,7 +3,8 @@
 //! - [`routes`]: the one route table (paths, webhook names, operations).
 //! - [`review`]: AdmissionReview parsing and responses (pure).
 //! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard.
-//! - [`server`]: the TLS accept loop with graceful drain (rustls configuration and certificates
+//! - [`server`]: the TLS accept loop with idle timeout, eviction at the connection cap and
+//!   graceful drain (rustls configuration and certificates
 //!   come from [`crate::tls`]).
 //! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per request).
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod handler;
 pub mod health;
+mod idle;
 pub mod metrics;
 pub mod review;
 pub mod routes;

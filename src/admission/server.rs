@@ -1,5 +1,6 @@
 //! The HTTPS accept loop: TLS handshake with a deadline, HTTP/1.1 or HTTP/2 via hyper-util,
-//! a connection limit, and a bounded graceful drain on shutdown.
+//! a connection limit with an idle timeout (and, at the limit, the connection idle the longest
+//! makes room for a new one), and a bounded graceful drain on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,11 +10,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+
+use super::idle::Connections;
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -22,8 +24,14 @@ pub struct ServerLimits {
     pub tls_handshake_timeout: Duration,
     /// Deadline for an HTTP/1 request's headers.
     pub header_read_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once. At the limit a new client makes the connection idle the
+    /// longest close; when none is idle, it waits in the listen backlog.
     pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (gracefully: HTTP/2 gets
+    /// a GOAWAY). Covers TLS clients that never send a request and idle HTTP/2 connections;
+    /// hyper already closes an idle HTTP/1 keep-alive connection after `header_read_timeout`,
+    /// whose timer runs from the end of the previous response.
+    pub idle_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     pub drain_timeout: Duration,
 }
@@ -34,6 +42,11 @@ impl Default for ServerLimits {
             tls_handshake_timeout: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(3),
             max_connections: 512,
+            // Longer than the apiserver's own idle timeout for pooled connections (Go's
+            // http.Transport default, 90 s, which Kubernetes keeps), so that the client closes
+            // an idle connection first and never races a request against our close. This only
+            // reaps connections their client abandoned; under pressure the cap evicts sooner.
+            idle_timeout: Duration::from_secs(120),
             // Below the pod's default terminationGracePeriodSeconds (30).
             drain_timeout: Duration::from_secs(20),
         }
@@ -94,17 +107,19 @@ impl HttpsServer {
         } = self;
         let acceptor = TlsAcceptor::from(tls);
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let open = Connections::default();
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
 
         loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
+            // Without a free slot, accept anyway (one client at a time) and make room by
+            // closing the connection idle the longest, rather than leaving the client in the
+            // backlog behind connections that do nothing.
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(TryAcquireError::NoPermits) => None,
+                Err(TryAcquireError::Closed) => break,
             };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
@@ -118,6 +133,21 @@ impl HttpsServer {
                     }
                 },
             };
+            let permit = match permit {
+                Some(permit) => permit,
+                None => {
+                    if open.evict_oldest_idle() {
+                        tracing::debug!(%peer, "connection limit reached: closing the connection idle the longest");
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        permit = slots.clone().acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
             // Small request/response exchanges: do not wait for Nagle.
             let _ = stream.set_nodelay(true);
             while connections.try_join_next().is_some() {}
@@ -127,6 +157,7 @@ impl HttpsServer {
                 acceptor.clone(),
                 router.clone(),
                 limits,
+                open.clone(),
                 drain_rx.clone(),
                 permit,
             ));
@@ -151,12 +182,14 @@ impl HttpsServer {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     router: Router,
     limits: ServerLimits,
+    open: Connections,
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -182,20 +215,25 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(router));
+    let registration = open.register();
+    let activity = registration.activity().clone();
+    let conn = builder.serve_connection(TokioIo::new(tls), registration.service(router));
     tokio::pin!(conn);
-    tokio::select! {
+    let why = tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            return;
         }
-        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => {
-            // Finish the request in flight (if any), then close; idle connections close now.
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error while draining");
-            }
-        }
+        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => "draining",
+        () = activity.idle_for(limits.idle_timeout) => "idle timeout",
+        () = activity.evicted() => "evicted for a new connection",
+    };
+    tracing::debug!(%peer, reason = why, "closing connection");
+    // Finish the request in flight (if any), then close; idle connections close now.
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error while closing");
     }
 }

@@ -39,7 +39,20 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
 ) -> Option<Decoded<T>> {
     let mut working = match spec {
         None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(v @ Value::Object(_)) => v.clone(),
+        Some(v @ Value::Object(_)) => {
+            // The common case: no nulls to strip and everything decodes. Decode from the object
+            // as received, without copying it or tracking paths; the same decode below would
+            // give the same value.
+            if !has_nulls(v)
+                && let Ok(value) = T::deserialize(v)
+            {
+                return Some(Decoded {
+                    value,
+                    broken: BTreeSet::new(),
+                });
+            }
+            v.clone()
+        }
         Some(other) => {
             out.invalid(rule, "spec", other.clone(), "must be of type object");
             return None;
@@ -102,6 +115,15 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
     }
     let value = serde_json::from_value(working).unwrap_or_default();
     Some(Decoded { value, broken })
+}
+
+/// Whether [`strip_nulls`] would change anything.
+fn has_nulls(v: &Value) -> bool {
+    match v {
+        Value::Object(map) => map.values().any(|v| v.is_null() || has_nulls(v)),
+        Value::Array(items) => items.iter().any(has_nulls),
+        _ => false,
+    }
 }
 
 /// Kubernetes treats `null` like an absent field; serde would reject it for plain strings.

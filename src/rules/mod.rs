@@ -96,7 +96,8 @@ fn object_name<'a>(req: &Request<'a>, object: &'a Value) -> &'a str {
         return req.name;
     }
     object
-        .pointer("/metadata/name")
+        .get("metadata")
+        .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or("")
 }
@@ -105,7 +106,7 @@ fn object_name<'a>(req: &Request<'a>, object: &'a Value) -> &'a str {
 fn finalizing(req: &Request, rule: &'static str) -> Option<Decision> {
     let deleting = req
         .object
-        .and_then(|o| o.pointer("/metadata/deletionTimestamp"))
+        .and_then(|o| o.get("metadata")?.get("deletionTimestamp"))
         .is_some_and(|t| !t.is_null());
     (req.operation == Operation::Update && deleting).then(|| {
         let mut d = Decision::default();

@@ -34,7 +34,10 @@ pub fn parse(s: &str) -> Result<Reference<'_>, String> {
     if s.is_empty() {
         return Err("must not be empty".to_string());
     }
-    if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    // ASCII (every valid reference) is checked bytewise: there whitespace or control means
+    // 0x00..=0x20 or 0x7f.
+    let suspicious = !s.is_ascii() || s.bytes().any(|b| b <= b' ' || b == 0x7f);
+    if suspicious && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "must not contain whitespace or control characters ({c:?})"
         ));

@@ -8,25 +8,31 @@ use super::{AppCtx, entries};
 use crate::rules::findings::Findings;
 use crate::rules::quantity::Quantity;
 
-/// Parses every quantity of one map, reporting the bad ones.
-fn parse_map(
+/// Parses every quantity of one map, reporting the bad ones. Borrows from the spec: a request
+/// with nothing wrong allocates nothing here.
+fn parse_map<'a>(
     out: &mut Findings,
     at: &str,
-    map: &Option<BTreeMap<String, K8sQuantity>>,
-) -> BTreeMap<String, (String, Quantity)> {
+    map: &'a Option<BTreeMap<String, K8sQuantity>>,
+) -> BTreeMap<&'a str, (&'a str, Quantity)> {
     let mut parsed = BTreeMap::new();
     for (name, q) in map.iter().flatten() {
-        let field = format!("{at}[{name}]");
+        let field = || format!("{at}[{name}]");
         match Quantity::parse(&q.0) {
-            Err(e) => out.invalid("SA-RESOURCES-QUANTITY", field, q.0.as_str(), e.to_string()),
+            Err(e) => out.invalid(
+                "SA-RESOURCES-QUANTITY",
+                field(),
+                q.0.as_str(),
+                e.to_string(),
+            ),
             Ok(v) if v.is_negative() => out.invalid(
                 "SA-RESOURCES-QUANTITY",
-                field,
+                field(),
                 q.0.as_str(),
                 "must be greater than or equal to 0",
             ),
             Ok(v) => {
-                parsed.insert(name.clone(), (q.0.clone(), v));
+                parsed.insert(name.as_str(), (q.0.as_str(), v));
             }
         }
     }
@@ -46,7 +52,7 @@ pub fn check(cx: &AppCtx, out: &mut Findings) {
             out.invalid(
                 "SA-RESOURCES-REQUESTS-LE-LIMITS",
                 format!("spec.resources.requests[{name}]"),
-                raw.as_str(),
+                *raw,
                 format!("must be less than or equal to {name} limit of {limit_raw}"),
             );
         }
