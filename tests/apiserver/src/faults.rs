@@ -204,6 +204,7 @@ mod tests {
             field_selector: None,
             client: None,
             arrival_seq: 0,
+            arrived_at: std::time::Instant::now(),
             completion_seq: 0,
             injected: false,
             delay: Duration::ZERO,

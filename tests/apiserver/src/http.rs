@@ -133,6 +133,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path();
     let arrival_seq = shared.next_seq();
+    let arrived_at = std::time::Instant::now();
     let client = headers
         .get(CLIENT_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -153,6 +154,7 @@ async fn handle(
             field_selector: None,
             client,
             arrival_seq,
+            arrived_at,
             completion_seq: shared.next_seq(),
             injected: false,
             delay: Duration::ZERO,
@@ -202,6 +204,7 @@ async fn handle(
         field_selector: q.get("fieldSelector").cloned(),
         client,
         arrival_seq,
+        arrived_at,
         completion_seq: 0,
         injected: false,
         delay: Duration::ZERO,

@@ -67,6 +67,9 @@ pub struct RequestRecord {
     /// Position in the same sequence once the request was served (its effect, if any, happened
     /// in between). `a.completion_seq < b.arrival_seq` means `a` took effect before `b`.
     pub completion_seq: u64,
+    /// When the request arrived (for reports of retry gaps and latencies, not for ordering:
+    /// use the sequence numbers for that).
+    pub arrived_at: std::time::Instant,
     /// Whether the response was an injected failure (see [`crate::Faults`]).
     pub injected: bool,
     /// Injected delay before the request was served.
