@@ -33,6 +33,8 @@ const TEST_CLIENT: &str = "test";
 const IMAGE: &str = "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0";
 /// Bound of every wait of a converging fleet (generous: debug build on 2 shared cores).
 const FLEET_WAIT: Duration = Duration::from_secs(120);
+/// The same for a larger `FLEET_APPS` run.
+const LARGE_FLEET_WAIT: Duration = Duration::from_secs(900);
 const WAIT: Duration = Duration::from_secs(30);
 /// Child kinds and status the operator writes: each gets its own random 500s.
 const WRITTEN: [(&str, Option<&str>); 6] = [
@@ -456,6 +458,11 @@ async fn fleet_converges_under_random_faults_and_relists_without_lost_or_duplica
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(160);
+    let (fleet_wait, wait) = if total > 200 {
+        (LARGE_FLEET_WAIT, LARGE_FLEET_WAIT)
+    } else {
+        (FLEET_WAIT, WAIT)
+    };
     let server = TestApiServer::start().await;
     let nss = namespaces(4);
     for ns in &nss {
@@ -477,7 +484,7 @@ async fn fleet_converges_under_random_faults_and_relists_without_lost_or_duplica
     let running = start(&server, OPERATOR, config);
 
     // Mid-way, while faults continue: the user changes specs and a referenced Secret.
-    wait_until("half of the fleet has Deployments", FLEET_WAIT, || {
+    wait_until("half of the fleet has Deployments", fleet_wait, || {
         deployments_created(&server, &apps) >= total / 2
     })
     .await;
@@ -510,7 +517,7 @@ async fn fleet_converges_under_random_faults_and_relists_without_lost_or_duplica
     )
     .await;
 
-    let converge_faulty = wait_ok("fleet converges under faults", FLEET_WAIT, || {
+    let converge_faulty = wait_ok("fleet converges under faults", fleet_wait, || {
         check_fleet(&server, &apps, &credentials)
     })
     .await;
@@ -569,7 +576,7 @@ async fn fleet_converges_under_random_faults_and_relists_without_lost_or_duplica
         let api: Api<SpinApp> = Api::namespaced(test_client.clone(), &a.ns);
         patch_until_ok(&api, &a.name, json!({"spec": {"replicas": 4}})).await;
     }
-    let converge_streak = wait_ok("fleet converges after 12 failures in a row", WAIT, || {
+    let converge_streak = wait_ok("fleet converges after 12 failures in a row", wait, || {
         check_fleet(&server, &apps, &credentials)
     })
     .await;
@@ -596,7 +603,7 @@ async fn fleet_converges_under_random_faults_and_relists_without_lost_or_duplica
     // Steady state: a resync of every app (counted as reconciles) writes nothing.
     let before = running.successes();
     server.clear_requests();
-    wait_until("a full resync round", WAIT, || {
+    wait_until("a full resync round", wait, || {
         running.successes() >= before + 2 * total as u64
     })
     .await;
@@ -679,6 +686,80 @@ fn tenures(log: &[RequestRecord]) -> Vec<Tenure> {
     out
 }
 
+/// Writes of operator replicas (client ids `pod-*`) other than the Lease itself.
+fn operator_writes(log: &[RequestRecord]) -> impl Iterator<Item = &RequestRecord> {
+    log.iter().filter(|r| {
+        r.is_write()
+            && r.resource != "leases"
+            && r.client.as_deref().is_some_and(|c| c.starts_with("pod-"))
+    })
+}
+
+/// Exact, not timing: a write must arrive after its writer's lease write took effect, and take
+/// effect before the next holder's takeover arrived.
+fn writes_outside_tenures<'a>(log: &'a [RequestRecord], ts: &[Tenure]) -> Vec<&'a RequestRecord> {
+    operator_writes(log)
+        .filter(|w| {
+            !ts.iter().any(|t| {
+                Some(t.holder.as_str()) == w.client.as_deref()
+                    && t.start < w.arrival_seq
+                    && w.completion_seq < t.end
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn tenure_check_flags_writes_of_a_non_holder_and_writes_straddling_a_takeover() {
+    let at = Instant::now();
+    let req = |client: &str, resource: &str, verb: Verb, arrival_seq: u64, completion_seq: u64| {
+        RequestRecord {
+            method: String::new(),
+            verb,
+            group: String::new(),
+            version: "v1".into(),
+            resource: resource.into(),
+            subresource: None,
+            namespace: Some("default".into()),
+            name: Some("x".into()),
+            patch_type: None,
+            field_manager: None,
+            label_selector: None,
+            field_selector: None,
+            client: Some(client.into()),
+            arrival_seq,
+            completion_seq,
+            arrived_at: at,
+            injected: false,
+            delay: Duration::ZERO,
+            status: 200,
+        }
+    };
+    let log = vec![
+        req("pod-a", "leases", Verb::Update, 1, 2),
+        req("pod-a", "deployments", Verb::Patch, 3, 4),
+        req("pod-b", "leases", Verb::Get, 5, 6),
+        req("pod-b", "services", Verb::Patch, 7, 8), // standby writes: flagged
+        req("pod-a", "leases", Verb::Update, 9, 10),
+        req("pod-a", "secrets", Verb::Patch, 11, 15), // takes effect after the takeover: flagged
+        req("pod-b", "leases", Verb::Update, 12, 13),
+        req("pod-b", "deployments", Verb::Patch, 14, 16),
+        req("pod-b", "services", Verb::Get, 17, 18),
+    ];
+    let ts = tenures(&log);
+    assert_eq!(
+        ts.iter()
+            .map(|t| (t.holder.as_str(), t.start, t.end))
+            .collect::<Vec<_>>(),
+        [("pod-a", 2, 12), ("pod-b", 13, u64::MAX)]
+    );
+    let outside: Vec<(u64, &str)> = writes_outside_tenures(&log, &ts)
+        .iter()
+        .map(|r| (r.arrival_seq, r.resource.as_str()))
+        .collect();
+    assert_eq!(outside, [(7, "services"), (11, "secrets")]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_handover_mid_convergence_only_the_lease_holder_writes() {
     let server = TestApiServer::start().await;
@@ -687,7 +768,7 @@ async fn leader_handover_mid_convergence_only_the_lease_holder_writes() {
         put_namespace_objects(&server, ns);
     }
     let mut apps = fleet(&nss, 60);
-    let credentials = BTreeMap::new();
+    let mut credentials = BTreeMap::new();
     // Faults on the controllers' writes (10% 500s, slow writes); the Lease is left alone so
     // handovers happen when the test says, not when a renewal fails.
     for (i, (resource, sub)) in WRITTEN.iter().enumerate() {
@@ -741,6 +822,15 @@ async fn leader_handover_mid_convergence_only_the_lease_holder_writes() {
         }
     }))
     .await;
+    // And new credentials: runtime-config Secrets roll across the crash too.
+    credentials.insert(nss[0].clone(), 2);
+    let secrets: Api<Secret> = Api::namespaced(test_client.clone(), &nss[0]);
+    patch_until_ok(
+        &secrets,
+        "app-credentials",
+        json!({"stringData": {"redis-url": redis_url(&nss[0], 2)}}),
+    )
+    .await;
     let rolled = |server: &TestApiServer, apps: &[AppSpec]| {
         apps.iter()
             .filter(|a| {
@@ -770,26 +860,20 @@ async fn leader_handover_mid_convergence_only_the_lease_holder_writes() {
     let ts = tenures(&log);
     let holders: Vec<&str> = ts.iter().map(|t| t.holder.as_str()).collect();
     assert_eq!(holders, ["pod-a", "pod-b", "pod-c"], "{ts:#?}");
+    let outside = writes_outside_tenures(&log, &ts);
+    assert!(
+        outside.is_empty(),
+        "writes outside the writer's tenure: {outside:#?}\n{ts:#?}"
+    );
     let mut writes_by: BTreeMap<&str, usize> = BTreeMap::new();
-    for w in log
-        .iter()
-        .filter(|r| r.is_write() && r.resource != "leases")
-    {
-        let Some(id) = w.client.as_deref().filter(|c| c.starts_with("pod-")) else {
-            continue; // the test's own spec changes
-        };
-        *writes_by.entry(id).or_default() += 1;
-        // Exact, not timing: it arrived after its writer's lease write took effect, and took
-        // effect before the next holder's takeover arrived.
-        let inside = ts
-            .iter()
-            .any(|t| t.holder == id && t.start < w.arrival_seq && w.completion_seq < t.end);
-        assert!(inside, "{id} wrote outside its tenure: {w:#?}\n{ts:#?}");
+    for w in operator_writes(&log) {
+        *writes_by
+            .entry(w.client.as_deref().unwrap_or_default())
+            .or_default() += 1;
     }
     // Graceful: pod-a's writes all took effect before it released the lease.
-    let a_last = log
-        .iter()
-        .filter(|r| r.client.as_deref() == Some("pod-a") && r.is_write() && r.resource != "leases")
+    let a_last = operator_writes(&log)
+        .filter(|r| r.client.as_deref() == Some("pod-a"))
         .map(|r| r.completion_seq)
         .max()
         .expect("pod-a wrote");
