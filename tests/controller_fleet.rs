@@ -434,6 +434,31 @@ fn watch_chaos(server: &TestApiServer, every: Duration) -> (Arc<AtomicBool>, Arc
     (stop, drops)
 }
 
+/// For large runs: how far the fleet is, every 10 s, until `stop`.
+fn progress(server: &TestApiServer, apps: &[AppSpec], stop: Arc<AtomicBool>) {
+    let (server, apps) = (server.clone(), apps.to_vec());
+    let started = Instant::now();
+    tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let observed = server
+                .list(&ResourceKey::of::<SpinApp>(), None)
+                .iter()
+                .filter(|a| {
+                    a["status"]["observedGeneration"] == a["metadata"]["generation"]
+                        && a["status"]["deploymentName"].is_string()
+                })
+                .count();
+            eprintln!(
+                "{:.0} s: {} Deployments, {observed} apps with status for their generation, {} requests",
+                started.elapsed().as_secs_f64(),
+                deployments_created(&server, &apps),
+                server.requests().len()
+            );
+        }
+    });
+}
+
 fn injected_by_kind(log: &[RequestRecord]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for r in log.iter().filter(|r| r.injected) {
@@ -473,10 +498,26 @@ async fn fleet_converges_under_random_faults_and_relists_without_lost_or_duplica
 
     // Faults from the first request on: 15% 500s per written kind, 5% 409s, up to 30 ms slow.
     install_chaos(&server, 7, 0.15, 0.05, Duration::from_millis(30));
-    let (stop_watch_chaos, watch_drops) = watch_chaos(&server, Duration::from_millis(1500));
+    // Every 1.5 s for the default fleet; a large fleet's relists take longer than that in a
+    // debug build, so they are spaced by its size (10 ms per app).
+    let drop_every = if total > 200 {
+        Duration::from_millis(10) * total as u32
+    } else {
+        Duration::from_millis(1500)
+    };
+    let (stop_watch_chaos, watch_drops) = watch_chaos(&server, drop_every);
+    if total > 200 {
+        progress(&server, &apps, stop_watch_chaos.clone());
+    }
     let mut config = ControllerConfig::new("fleet", "default");
     config.leader_election = None;
-    config.settings = settings(Duration::from_secs(3));
+    // A resync round costs one reconcile per app: a large fleet in a debug build cannot
+    // resync every 3 s (at 1,000 apps that saturated both cores), so it is spaced by size.
+    config.settings = settings(if total > 200 {
+        Duration::from_millis(20) * total as u32
+    } else {
+        Duration::from_secs(3)
+    });
     let started = Instant::now();
     for a in &apps {
         server.put(app_object(a));
