@@ -23,6 +23,9 @@ use crate::resource::{self, ResourceType, TYPES};
 use crate::selector::{FieldSelector, LabelSelector, Selectors};
 use crate::store::{DeleteOpts, PatchKind, WatchFilter, WatchMsg, parse_rv};
 
+/// Header naming the client in the request log (set by `TestApiServer::client_named`).
+pub(crate) const CLIENT_ID_HEADER: &str = "x-client-id";
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
@@ -129,6 +132,12 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path();
+    let arrival_seq = shared.next_seq();
+    let arrived_at = std::time::Instant::now();
+    let client = headers
+        .get(CLIENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if let Some(resp) = discovery(path) {
         shared.log_request(RequestRecord {
             method: method.to_string(),
@@ -143,6 +152,12 @@ async fn handle(
             field_manager: None,
             label_selector: None,
             field_selector: None,
+            client,
+            arrival_seq,
+            arrived_at,
+            completion_seq: shared.next_seq(),
+            injected: false,
+            delay: Duration::ZERO,
             status: resp.status().as_u16(),
         });
         return resp;
@@ -187,6 +202,12 @@ async fn handle(
         field_manager: q.get("fieldManager").cloned(),
         label_selector: q.get("labelSelector").cloned(),
         field_selector: q.get("fieldSelector").cloned(),
+        client,
+        arrival_seq,
+        arrived_at,
+        completion_seq: 0,
+        injected: false,
+        delay: Duration::ZERO,
         status: 0,
     };
 
@@ -199,6 +220,9 @@ async fn handle(
         Some(code) => status_response(&ApiError::from_code(code)),
         None => serve(&shared, &t, verb, &q, &headers, &content_type, &body),
     };
+    record.completion_seq = shared.next_seq();
+    record.injected = injected.is_some();
+    record.delay = delay;
     record.status = resp.status().as_u16();
     shared.log_request(record);
     resp

@@ -24,6 +24,12 @@
 //! // Faults: the next 2 Deployment patches fail with 500; open watches end.
 //! server.faults().fail_next(2, 500, RequestMatcher::any().verb(Verb::Patch).resource("deployments"));
 //! server.faults().drop_watches();
+//! // Fleet-level chaos: 15% of Deployment writes fail, every request waits up to 20ms.
+//! server.faults().fail_randomly(RequestMatcher::writes().resource("deployments"), 0.15, 500, 7);
+//! server.faults().delay_randomly(RequestMatcher::any(), Duration::from_millis(20), 8);
+//! // Several operator replicas: tell their requests apart in the log.
+//! let replica_a = server.client_named("pod-a");
+//! let by_a = server.requests_matching(&RequestMatcher::writes().client("pod-a"));
 //! # }
 //! ```
 //!
@@ -81,6 +87,7 @@ mod store;
 mod validate;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -102,6 +109,8 @@ pub(crate) struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     faults: Mutex<FaultRules>,
     bookmark_interval: Mutex<Duration>,
+    /// One counter for request arrival and completion (see `RequestRecord::arrival_seq`).
+    seq: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,6 +129,10 @@ impl Shared {
 
     pub(crate) fn log_request(&self, r: RequestRecord) {
         lock(&self.log).push(r);
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     pub(crate) fn bookmark_interval(&self) -> Duration {
@@ -156,6 +169,7 @@ impl TestApiServer {
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultRules::default()),
             bookmark_interval: Mutex::new(Duration::from_secs(1)),
+            seq: AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -184,10 +198,34 @@ impl TestApiServer {
     /// # Panics
     /// If the client cannot be built (only on a broken kube/TLS setup).
     pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("build kube::Client for the test apiserver")
+    }
+
+    /// Like [`Self::client`], but every request carries `X-Client-Id: <id>`, recorded as
+    /// [`RequestRecord::client`]: tells apart several clients (e.g. operator replicas).
+    ///
+    /// # Panics
+    /// If `id` is not a valid header value (e.g. contains a newline).
+    pub fn client_named(&self, id: &str) -> kube::Client {
+        let mut config = self.config();
+        let value = axum::http::HeaderValue::from_str(id)
+            .unwrap_or_else(|e| panic!("client id {id:?} is not a header value: {e}"));
+        let name = axum::http::HeaderName::from_static(http::CLIENT_ID_HEADER);
+        config.headers.push((name, value));
+        kube::Client::try_from(config).expect("build kube::Client for the test apiserver")
+    }
+
+    fn config(&self) -> kube::Config {
         let url = self.url().parse().expect("server URL is a valid URI");
         let mut config = kube::Config::new(url);
         config.default_namespace = "default".to_string();
-        kube::Client::try_from(config).expect("build kube::Client for the test apiserver")
+        config
+    }
+
+    /// A point in the request sequence: a request that completed before this call has
+    /// `completion_seq < mark`, one that arrives after it has `arrival_seq > mark`.
+    pub fn mark(&self) -> u64 {
+        self.shared.next_seq()
     }
 
     /// `http://127.0.0.1:<port>`

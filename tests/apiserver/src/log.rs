@@ -58,6 +58,22 @@ pub struct RequestRecord {
     pub label_selector: Option<String>,
     /// `fieldSelector` of a list, watch or deletecollection.
     pub field_selector: Option<String>,
+    /// The client's `X-Client-Id` header (see [`crate::TestApiServer::client_named`]), so a
+    /// test can tell which of several clients made a request.
+    pub client: Option<String>,
+    /// Position in the server's request sequence when the request arrived (before any injected
+    /// delay and before it was served). Shares one counter with `completion_seq`.
+    pub arrival_seq: u64,
+    /// Position in the same sequence once the request was served (its effect, if any, happened
+    /// in between). `a.completion_seq < b.arrival_seq` means `a` took effect before `b`.
+    pub completion_seq: u64,
+    /// When the request arrived (for reports of retry gaps and latencies, not for ordering:
+    /// use the sequence numbers for that).
+    pub arrived_at: std::time::Instant,
+    /// Whether the response was an injected failure (see [`crate::Faults`]).
+    pub injected: bool,
+    /// Injected delay before the request was served.
+    pub delay: std::time::Duration,
     /// HTTP status of the response (200 for a watch that was started).
     pub status: u16,
 }
@@ -79,6 +95,8 @@ pub struct RequestMatcher {
     pub subresource: Option<String>,
     pub namespace: Option<String>,
     pub name: Option<String>,
+    /// The client's `X-Client-Id`.
+    pub client: Option<String>,
 }
 
 impl RequestMatcher {
@@ -126,6 +144,12 @@ impl RequestMatcher {
         self
     }
 
+    /// Requests of the client named `id` (see [`crate::TestApiServer::client_named`]).
+    pub fn client(mut self, id: &str) -> Self {
+        self.client = Some(id.to_string());
+        self
+    }
+
     pub fn matches(&self, r: &RequestRecord) -> bool {
         let opt_eq = |want: &Option<String>, got: &Option<String>| {
             want.as_ref()
@@ -138,5 +162,6 @@ impl RequestMatcher {
             && opt_eq(&self.subresource, &r.subresource)
             && opt_eq(&self.namespace, &r.namespace)
             && opt_eq(&self.name, &r.name)
+            && opt_eq(&self.client, &r.client)
     }
 }

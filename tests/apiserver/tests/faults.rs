@@ -142,3 +142,139 @@ async fn request_log_records_shape_of_requests() {
     server.clear_requests();
     assert_eq!(server.count_writes(), 0);
 }
+
+#[tokio::test]
+async fn random_failures_fail_some_requests_without_effect() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    server.faults().fail_randomly(
+        RequestMatcher::any()
+            .verb(Verb::Create)
+            .resource("configmaps"),
+        0.3,
+        500,
+        11,
+    );
+    let mut created = 0;
+    for i in 0..200 {
+        match api
+            .create(&PostParams::default(), &cm(&format!("c{i}")))
+            .await
+        {
+            Ok(_) => created += 1,
+            Err(kube::Error::Api(s)) => {
+                assert_eq!((s.code, s.reason.as_str()), (500, "InternalError"))
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    let failed = 200 - created;
+    assert!((30..90).contains(&failed), "{failed} of 200 failed");
+    // A failed create stored nothing; every success is stored.
+    let stored = server
+        .list(&spin_test_apiserver::ResourceKey::of::<ConfigMap>(), None)
+        .len();
+    assert_eq!(stored, created);
+    let log = server.requests();
+    assert_eq!(log.iter().filter(|r| r.injected).count(), failed);
+    assert!(log.iter().all(|r| r.injected == (r.status == 500)));
+    // Requests the matcher does not select never fail; clear ends the rule.
+    server
+        .faults()
+        .fail_randomly(RequestMatcher::writes(), 1.0, 500, 1);
+    api.list(&Default::default()).await.unwrap();
+    assert!(api.create(&PostParams::default(), &cm("x")).await.is_err());
+    server.faults().clear();
+    api.create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn random_conflicts_hit_patches_but_never_creates() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    server
+        .faults()
+        .fail_randomly(RequestMatcher::writes(), 1.0, 409, 5);
+    api.create(&PostParams::default(), &cm("a")).await.unwrap();
+    let err = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"));
+    let stored = server
+        .get(
+            &spin_test_apiserver::ResourceKey::of::<ConfigMap>(),
+            None,
+            "a",
+        )
+        .unwrap();
+    assert!(
+        stored.get("data").is_none(),
+        "a failed patch has no effect: {stored}"
+    );
+}
+
+#[tokio::test]
+async fn random_delays_are_recorded_and_bounded() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let max = Duration::from_millis(20);
+    server
+        .faults()
+        .delay_randomly(RequestMatcher::any().verb(Verb::Get), max, 3);
+    api.create(&PostParams::default(), &cm("a")).await.unwrap();
+    for _ in 0..20 {
+        api.get("a").await.unwrap();
+    }
+    let gets = server.requests_matching(&RequestMatcher::any().verb(Verb::Get));
+    assert_eq!(gets.len(), 20);
+    assert!(gets.iter().all(|r| r.delay <= max));
+    // 20 uniform draws in [0, 20ms]: at least one is not tiny.
+    assert!(gets.iter().any(|r| r.delay > Duration::from_millis(1)));
+    let create = &server.requests_matching(&RequestMatcher::writes())[0];
+    assert_eq!(create.delay, Duration::ZERO);
+}
+
+#[tokio::test]
+async fn named_clients_are_told_apart_and_sequence_numbers_order_effects() {
+    let server = TestApiServer::start().await;
+    let a: Api<ConfigMap> = Api::default_namespaced(server.client_named("pod-a"));
+    let b: Api<ConfigMap> = Api::default_namespaced(server.client_named("pod-b"));
+    let anonymous: Api<ConfigMap> = Api::default_namespaced(server.client());
+    a.create(&PostParams::default(), &cm("a")).await.unwrap();
+    let mark = server.mark();
+    b.create(&PostParams::default(), &cm("b")).await.unwrap();
+    anonymous.get("a").await.unwrap();
+
+    let log = server.requests();
+    let clients: Vec<Option<&str>> = log.iter().map(|r| r.client.as_deref()).collect();
+    assert_eq!(clients, [Some("pod-a"), Some("pod-b"), None]);
+    assert!(log[0].arrival_seq < log[0].completion_seq);
+    assert!(log[0].completion_seq < mark && mark < log[1].arrival_seq);
+    assert!(log[1].completion_seq < log[2].arrival_seq);
+    let by_b = server.requests_matching(&RequestMatcher::writes().client("pod-b"));
+    assert_eq!(by_b.len(), 1);
+    assert_eq!(by_b[0].verb, Verb::Create);
+
+    // Requests held by a delay overlap: arrival and completion bracket the effect.
+    server.faults().delay(
+        RequestMatcher::any().client("pod-a"),
+        Duration::from_millis(100),
+    );
+    let slow = tokio::spawn(async move { a.get("b").await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    b.get("a").await.unwrap();
+    slow.await.unwrap().unwrap();
+    let log = server.requests();
+    let (slow_a, fast_b) = (&log[log.len() - 1], &log[log.len() - 2]);
+    assert_eq!(slow_a.client.as_deref(), Some("pod-a"));
+    assert!(
+        slow_a.arrival_seq < fast_b.arrival_seq && fast_b.completion_seq < slow_a.completion_seq
+    );
+}
