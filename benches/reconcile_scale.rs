@@ -267,7 +267,11 @@ fn operator(url: &str, resync: Duration) {
             tokio::spawn(async move {
                 loop {
                     let n = metrics.reconcile_count("spinapp", "success");
-                    let _ = std::fs::write(&path, n.to_string());
+                    // Write then rename: the parent never reads a half-written file.
+                    let tmp = format!("{path}.tmp");
+                    if std::fs::write(&tmp, n.to_string()).is_ok() {
+                        let _ = std::fs::rename(&tmp, &path);
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });

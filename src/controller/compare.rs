@@ -68,6 +68,15 @@ pub fn stamp<K: Serialize + kube::Resource>(
     Ok((desired, value))
 }
 
+/// The applied-hash annotation of a stamped desired object (empty when absent).
+pub fn applied_hash(stamped: &Value) -> &str {
+    stamped
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 /// True when `live` already matches the stamped desired JSON.
 pub fn up_to_date<K: Serialize>(stamped: &Value, live: Option<&K>) -> bool {
     let Some(live) = live else { return false };

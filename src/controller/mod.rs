@@ -9,6 +9,7 @@ pub mod compare;
 mod error;
 pub mod executor;
 mod heap;
+pub mod in_flight;
 pub mod index;
 pub mod leader;
 mod metrics;
@@ -49,6 +50,19 @@ pub struct Settings {
     pub backoff_max: Duration,
     /// Maximum concurrent reconciles per controller (0 = unbounded).
     pub concurrency: u16,
+}
+
+impl Settings {
+    /// The resync period of one object, spread by up to +10 % by a hash of its name, so that
+    /// apps listed together (operator start, relist) do not all resync in the same instant.
+    pub fn resync_for(&self, namespace: &str, name: &str) -> Duration {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (namespace, name).hash(&mut hasher);
+        let spread = self.resync / 10;
+        let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX);
+        self.resync + Duration::from_nanos(hasher.finish() % nanos.max(1))
+    }
 }
 
 impl Default for Settings {
@@ -390,6 +404,7 @@ async fn run_controllers(
         secrets: secrets.clone(),
         config_maps: config_maps.clone(),
         generated_secrets: generated_secrets.clone(),
+        in_flight: Default::default(),
         recorder: recorder.clone(),
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
@@ -478,14 +493,57 @@ async fn run_controllers(
         heap::release_free_memory_every(HEAP_TRIM_INTERVAL).await;
     };
 
+    // On a graceful stop both controllers end; wait for the second too, so its in-flight
+    // reconciles finish before the lease is released.
+    tokio::pin!(app_run, exec_run);
     tokio::select! {
-        _ = app_run => {}
-        _ = exec_run => {}
+        _ = &mut app_run => {
+            if *graceful.borrow() {
+                exec_run.await;
+            }
+        }
+        _ = &mut exec_run => {
+            if *graceful.borrow() {
+                app_run.await;
+            }
+        }
         _ = synced => {}
     }
     if *graceful.borrow() {
         Ok(())
     } else {
         Err(ControllerError::Stopped("spinapp/spinappexecutor"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_is_spread_by_up_to_a_tenth_and_stable_per_object() {
+        let settings = Settings {
+            resync: Duration::from_secs(300),
+            ..Settings::default()
+        };
+        let periods: std::collections::BTreeSet<Duration> = (0..200)
+            .map(|i| settings.resync_for("default", &format!("app-{i}")))
+            .collect();
+        assert!(
+            periods
+                .iter()
+                .all(|p| *p >= settings.resync && *p < settings.resync + Duration::from_secs(30))
+        );
+        // Spread, not one instant.
+        assert!(periods.len() > 150, "{} distinct periods", periods.len());
+        assert_eq!(
+            settings.resync_for("ns", "a"),
+            settings.resync_for("ns", "a")
+        );
+        let tiny = Settings {
+            resync: Duration::from_nanos(5),
+            ..Settings::default()
+        };
+        assert_eq!(tiny.resync_for("ns", "a"), Duration::from_nanos(5));
     }
 }

@@ -20,6 +20,7 @@ use super::Settings;
 use super::backoff::Backoff;
 use super::compare;
 use super::error::{ControllerError, is_conflict, is_not_found};
+use super::in_flight::InFlight;
 use super::index::{Index, IndexKey, ObjectKey};
 use super::metrics::Metrics;
 use super::slim::Slim;
@@ -44,6 +45,8 @@ pub struct Context {
     pub(crate) config_maps: Store<Slim<ConfigMap>>,
     /// Generated runtime-config Secrets by the app they were generated for.
     pub(crate) generated_secrets: Index<Slim<Secret>>,
+    /// Writes the caches may not show yet (see `in_flight`).
+    pub(crate) in_flight: InFlightWrites,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
@@ -51,6 +54,15 @@ pub struct Context {
     /// True once every reflector cache listed (see `run_controllers`: `Store::wait_until_ready`
     /// wakes only one waiting task, so exactly one task waits on the stores and flips this).
     pub(crate) synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// This replica's writes not yet seen by its caches, per kind.
+#[derive(Default)]
+pub(crate) struct InFlightWrites {
+    pub(crate) deployments: InFlight<Arc<Slim<Deployment>>>,
+    pub(crate) services: InFlight<Arc<Slim<Service>>>,
+    pub(crate) secrets: InFlight<Arc<Slim<Secret>>>,
+    pub(crate) statuses: InFlight<()>,
 }
 
 impl Context {
@@ -217,7 +229,7 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
                 failure: None,
             };
             write_status(app, ctx, &observed).await?;
-            Ok(Action::requeue(ctx.settings.resync))
+            Ok(Action::requeue(ctx.settings.resync_for(&ns, &name)))
         }
         Err(e) => {
             let observed = Observed {
@@ -303,7 +315,15 @@ async fn apply_children(
                 .labels_mut()
                 .entry(APP_NAME_LABEL.to_string())
                 .or_insert_with(|| name.to_string());
-            let applied = apply_if_changed(ctx, &ctx.secrets, ns, secret, "Secret").await?;
+            let applied = apply_if_changed(
+                ctx,
+                &ctx.secrets,
+                &ctx.in_flight.secrets,
+                ns,
+                secret,
+                "Secret",
+            )
+            .await?;
             Some(applied.name())
         }
         None => None,
@@ -315,9 +335,16 @@ async fn apply_children(
 
     let deployment = match children.deployment {
         Some(d) => Some(
-            apply_if_changed(ctx, &ctx.deployments, ns, d, "Deployment")
-                .await?
-                .into_typed()?,
+            apply_if_changed(
+                ctx,
+                &ctx.deployments,
+                &ctx.in_flight.deployments,
+                ns,
+                d,
+                "Deployment",
+            )
+            .await?
+            .into_typed()?,
         ),
         None => {
             delete_owned_deployment(app, ns, name, ctx).await?;
@@ -325,7 +352,15 @@ async fn apply_children(
         }
     };
 
-    let service = apply_if_changed(ctx, &ctx.services, ns, children.service, "Service").await?;
+    let service = apply_if_changed(
+        ctx,
+        &ctx.services,
+        &ctx.in_flight.services,
+        ns,
+        children.service,
+        "Service",
+    )
+    .await?;
 
     delete_stale_runtime_configs(app, ns, name, runtime_config_name.as_deref(), ctx).await?;
 
@@ -361,10 +396,12 @@ where
     }
 }
 
-/// Server-side applies `desired` unless the cached live object already matches it.
+/// Server-side applies `desired` unless the cached live object already matches it, or this
+/// replica applied the same content moments ago and the cache has not caught up yet.
 async fn apply_if_changed<K>(
     ctx: &Context,
     store: &Store<Slim<K>>,
+    in_flight: &InFlight<Arc<Slim<K>>>,
     ns: &str,
     desired: K,
     kind: &'static str,
@@ -379,18 +416,33 @@ where
 {
     let name = desired.name_any();
     let (stamped, stamped_json) = compare::stamp(desired, kind)?;
-    if let Some(live) = cached(store, ns, &name)
+    let live = cached(store, ns, &name);
+    if let Some(live) = &live
         && compare::up_to_date(&stamped_json, Some(live.as_ref()))
     {
-        return Ok(Live::Cached(live));
+        return Ok(Live::Cached(live.clone()));
+    }
+    let key = format!("{kind}/{ns}/{name}");
+    let cached_rv = live.and_then(|l| l.metadata.resource_version.clone());
+    let hash = compare::applied_hash(&stamped_json).to_string();
+    if let Some(written) = in_flight.pending(&key, cached_rv.as_deref(), &hash) {
+        return Ok(Live::Cached(written));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     tracing::info!(kind, namespace = ns, name = %name, "applying");
-    api.patch(&name, &params, &Patch::Apply(&stamped))
-        .await
-        .map(Live::Applied)
-        .map_err(|e| ControllerError::api(format!("apply {kind} {ns}/{name}"), e))
+    match api.patch(&name, &params, &Patch::Apply(&stamped)).await {
+        Ok(applied) => {
+            if let Ok(slim) = Slim::from_typed(&applied) {
+                in_flight.record(key, cached_rv, hash, Arc::new(slim));
+            }
+            Ok(Live::Applied(applied))
+        }
+        Err(e) => {
+            in_flight.forget(&key);
+            Err(ControllerError::api(format!("apply {kind} {ns}/{name}"), e))
+        }
+    }
 }
 
 async fn create_if_absent(
@@ -525,11 +577,32 @@ async fn write_status(
     }
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
+    // The same status (transition times aside) written moments ago, not yet in the app cache:
+    // writing it again would also repeat its Event.
+    let key = format!("{ns}/{name}");
+    let app_rv = app.metadata.resource_version.clone();
+    let hash = status::content_hash(&new);
+    if ctx
+        .in_flight
+        .statuses
+        .pending(&key, app_rv.as_deref(), &hash)
+        .is_some()
+    {
+        return Ok(());
+    }
     let api: Api<SpinApp> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = status::merge_patch(old, &new);
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| ControllerError::api(format!("patch SpinApp status {ns}/{name}"), e))?;
+    {
+        ctx.in_flight.statuses.forget(&key);
+        return Err(ControllerError::api(
+            format!("patch SpinApp status {ns}/{name}"),
+            e,
+        ));
+    }
+    ctx.in_flight.statuses.record(key, app_rv, hash, ());
 
     let before = status::ready_condition(old).map(|c| (c.status.clone(), c.reason.clone()));
     if let Some(now) = status::ready_condition(Some(&new))

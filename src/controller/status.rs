@@ -164,6 +164,18 @@ pub fn ready_condition(status: Option<&SpinAppStatus>) -> Option<&Condition> {
 }
 
 /// Merge patch turning `old` into `new`: fields dropped in `new` are set to null explicitly.
+/// Hash of a status ignoring condition transition times (which a recomputation from a stale
+/// cache sets to "now").
+pub fn content_hash(status: &SpinAppStatus) -> String {
+    let mut normalized = status.clone();
+    for condition in normalized.conditions.iter_mut().flatten() {
+        condition.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+    }
+    serde_json::to_value(&normalized)
+        .map(|v| super::compare::desired_hash(&v))
+        .unwrap_or_default()
+}
+
 pub fn merge_patch(old: Option<&SpinAppStatus>, new: &SpinAppStatus) -> Value {
     let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
     let mut body = match new_v {
