@@ -7,8 +7,9 @@
 //! converges). Each write is recorded here with the resourceVersion the cache showed before it
 //! and a hash of what was written; while the cache still shows that same version, writing the
 //! same content again is skipped. Once the cache shows any other version (ours arrived, or
-//! someone else wrote), the entry is dropped and the normal comparison decides. Entries live only
-//! until the cache catches up, so the map stays small.
+//! someone else wrote), or the cached object already matches, the entry is dropped and the
+//! normal comparison decides. Entries live only until the cache catches up and hold no objects,
+//! so the map stays small.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,8 +22,8 @@ struct Entry<V> {
     written: V,
 }
 
-/// In-flight writes by key (e.g. `Deployment/ns/name`), each with the value to answer with
-/// while the cache has not caught up (the apply response, or `()` for status).
+/// In-flight writes by key (e.g. `Deployment/ns/name`), each with a value to answer with while
+/// the cache has not caught up (the controller stores `()`: the keys and hashes are enough).
 pub struct InFlight<V> {
     entries: Mutex<HashMap<String, Entry<V>>>,
 }

@@ -56,12 +56,11 @@ pub struct Context {
     pub(crate) synced: tokio::sync::watch::Receiver<bool>,
 }
 
-/// This replica's writes not yet seen by its caches, per kind.
+/// This replica's writes not yet seen by its caches: children by `Kind/ns/name`, statuses by
+/// `ns/name`. Entries hold no objects and go away once the cache catches up.
 #[derive(Default)]
 pub(crate) struct InFlightWrites {
-    pub(crate) deployments: InFlight<Arc<Slim<Deployment>>>,
-    pub(crate) services: InFlight<Arc<Slim<Service>>>,
-    pub(crate) secrets: InFlight<Arc<Slim<Secret>>>,
+    pub(crate) children: InFlight<()>,
     pub(crate) statuses: InFlight<()>,
 }
 
@@ -318,7 +317,7 @@ async fn apply_children(
             let applied = apply_if_changed(
                 ctx,
                 &ctx.secrets,
-                &ctx.in_flight.secrets,
+                &ctx.in_flight.children,
                 ns,
                 secret,
                 "Secret",
@@ -338,7 +337,7 @@ async fn apply_children(
             apply_if_changed(
                 ctx,
                 &ctx.deployments,
-                &ctx.in_flight.deployments,
+                &ctx.in_flight.children,
                 ns,
                 d,
                 "Deployment",
@@ -355,7 +354,7 @@ async fn apply_children(
     let service = apply_if_changed(
         ctx,
         &ctx.services,
-        &ctx.in_flight.services,
+        &ctx.in_flight.children,
         ns,
         children.service,
         "Service",
@@ -401,7 +400,7 @@ where
 async fn apply_if_changed<K>(
     ctx: &Context,
     store: &Store<Slim<K>>,
-    in_flight: &InFlight<Arc<Slim<K>>>,
+    in_flight: &InFlight<()>,
     ns: &str,
     desired: K,
     kind: &'static str,
@@ -417,25 +416,34 @@ where
     let name = desired.name_any();
     let (stamped, stamped_json) = compare::stamp(desired, kind)?;
     let live = cached(store, ns, &name);
+    let key = format!("{kind}/{ns}/{name}");
     if let Some(live) = &live
         && compare::up_to_date(&stamped_json, Some(live.as_ref()))
     {
+        in_flight.forget(&key);
         return Ok(Live::Cached(live.clone()));
     }
-    let key = format!("{kind}/{ns}/{name}");
-    let cached_rv = live.and_then(|l| l.metadata.resource_version.clone());
+    let cached_rv = live
+        .as_ref()
+        .and_then(|l| l.metadata.resource_version.clone());
     let hash = compare::applied_hash(&stamped_json).to_string();
-    if let Some(written) = in_flight.pending(&key, cached_rv.as_deref(), &hash) {
-        return Ok(Live::Cached(written));
+    if in_flight
+        .pending(&key, cached_rv.as_deref(), &hash)
+        .is_some()
+    {
+        // Applied moments ago: answer with the (older) cached object, or, when the cache has
+        // none yet, with what was applied (a just-created object has no status either).
+        return Ok(match live {
+            Some(live) => Live::Cached(live),
+            None => Live::Applied(stamped),
+        });
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     tracing::info!(kind, namespace = ns, name = %name, "applying");
     match api.patch(&name, &params, &Patch::Apply(&stamped)).await {
         Ok(applied) => {
-            if let Ok(slim) = Slim::from_typed(&applied) {
-                in_flight.record(key, cached_rv, hash, Arc::new(slim));
-            }
+            in_flight.record(key, cached_rv, hash, ());
             Ok(Live::Applied(applied))
         }
         Err(e) => {
@@ -572,14 +580,15 @@ async fn write_status(
 ) -> Result<(), ControllerError> {
     let new = status::compute(app, observed, Timestamp::now());
     let old = app.status.as_ref();
-    if old == Some(&new) {
-        return Ok(());
-    }
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
+    let key = format!("{ns}/{name}");
+    if old == Some(&new) {
+        ctx.in_flight.statuses.forget(&key);
+        return Ok(());
+    }
     // The same status (transition times aside) written moments ago, not yet in the app cache:
     // writing it again would also repeat its Event.
-    let key = format!("{ns}/{name}");
     let app_rv = app.metadata.resource_version.clone();
     let hash = status::content_hash(&new);
     if ctx
