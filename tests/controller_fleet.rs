@@ -22,10 +22,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use spin_operator::api::{APP_NAME_LABEL, SpinApp};
 use spin_operator::controller::spinapp::GENERATED_RUNTIME_CONFIG_LABEL;
-use spin_operator::controller::{ControllerConfig, ControllerState, Metrics, Settings};
+use spin_operator::controller::{ControllerConfig, Settings};
 use spin_test_apiserver::{RequestMatcher, RequestRecord, ResourceKey, TestApiServer, Verb};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Client id of the operator in the fault test; the test's own writes use [`TEST_CLIENT`].
 const OPERATOR: &str = "operator";
@@ -55,59 +53,12 @@ fn settings(resync: Duration) -> Settings {
     }
 }
 
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), spin_operator::controller::ControllerError>>,
-    metrics: Metrics,
-    state: ControllerState,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let r = tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("controller stops within the timeout")
-            .expect("controller task did not panic");
-        r.expect("controller returned without error");
-    }
-
-    /// A crash: the task is dropped mid-flight, nothing is released.
-    async fn crash(self) {
-        self.task.abort();
-        let r = self.task.await;
-        assert!(r.is_err_and(|e| e.is_cancelled()));
-    }
-
-    fn successes(&self) -> u64 {
-        self.metrics.reconcile_count("spinapp", "success")
-    }
-}
+#[path = "support/operator.rs"]
+mod operator;
+use operator::Running;
 
 fn start(server: &TestApiServer, client_id: &str, config: ControllerConfig) -> Running {
-    // `RUST_LOG=spin_operator=debug cargo test ...` shows the controllers' logs.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let (tx, rx) = oneshot::channel::<()>();
-    let metrics = config.metrics.clone();
-    let state = config.state.clone();
-    let client = server.client_named(client_id);
-    let task = tokio::spawn(async move {
-        spin_operator::controller::run(client, config, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    Running {
-        stop: Some(tx),
-        task,
-        metrics,
-        state,
-    }
+    operator::start(server.client_named(client_id), config)
 }
 
 /// Polls `cond` every 250 ms (checking a whole fleet is not free) until it holds or `limit`.

@@ -14,39 +14,16 @@ use serde_json::{Value, json};
 use spin_operator::api::{
     APP_NAME_LABEL, EXECUTOR_FINALIZER, SpinApp, SpinAppExecutor, app_status_label,
 };
-use spin_operator::controller::{ControllerConfig, ControllerState, Metrics, Settings};
+use spin_operator::controller::{ControllerConfig, Settings};
 use spin_operator::rbac::{self, PERMISSIONS};
 use spin_test_apiserver::{RequestMatcher, RequestRecord, ResourceKey, TestApiServer, Verb};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(30);
 const NS: &str = "default";
 
-/// A running controller instance; stops (gracefully) on [`Running::stop`].
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), spin_operator::controller::ControllerError>>,
-    metrics: Metrics,
-    state: ControllerState,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let r = tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("controller stops within the timeout")
-            .expect("controller task did not panic");
-        r.expect("controller returned without error");
-    }
-
-    fn successes(&self) -> u64 {
-        self.metrics.reconcile_count("spinapp", "success")
-    }
-}
+#[path = "support/operator.rs"]
+mod operator;
+use operator::Running;
 
 fn settings() -> Settings {
     Settings {
@@ -58,27 +35,7 @@ fn settings() -> Settings {
 }
 
 fn start_with(server: &TestApiServer, config: ControllerConfig) -> Running {
-    // `RUST_LOG=spin_operator=debug cargo test ...` shows the controllers' logs.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let (tx, rx) = oneshot::channel::<()>();
-    let metrics = config.metrics.clone();
-    let state = config.state.clone();
-    let client = server.client();
-    let task = tokio::spawn(async move {
-        spin_operator::controller::run(client, config, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    Running {
-        stop: Some(tx),
-        task,
-        metrics,
-        state,
-    }
+    operator::start(server.client(), config)
 }
 
 fn start(server: &TestApiServer) -> Running {
