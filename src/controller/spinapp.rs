@@ -132,8 +132,9 @@ pub async fn reconcile(
 /// Requeue policy for failed reconciles: bounded exponential backoff per app; conflicts retry fast.
 pub fn error_policy(app: Arc<Slim<SpinApp>>, err: &ControllerError, ctx: Arc<Context>) -> Action {
     if let ControllerError::Decode { .. } = err {
-        // Retrying cannot help: the object must change, which triggers a new reconcile.
-        tracing::warn!(app = %app.name_any(), namespace = ?app.namespace(), error = %err, "SpinApp does not decode; waiting for a change");
+        // Retrying cannot help: the object (the app, or a cached child or reference named in
+        // the error) must change, and its watch triggers a new reconcile.
+        tracing::warn!(app = %app.name_any(), namespace = ?app.namespace(), error = %err, "object does not decode; waiting for a change");
         return Action::await_change();
     }
     let delay = if err.is_conflict() {
