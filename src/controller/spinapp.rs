@@ -159,10 +159,13 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
     ctx.wait_synced().await;
     tracing::debug!(app = %name, namespace = %ns, "reconciling");
 
-    // What runs now, reported in status while the app cannot be (re)built.
-    let live_deployment = cached(&ctx.deployments, &ns, &name)
-        .map(|d| decoded(&d))
-        .transpose()?;
+    // What runs now, reported in status while the app cannot be (re)built; decoded only on
+    // those paths (the apply path returns the live Deployment itself).
+    let live_deployment = || {
+        cached(&ctx.deployments, &ns, &name)
+            .map(|d| decoded(&d))
+            .transpose()
+    };
     let Some(executor) = cached(&ctx.executors, &ns, &app.spec.executor) else {
         let failure = Readiness::failed(
             status::REASON_EXECUTOR_NOT_FOUND,
@@ -171,9 +174,10 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
                 app.spec.executor
             ),
         );
+        let live = live_deployment()?;
         let observed = Observed {
             executor: None,
-            deployment: live_deployment.as_ref(),
+            deployment: live.as_ref(),
             service_name: None,
             selector: None,
             failure: Some(failure),
@@ -188,9 +192,10 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
         Ok(c) => c,
         Err(e) => {
             // Leave the running children alone; the Secret/ConfigMap watches re-trigger.
+            let live = live_deployment()?;
             let observed = Observed {
                 executor: Some(&app.spec.executor),
-                deployment: live_deployment.as_ref(),
+                deployment: live.as_ref(),
                 service_name: None,
                 selector: None,
                 failure: Some(Readiness::failed(e.reason(), e.to_string())),
@@ -232,9 +237,11 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
             Ok(Action::requeue(ctx.settings.resync_for(&ns, &name)))
         }
         Err(e) => {
+            // The apply error is what gets reported and retried, not a decode error.
+            let live = live_deployment().ok().flatten();
             let observed = Observed {
                 executor: Some(&app.spec.executor),
-                deployment: live_deployment.as_ref(),
+                deployment: live.as_ref(),
                 service_name: None,
                 selector,
                 failure: Some(Readiness::failed(
@@ -418,8 +425,11 @@ where
     let (stamped, stamped_json) = compare::stamp(desired, kind)?;
     let live = cached(store, ns, &name);
     let key = format!("{kind}/{ns}/{name}");
+    // The slim object's JSON directly: serializing the Slim would build it and then copy it.
     if let Some(live) = &live
-        && compare::up_to_date(&stamped_json, Some(live.as_ref()))
+        && live
+            .to_value()
+            .is_ok_and(|value| compare::is_subset(&stamped_json, &value))
     {
         in_flight.forget(&key);
         return Ok(Live::Cached(live.clone()));
