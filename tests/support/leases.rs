@@ -71,7 +71,7 @@ pub fn writes_outside_tenures<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use spin_test_apiserver::{RequestRecord, Verb};
 
@@ -83,25 +83,12 @@ mod tests {
         let req =
             |client: &str, resource: &str, verb: Verb, arrival_seq: u64, completion_seq: u64| {
                 RequestRecord {
-                    method: String::new(),
-                    verb,
-                    group: String::new(),
-                    version: "v1".into(),
-                    resource: resource.into(),
-                    subresource: None,
-                    namespace: Some("default".into()),
-                    name: Some("x".into()),
-                    patch_type: None,
-                    field_manager: None,
-                    label_selector: None,
-                    field_selector: None,
                     client: Some(client.into()),
                     arrival_seq,
                     completion_seq,
                     arrived_at: at,
-                    injected: false,
-                    delay: Duration::ZERO,
                     status: 200,
+                    ..RequestRecord::synthetic(verb, resource)
                 }
             };
         let log = vec![

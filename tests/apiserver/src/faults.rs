@@ -189,27 +189,7 @@ mod tests {
     use super::*;
 
     fn record(verb: Verb, resource: &str) -> RequestRecord {
-        RequestRecord {
-            method: String::new(),
-            verb,
-            group: String::new(),
-            version: "v1".into(),
-            resource: resource.into(),
-            subresource: None,
-            namespace: Some("default".into()),
-            name: Some("x".into()),
-            patch_type: None,
-            field_manager: None,
-            label_selector: None,
-            field_selector: None,
-            client: None,
-            arrival_seq: 0,
-            arrived_at: std::time::Instant::now(),
-            completion_seq: 0,
-            injected: false,
-            delay: Duration::ZERO,
-            status: 0,
-        }
+        RequestRecord::synthetic(verb, resource)
     }
 
     #[test]

@@ -79,6 +79,32 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// A served request for `verb` on core `resource` in `default`, for tests of code that reads
+    /// the log; override fields with struct update syntax.
+    pub fn synthetic(verb: Verb, resource: &str) -> Self {
+        RequestRecord {
+            method: String::new(),
+            verb,
+            group: String::new(),
+            version: "v1".into(),
+            resource: resource.into(),
+            subresource: None,
+            namespace: Some("default".into()),
+            name: Some("x".into()),
+            patch_type: None,
+            field_manager: None,
+            label_selector: None,
+            field_selector: None,
+            client: None,
+            arrival_seq: 0,
+            completion_seq: 0,
+            arrived_at: std::time::Instant::now(),
+            injected: false,
+            delay: std::time::Duration::ZERO,
+            status: 0,
+        }
+    }
+
     pub fn is_write(&self) -> bool {
         self.verb.is_write()
     }
