@@ -55,6 +55,22 @@ pub fn users(apps: &Index<Slim<SpinApp>>, executor: &SpinAppExecutor) -> Vec<Str
     super::spinapp::apps_using_executor(apps, &ns, &executor.name_any())
 }
 
+/// Apps indexed by their executor alone: what this controller asks. (The SpinApp controller's
+/// index also holds each app's Secret and ConfigMap references.)
+pub fn app_executor_index() -> Index<Slim<SpinApp>> {
+    Index::new(|app: &Slim<SpinApp>| {
+        executor_for_app(app)
+            .map(|executor| {
+                super::spinapp::executor_index_key(
+                    executor.namespace.as_deref().unwrap_or_default(),
+                    &executor.name,
+                )
+            })
+            .into_iter()
+            .collect()
+    })
+}
+
 /// The executor for an app change (the app's executor in the app's namespace).
 pub fn executor_for_app(app: &Slim<SpinApp>) -> Option<ObjectRef<SpinAppExecutor>> {
     let executor = app.decode_body::<AppExecutor>().ok()?.spec.executor;

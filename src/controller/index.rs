@@ -6,7 +6,8 @@
 //! is applied) and answers "which objects have this key". It follows the reflector's semantics: a
 //! relist (`Init` … `InitDone`) replaces the whole index at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kube::runtime::watcher;
@@ -14,57 +15,114 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 /// What an object is indexed under: another object (kind, namespace, name) it points at.
+///
+/// One shared string (`kind/namespace/name`: Kubernetes names never contain `/`), so the many
+/// apps naming one executor share one allocation, and the two maps share each key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IndexKey {
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-}
+pub struct IndexKey(Arc<str>);
 
 impl IndexKey {
     pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
-        IndexKey {
-            kind,
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
+        IndexKey(format!("{kind}/{namespace}/{name}").into())
     }
 }
 
 /// (namespace, name) of an indexed object.
 pub type ObjectKey = (String, String);
 
-type KeyFn<K> = dyn Fn(&K) -> Vec<IndexKey> + Send + Sync;
+/// An indexed object inside the maps: `namespace/name`, shared by both maps.
+type Member = Arc<str>;
 
-#[derive(Default)]
-struct Maps {
-    keys_of: HashMap<ObjectKey, Vec<IndexKey>>,
-    objects_of: HashMap<IndexKey, BTreeSet<ObjectKey>>,
+fn member(namespace: &str, name: &str) -> Member {
+    format!("{namespace}/{name}").into()
 }
 
-impl Maps {
-    fn remove(&mut self, object: &ObjectKey) {
-        for key in self.keys_of.remove(object).into_iter().flatten() {
-            if let Some(set) = self.objects_of.get_mut(&key) {
-                set.remove(object);
-                if set.is_empty() {
-                    self.objects_of.remove(&key);
-                }
+fn object_key(member: &Member) -> ObjectKey {
+    let (namespace, name) = member.split_once('/').unwrap_or_default();
+    (namespace.to_string(), name.to_string())
+}
+
+type KeyFn<K> = dyn Fn(&K) -> Vec<IndexKey> + Send + Sync;
+
+/// The objects under one key. Most keys (an app's own Secret, a ConfigMap one app reads) have
+/// a single object: kept inline, since the smallest set costs a 200–550-byte allocation each.
+enum Members {
+    One(Member),
+    Many(HashSet<Member>),
+}
+
+impl Members {
+    fn insert(&mut self, object: Member) {
+        match self {
+            Members::One(only) if *only == object => {}
+            Members::One(only) => {
+                let first = only.clone();
+                *self = Members::Many(HashSet::from([first, object]));
+            }
+            Members::Many(set) => {
+                set.insert(object);
             }
         }
     }
 
-    fn insert(&mut self, object: ObjectKey, keys: Vec<IndexKey>) {
+    /// Removes `object`; false when nothing is left.
+    fn remove(&mut self, object: &Member) -> bool {
+        match self {
+            Members::One(only) => only != object,
+            Members::Many(set) => {
+                set.remove(object);
+                !set.is_empty()
+            }
+        }
+    }
+
+    fn sorted(&self) -> Vec<ObjectKey> {
+        let mut all: Vec<ObjectKey> = match self {
+            Members::One(only) => vec![object_key(only)],
+            Members::Many(set) => set.iter().map(object_key).collect(),
+        };
+        all.sort_unstable();
+        all
+    }
+}
+
+#[derive(Default)]
+struct Maps {
+    keys_of: HashMap<Member, Box<[IndexKey]>>,
+    objects_of: HashMap<IndexKey, Members>,
+}
+
+impl Maps {
+    fn remove(&mut self, object: &Member) {
+        for key in self.keys_of.remove(object).into_iter().flatten() {
+            if let Some(members) = self.objects_of.get_mut(&key)
+                && !members.remove(object)
+            {
+                self.objects_of.remove(&key);
+            }
+        }
+    }
+
+    fn insert(&mut self, object: Member, keys: Vec<IndexKey>) {
         self.remove(&object);
         if keys.is_empty() {
             return;
         }
-        for key in &keys {
-            self.objects_of
-                .entry(key.clone())
-                .or_default()
-                .insert(object.clone());
-        }
+        let keys: Box<[IndexKey]> = keys
+            .into_iter()
+            .map(|key| match self.objects_of.entry(key) {
+                // Already indexed: share the existing key's string.
+                Entry::Occupied(mut entry) => {
+                    entry.get_mut().insert(object.clone());
+                    entry.key().clone()
+                }
+                Entry::Vacant(entry) => {
+                    let key = entry.key().clone();
+                    entry.insert(Members::One(object.clone()));
+                    key
+                }
+            })
+            .collect();
         self.keys_of.insert(object, keys);
     }
 }
@@ -114,8 +172,8 @@ impl<K: Resource> Index<K> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn object_key(obj: &K) -> ObjectKey {
-        (obj.namespace().unwrap_or_default(), obj.name_any())
+    fn member(obj: &K) -> Member {
+        member(&obj.namespace().unwrap_or_default(), &obj.name_any())
     }
 
     /// Applies one watch event (call it for every event, before or after the reflector).
@@ -123,15 +181,15 @@ impl<K: Resource> Index<K> {
         match event {
             watcher::Event::Apply(obj) => {
                 let keys = (self.key_fn)(obj);
-                self.write().live.insert(Self::object_key(obj), keys);
+                self.write().live.insert(Self::member(obj), keys);
             }
-            watcher::Event::Delete(obj) => self.write().live.remove(&Self::object_key(obj)),
+            watcher::Event::Delete(obj) => self.write().live.remove(&Self::member(obj)),
             watcher::Event::Init => self.write().relisting = Some(Maps::default()),
             watcher::Event::InitApply(obj) => {
                 let keys = (self.key_fn)(obj);
                 let mut inner = self.write();
                 let maps = inner.relisting.get_or_insert_with(Maps::default);
-                maps.insert(Self::object_key(obj), keys);
+                maps.insert(Self::member(obj), keys);
             }
             watcher::Event::InitDone => {
                 let mut inner = self.write();
@@ -150,7 +208,7 @@ impl<K: Resource> Index<K> {
             .live
             .objects_of
             .get(key)
-            .map(|set| set.iter().cloned().collect())
+            .map(Members::sorted)
             .unwrap_or_default()
     }
 
@@ -220,6 +278,29 @@ mod tests {
         idx.apply_watcher_event(&watcher::Event::Delete(cm("a", "two", &[])));
         assert!(idx.get(&key("a", "x")).is_empty());
         assert!(!idx.read().live.objects_of.contains_key(&key("a", "x")));
+    }
+
+    #[test]
+    fn objects_naming_one_key_share_its_string_and_empty_keys_go() {
+        let idx = index();
+        for name in ["one", "two", "three"] {
+            idx.apply_watcher_event(&watcher::Event::Apply(cm("a", name, &["x"])));
+        }
+        {
+            let inner = idx.read();
+            let (shared, _) = inner.live.objects_of.get_key_value(&key("a", "x")).unwrap();
+            assert_eq!(inner.live.keys_of.len(), 3);
+            for keys in inner.live.keys_of.values() {
+                assert!(Arc::ptr_eq(&keys[0].0, &shared.0));
+            }
+        }
+        for name in ["two", "one", "three"] {
+            idx.apply_watcher_event(&watcher::Event::Delete(cm("a", name, &[])));
+        }
+        assert!(idx.read().live.objects_of.is_empty());
+        assert!(idx.read().live.keys_of.is_empty());
+        idx.apply_watcher_event(&watcher::Event::Apply(cm("", "cluster-wide", &["x"])));
+        assert_eq!(idx.get(&key("", "x")), vec![obj("", "cluster-wide")]);
     }
 
     #[tokio::test]

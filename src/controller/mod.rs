@@ -254,11 +254,11 @@ fn stop_future(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
     .shared()
 }
 
-/// Annotation `kubectl apply` writes: a full copy of the applied object (for a Secret, its data).
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+use slim::LAST_APPLIED_ANNOTATION;
 
 /// Drops what the controllers never read but every cached object carries: `managedFields` (about
 /// as large as the object for server-side-applied children) and kubectl's last-applied copy.
+/// ([`Slim`] objects drop them from their JSON when decoded; this covers the typed kinds.)
 fn slim<K: kube::Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
@@ -416,8 +416,8 @@ async fn run_controllers(
         (app_refs.clone(), app_refs.clone(), app_refs.clone());
     let exec_for_sec = executors.clone();
     let app_run = app_controller
-        .owns_stream(deployment_stream)
-        .owns_stream(service_stream)
+        .watches_stream(deployment_stream, |d| spinapp::owner_apps(&d))
+        .watches_stream(service_stream, |s| spinapp::owner_apps(&s))
         .watches_stream(secret_stream, move |s| {
             spinapp::apps_for_secret(&refs_for_sec, &exec_for_sec, &s)
         })
@@ -437,7 +437,7 @@ async fn run_controllers(
 
     // The executor controller indexes apps by executor from its own SpinApp watch, so the index
     // is updated before that watch's triggers fire; it caches no SpinApp objects.
-    let exec_users = spinapp::app_reference_index();
+    let exec_users = executor::app_executor_index();
     let exec_app_stream = watch_events(
         Api::<Slim<SpinApp>>::all(client.clone()),
         watcher::Config::default(),

@@ -1,16 +1,20 @@
-//! [`Slim`]: how the controller caches child and referenced objects — typed metadata plus the rest
-//! of the object as compact JSON text.
+//! [`Slim`]: how the controller caches child and referenced objects — the identity part of the
+//! metadata decoded, the rest of the object as compact JSON text.
 //!
 //! Decoded k8s-openapi objects are mostly inline `Option`s of large structs (a `Container` is
 //! 2.3 KB, a `Volume` 3.3 KB before any content), so a cached Deployment costs ~14 KB while its
-//! JSON is ~2 KB. The controller only reads metadata on every event; spec, status and data are
-//! decoded on demand ([`Slim::to_typed`]) by the one reconcile that needs them.
+//! JSON is ~2 KB. The controller and kube-runtime read only identity, owner references and
+//! deletion on every event; spec, status, data and the other metadata are decoded on demand
+//! ([`Slim::to_typed`], [`Slim::labels`]) by the one reconcile or index that needs them.
+//! Labels and annotations stay in the JSON too: a decoded `BTreeMap` costs a 544-byte node plus
+//! two allocations per entry, ~1 KB per object for the two maps (heaptrack, BENCHMARKS.md).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,8 +22,9 @@ use serde_json::Value;
 
 /// An object of kind `K` with its metadata decoded and everything else kept as JSON text.
 pub struct Slim<K> {
+    /// Only the [`DECODED_METADATA`] fields; the others are in `body`.
     pub metadata: ObjectMeta,
-    /// The object without `metadata`, as compact JSON (an object).
+    /// The object without the decoded metadata fields, as compact JSON (an object).
     body: Box<str>,
     kind: PhantomData<fn() -> K>,
 }
@@ -46,13 +51,69 @@ impl<K: kube::Resource<DynamicType = ()>> fmt::Debug for Slim<K> {
     }
 }
 
+/// The metadata fields kept decoded: what kube-runtime's store and the controller read on every
+/// event (name, namespace, `resourceVersion`, `generation`, deletion). Each decoded string costs
+/// two allocations (the store key copies it), so `uid` and owner references, read only by
+/// the reconcile and the owner mapping, stay in the JSON ([`Slim::owner_references`]).
+pub const DECODED_METADATA: [&str; 5] = [
+    "name",
+    "namespace",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+];
+
+/// Annotation `kubectl apply` writes: a full copy of the applied object (for a Secret, its data).
+pub(crate) const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from the undecoded metadata what the controllers never read but objects carry:
+/// `managedFields` (about as large as the object for server-side-applied children) and
+/// kubectl's last-applied copy.
+fn strip_unread(rest: &mut serde_json::Map<String, Value>) {
+    rest.remove("managedFields");
+    if let Some(Value::Object(annotations)) = rest.get_mut("annotations") {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+/// One part of the undecoded metadata, read from the body.
+#[derive(Deserialize)]
+struct BodyMetadata<T: Default> {
+    #[serde(default)]
+    metadata: T,
+}
+
+#[derive(Deserialize, Default)]
+struct Labels {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Owners {
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerReference>>,
+}
+
 impl<K> Slim<K> {
     fn from_value<E: serde::de::Error>(mut value: Value) -> Result<Self, E> {
         let object = value
             .as_object_mut()
             .ok_or_else(|| E::custom("expected a Kubernetes object"))?;
         let metadata = match object.remove("metadata") {
-            Some(meta) => serde_json::from_value(meta).map_err(E::custom)?,
+            Some(Value::Object(mut rest)) => {
+                let decoded: serde_json::Map<String, Value> = DECODED_METADATA
+                    .iter()
+                    .filter_map(|key| rest.remove(*key).map(|v| ((*key).to_string(), v)))
+                    .collect();
+                strip_unread(&mut rest);
+                if !rest.is_empty() {
+                    object.insert("metadata".into(), Value::Object(rest));
+                }
+                serde_json::from_value(Value::Object(decoded)).map_err(E::custom)?
+            }
+            Some(_) => return Err(E::custom("metadata is not an object")),
             None => ObjectMeta::default(),
         };
         let body = serde_json::to_string(&value).map_err(E::custom)?;
@@ -66,10 +127,30 @@ impl<K> Slim<K> {
     /// The whole object as JSON (metadata included).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         let mut value: Value = serde_json::from_str(&self.body)?;
-        if let Some(object) = value.as_object_mut() {
-            object.insert("metadata".into(), serde_json::to_value(&self.metadata)?);
+        if let Some(object) = value.as_object_mut()
+            && let Value::Object(decoded) = serde_json::to_value(&self.metadata)?
+        {
+            match object
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+            {
+                Value::Object(rest) => rest.extend(decoded),
+                other => *other = Value::Object(decoded),
+            }
         }
         Ok(value)
+    }
+
+    /// `metadata.labels` (empty when there are none).
+    pub fn labels(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
+        let body: BodyMetadata<Labels> = serde_json::from_str(&self.body)?;
+        Ok(body.metadata.labels.unwrap_or_default())
+    }
+
+    /// `metadata.ownerReferences` (empty when there are none).
+    pub fn owner_references(&self) -> Result<Vec<OwnerReference>, serde_json::Error> {
+        let body: BodyMetadata<Owners> = serde_json::from_str(&self.body)?;
+        Ok(body.metadata.owner_references.unwrap_or_default())
     }
 }
 
@@ -178,6 +259,50 @@ mod tests {
             panic!("expected Added")
         };
         assert_eq!(slim.metadata.resource_version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn keeps_identity_decoded_and_the_rest_of_the_metadata_as_json() {
+        let mut object = deployment_json();
+        object["metadata"]["uid"] = json!("u-1");
+        object["metadata"]["annotations"] = json!({
+            "a": "b",
+            LAST_APPLIED_ANNOTATION: "{\"a\":\"copy\"}",
+        });
+        object["metadata"]["managedFields"] = json!([{"manager": "m", "operation": "Apply"}]);
+        object["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp", "name": "hello",
+            "uid": "u-0", "controller": true
+        }]);
+        let slim: Slim<Deployment> = serde_json::from_value(object.clone()).unwrap();
+        // Decoded: name, namespace, versions; the rest is read from the JSON.
+        assert_eq!(slim.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(slim.metadata.uid, None);
+        assert!(slim.metadata.labels.is_none() && slim.metadata.annotations.is_none());
+        assert_eq!(slim.owner_references().unwrap()[0].name, "hello");
+        assert_eq!(
+            slim.to_typed().unwrap().metadata.uid.as_deref(),
+            Some("u-1")
+        );
+        assert_eq!(
+            slim.labels().unwrap(),
+            BTreeMap::from([(
+                "core.spinkube.dev/app-name".to_string(),
+                "hello".to_string()
+            )])
+        );
+        // The whole object comes back, minus what is never read.
+        let metadata = object["metadata"].as_object_mut().unwrap();
+        metadata.remove("managedFields");
+        metadata["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(LAST_APPLIED_ANNOTATION);
+        assert_eq!(slim.to_value().unwrap(), object);
+        assert_eq!(
+            slim.to_typed().unwrap().metadata.annotations.unwrap().len(),
+            1
+        );
     }
 
     #[test]

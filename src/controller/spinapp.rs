@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -497,13 +496,29 @@ async fn create_if_absent(
     }
 }
 
-fn owned_by(obj: &impl Resource, app: &SpinApp) -> bool {
+/// True when `app` (this very object, by uid) owns the cached `obj`.
+fn owned_by<K>(obj: &Slim<K>, app: &SpinApp) -> bool {
     let Some(uid) = app.uid() else { return false };
-    obj.meta()
-        .owner_references
+    obj.owner_references()
+        .unwrap_or_default()
         .iter()
-        .flatten()
         .any(|r| r.uid == uid && r.kind == "SpinApp")
+}
+
+/// The SpinApps owning a cached child: what kube's `owns_stream` maps, read from the JSON a
+/// [`Slim`] keeps its owner references in.
+pub fn owner_apps<K: Resource<DynamicType = ()>>(child: &Slim<K>) -> Vec<ObjectRef<Slim<SpinApp>>> {
+    let namespace = child.metadata.namespace.as_deref();
+    match child.owner_references() {
+        Ok(owners) => owners
+            .iter()
+            .filter_map(|owner| ObjectRef::from_owner_ref(namespace, owner, ()))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(kind = K::kind(&()).as_ref(), namespace, name = child.metadata.name.as_deref(), %error, "owner references do not decode");
+            Vec::new()
+        }
+    }
 }
 
 async fn delete_owned_deployment(
@@ -515,7 +530,7 @@ async fn delete_owned_deployment(
     let Some(live) = cached(&ctx.deployments, ns, name) else {
         return Ok(());
     };
-    if !owned_by(live.as_ref(), app) || live.metadata.deletion_timestamp.is_some() {
+    if !owned_by(&live, app) || live.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
@@ -559,9 +574,7 @@ async fn delete_stale_runtime_configs(
         .filter(|(_, secret_name)| Some(secret_name.as_str()) != current)
         .filter_map(|(_, secret_name)| cached(&ctx.secrets, ns, &secret_name))
         .filter(|s| {
-            is_generated_runtime_config(&s.metadata) == Some(name)
-                && s.metadata.deletion_timestamp.is_none()
-                && owned_by(s.as_ref(), app)
+            is_generated_for(s, name) && s.metadata.deletion_timestamp.is_none() && owned_by(s, app)
         })
         .collect();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
@@ -691,8 +704,7 @@ const INDEX_EXECUTOR: &str = "SpinAppExecutor";
 const INDEX_SPINAPP: &str = "SpinApp";
 
 /// The app a generated runtime-config Secret was generated for, from its labels.
-fn is_generated_runtime_config(secret: &ObjectMeta) -> Option<&str> {
-    let labels = secret.labels.as_ref()?;
+fn generated_runtime_config_of(labels: &BTreeMap<String, String>) -> Option<&str> {
     (labels
         .get(GENERATED_RUNTIME_CONFIG_LABEL)
         .map(String::as_str)
@@ -701,15 +713,31 @@ fn is_generated_runtime_config(secret: &ObjectMeta) -> Option<&str> {
     .flatten()
 }
 
+/// True when a cached Secret is a runtime config generated for app `name`.
+fn is_generated_for(secret: &Slim<Secret>, name: &str) -> bool {
+    secret
+        .labels()
+        .is_ok_and(|labels| generated_runtime_config_of(&labels) == Some(name))
+}
+
 /// Generated runtime-config Secrets indexed by their app (for the stale-Secret cleanup).
 pub fn generated_secret_index() -> Index<Slim<Secret>> {
     Index::new(|secret: &Slim<Secret>| {
         let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
-        is_generated_runtime_config(&secret.metadata)
+        // Labels that do not decode cannot be ours: not indexed.
+        let Ok(labels) = secret.labels() else {
+            return Vec::new();
+        };
+        generated_runtime_config_of(&labels)
             .map(|app| IndexKey::new(INDEX_SPINAPP, ns, app))
             .into_iter()
             .collect()
     })
+}
+
+/// The index key of executor `name` in `namespace`.
+pub(crate) fn executor_index_key(namespace: &str, name: &str) -> IndexKey {
+    IndexKey::new(INDEX_EXECUTOR, namespace, name)
 }
 
 /// Apps indexed by what they point at: their executor, and the Secrets and ConfigMaps their
@@ -725,7 +753,7 @@ pub fn app_reference_index() -> Index<Slim<SpinApp>> {
         let refs = desired::referenced_objects(&app);
         let mut keys = Vec::with_capacity(1 + refs.secrets.len() + refs.config_maps.len());
         if !app.spec.executor.is_empty() {
-            keys.push(IndexKey::new(INDEX_EXECUTOR, ns, &app.spec.executor));
+            keys.push(executor_index_key(ns, &app.spec.executor));
         }
         keys.extend(
             refs.secrets
@@ -753,7 +781,7 @@ pub fn apps_for_executor(
     executor: &SpinAppExecutor,
 ) -> Vec<ObjectRef<Slim<SpinApp>>> {
     let ns = executor.namespace().unwrap_or_default();
-    to_app_refs(apps.get(&IndexKey::new(INDEX_EXECUTOR, &ns, &executor.name_any()))).collect()
+    to_app_refs(apps.get(&executor_index_key(&ns, &executor.name_any()))).collect()
 }
 
 /// Names of the apps in `namespace` that name executor `name`, sorted.
@@ -762,7 +790,7 @@ pub fn apps_using_executor(
     namespace: &str,
     name: &str,
 ) -> Vec<String> {
-    apps.get(&IndexKey::new(INDEX_EXECUTOR, namespace, name))
+    apps.get(&executor_index_key(namespace, name))
         .into_iter()
         .map(|(_, app)| app)
         .collect()
@@ -780,10 +808,9 @@ pub fn apps_for_secret(
     };
     // A Secret a SpinApp controls (its generated runtime config) concerns that app alone.
     if let Some(owner) = secret
-        .meta()
-        .owner_references
+        .owner_references()
+        .unwrap_or_default()
         .iter()
-        .flatten()
         .find(|r| r.controller == Some(true) && r.kind == "SpinApp")
     {
         return vec![ObjectRef::new(&owner.name).within(&ns)];
@@ -797,7 +824,7 @@ pub fn apps_for_secret(
         .filter(|e| e.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|e| ca_secret_of(e) == Some(name.as_str()))
     {
-        found.extend(apps.get(&IndexKey::new(INDEX_EXECUTOR, &ns, &executor.name_any())));
+        found.extend(apps.get(&executor_index_key(&ns, &executor.name_any())));
     }
     found.sort();
     found.dedup();
