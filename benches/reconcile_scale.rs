@@ -27,7 +27,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use spin_operator::api::SpinApp;
-use spin_operator::controller::{ControllerConfig, Settings};
+use spin_operator::controller::{ControllerConfig, Settings, heap};
 use spin_test_apiserver::{ResourceKey, TestApiServer, Verb};
 
 const NS: &str = "default";
@@ -247,6 +247,8 @@ async fn run(n: usize, resync: Duration) -> Row {
 
 /// The child: the real controllers against the parent's API server until killed.
 fn operator(url: &str, resync: Duration) {
+    // As `spin-operator run` does before starting its runtime.
+    heap::limit_arenas(heap::OPERATOR_ARENAS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -48,9 +48,14 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Rules(args) => cli::rules::run(args),
         Command::Render(args) => cli::render::run(args),
         Command::DevCert(args) => cli::dev_cert::run(args),
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(cli::run::run(args)),
+        Command::Run(args) => {
+            spin_operator::controller::heap::limit_arenas(
+                spin_operator::controller::heap::OPERATOR_ARENAS,
+            );
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(cli::run::run(args))
+        }
     }
 }

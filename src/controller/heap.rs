@@ -17,6 +17,25 @@ pub fn release_free_memory() {
     }
 }
 
+/// Caps glibc's malloc arenas at `arenas` (call before starting threads). glibc gives up to
+/// 8 per core, and every thread that ever allocated under contention gets its own: the
+/// long-lived cache ends up spread over many heaps with transient garbage between its
+/// objects, pages no trim can return (BENCHMARKS.md: RSS with 10,000 apps). Threads keep their
+/// own small-object caches (tcache), so few allocations take the arena lock.
+pub fn limit_arenas(arenas: i32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tuning parameters; M_ARENA_MAX takes effect for arenas
+    // created afterwards.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = arenas;
+}
+
+/// The arena cap the operator runs with ([`limit_arenas`]).
+pub const OPERATOR_ARENAS: i32 = 2;
+
 /// Releases free memory now and then every `every`, forever.
 pub async fn release_free_memory_every(every: Duration) {
     loop {

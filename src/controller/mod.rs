@@ -8,7 +8,7 @@ mod backoff;
 pub mod compare;
 mod error;
 pub mod executor;
-mod heap;
+pub mod heap;
 pub mod in_flight;
 pub mod index;
 pub mod leader;

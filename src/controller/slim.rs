@@ -24,8 +24,11 @@ use serde_json::Value;
 pub struct Slim<K> {
     /// Only the [`DECODED_METADATA`] fields; the others are in `body`.
     pub metadata: ObjectMeta,
-    /// The object without the decoded metadata fields, as compact JSON (an object).
-    body: Box<str>,
+    /// The object without the decoded metadata fields, as compact JSON (an object), LZ4
+    /// compressed: the JSON of a fleet's cached objects was ~40 % of the operator's memory
+    /// and compresses 2–3× (names and labels repeat within an object); decompressing ~2 KB
+    /// costs about a microsecond per read.
+    body: Box<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -46,7 +49,7 @@ impl<K: kube::Resource<DynamicType = ()>> fmt::Debug for Slim<K> {
             .field("kind", &K::kind(&()))
             .field("namespace", &self.metadata.namespace)
             .field("name", &self.metadata.name)
-            .field("body_bytes", &self.body.len())
+            .field("compressed_body_bytes", &self.body.len())
             .finish()
     }
 }
@@ -116,17 +119,25 @@ impl<K> Slim<K> {
             Some(_) => return Err(E::custom("metadata is not an object")),
             None => ObjectMeta::default(),
         };
-        let body = serde_json::to_string(&value).map_err(E::custom)?;
+        let json = serde_json::to_vec(&value).map_err(E::custom)?;
         Ok(Slim {
             metadata,
-            body: body.into_boxed_str(),
+            // An exact-size copy: shrinking the compressor's worst-case buffer in place would
+            // leave a hole beside every cached object.
+            body: Box::from(lz4_flex::compress_prepend_size(&json).as_slice()),
             kind: PhantomData,
         })
     }
 
+    /// The body's JSON text.
+    fn json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        lz4_flex::decompress_size_prepended(&self.body)
+            .map_err(<serde_json::Error as serde::de::Error>::custom)
+    }
+
     /// The whole object as JSON (metadata included).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
-        let mut value: Value = serde_json::from_str(&self.body)?;
+        let mut value: Value = serde_json::from_slice(&self.json()?)?;
         if let Some(object) = value.as_object_mut()
             && let Value::Object(decoded) = serde_json::to_value(&self.metadata)?
         {
@@ -143,13 +154,13 @@ impl<K> Slim<K> {
 
     /// `metadata.labels` (empty when there are none).
     pub fn labels(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
-        let body: BodyMetadata<Labels> = serde_json::from_str(&self.body)?;
+        let body: BodyMetadata<Labels> = serde_json::from_slice(&self.json()?)?;
         Ok(body.metadata.labels.unwrap_or_default())
     }
 
     /// `metadata.ownerReferences` (empty when there are none).
     pub fn owner_references(&self) -> Result<Vec<OwnerReference>, serde_json::Error> {
-        let body: BodyMetadata<Owners> = serde_json::from_str(&self.body)?;
+        let body: BodyMetadata<Owners> = serde_json::from_slice(&self.json()?)?;
         Ok(body.metadata.owner_references.unwrap_or_default())
     }
 }
@@ -157,7 +168,7 @@ impl<K> Slim<K> {
 impl<K> Slim<K> {
     /// Decodes the object without its metadata as `T` (e.g. a struct of the few fields needed).
     pub fn decode_body<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(&self.body)
+        serde_json::from_slice(&self.json()?)
     }
 }
 
