@@ -13,7 +13,7 @@
 //! resync stays at the production default (300 s) so it does not add load during convergence.
 //!
 //! The operator runs in a child process (this binary re-executed with `SCALE_OPERATOR_URL`), so
-//! its RSS (`/proc/<pid>/status` VmRSS) is the operator's alone, not the in-memory API server's.
+//! its RSS (`/proc/<pid>/status` VmRSS; VmHWM for its peak) is the operator's alone, not the in-memory API server's.
 //! Idle RSS is read once its controllers have started on an empty API server; the apps are
 //! created after that, while it runs (the clock starts before the first create).
 //!
@@ -33,16 +33,26 @@ use spin_test_apiserver::{ResourceKey, TestApiServer, Verb};
 const NS: &str = "default";
 const LIMIT: Duration = Duration::from_secs(600);
 
-fn rss_mib(pid: u32) -> f64 {
+/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// The process's peak RSS so far (what a memory limit must allow).
+fn peak_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
 }
 
 fn app(i: usize) -> Value {
@@ -86,6 +96,8 @@ struct Row {
     rss_idle: f64,
     rss_converged: f64,
     rss_restarted: f64,
+    peak_first: f64,
+    peak_restarted: f64,
 }
 
 struct Operator {
@@ -203,6 +215,7 @@ async fn run(n: usize, resync: Duration) -> Row {
     }
     eprintln!("N={n} requests by verb and resource: {by_kind:?}");
     let rss_converged = rss_mib(operator.pid());
+    let peak_first = peak_mib(operator.pid());
     drop(operator);
 
     // Resync of the converged fleet by a fresh operator: every app reconciled again from fresh
@@ -230,6 +243,7 @@ async fn run(n: usize, resync: Duration) -> Row {
     tokio::time::sleep(spin_operator::controller::HEAP_TRIM_INTERVAL + Duration::from_secs(1))
         .await;
     let rss_restarted = rss_mib(operator.pid());
+    let peak_restarted = peak_mib(operator.pid());
     Row {
         n,
         converge_s,
@@ -242,6 +256,8 @@ async fn run(n: usize, resync: Duration) -> Row {
         rss_idle,
         rss_converged,
         rss_restarted,
+        peak_first,
+        peak_restarted,
     }
 }
 
@@ -314,13 +330,14 @@ fn main() {
     println!(
         "| apps | converge s | apps/s | API requests | requests/app | writes/app | \
          restart: resync s | restart: reconciles | restart: API requests | restart: writes | \
-         RSS idle MiB | RSS converged MiB | RSS restarted MiB | KiB/app (restarted) |"
+         RSS idle MiB | RSS converged MiB | RSS restarted MiB | KiB/app (restarted) | \
+         peak MiB (first) | peak MiB (restarted) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in ns {
         let r = rt.block_on(run(n, resync));
         println!(
-            "| {} | {:.2} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.2} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             r.n,
             r.converge_s,
             r.n as f64 / r.converge_s,
@@ -335,6 +352,8 @@ fn main() {
             r.rss_converged,
             r.rss_restarted,
             (r.rss_restarted - r.rss_idle) * 1024.0 / r.n as f64,
+            r.peak_first,
+            r.peak_restarted,
         );
         if !bench {
             assert_eq!(r.restart_writes, 0, "a converged fleet wrote on resync");
