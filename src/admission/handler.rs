@@ -16,7 +16,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::metrics::{AdmissionMetrics, Outcome};
-use super::review::{self, RawRequest, Rejection};
+use super::review::{self, ObjectMeta, RawRequest, Rejection};
 use super::routes::{Action, ROUTES, Route};
 use crate::inventory::Lookup;
 use crate::rules::{self, Decision, Options};
@@ -93,6 +93,64 @@ fn json_response(response: AdmissionResponse) -> Response<Body> {
 
 fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
     let started = Instant::now();
+    if let Some(response) = handle_view(state, route, body, started) {
+        return response;
+    }
+    handle_value(state, route, body, started)
+}
+
+/// The common case without a `Value` of the object (building and dropping it was most of a
+/// review's CPU): the request with its objects as [`rules::ObjectView`]s and the view rules.
+/// `None` hands the request to [`handle_value`] — anything the typed passes do not accept, a
+/// spec that does not decode as it is, an UPDATE to ratchet — which answers it the same way
+/// the view would have, and words every error.
+fn handle_view(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &[u8],
+    started: Instant,
+) -> Option<Response> {
+    if !matches!(
+        route.action,
+        Action::MutateSpinApp | Action::ValidateSpinApp
+    ) {
+        return None;
+    }
+    let req = review::parse_view(body)?;
+    review::check_route(route, &req).ok()?;
+    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let request = rules::Request {
+            operation: review::rules_operation(&req.operation),
+            namespace: req.namespace().unwrap_or_default(),
+            name: req.name(),
+            object: req.object.as_ref(),
+            old_object: req.old_object.as_ref(),
+        };
+        let lookup = state.lookup.as_ref();
+        match route.action {
+            _ if !route.operations.contains(&req.operation) => Some(Decision::default()),
+            Action::MutateSpinApp => rules::mutate_spinapp_view(&request, lookup, &state.options),
+            Action::ValidateSpinApp => {
+                rules::validate_spinapp_view(&request, lookup, &state.options)
+            }
+            Action::ValidateExecutor | Action::AllowUnchanged => None,
+        }
+    }));
+    let decision = match decided {
+        Ok(decision) => decision?,
+        Err(_) => return Some(rules_panicked(state, route, &req.uid, started)),
+    };
+    let response = review::respond(route, &req, &decision).ok()?;
+    Some(answer(state, route, &req, &decision, response, started))
+}
+
+/// The reference path: the objects as `Value`s, for every request.
+fn handle_value(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &[u8],
+    started: Instant,
+) -> Response {
     let req = match review::parse(body).and_then(|req| {
         review::check_route(route, &req)?;
         Ok(req)
@@ -104,13 +162,7 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
     let decided = std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, route, &req)));
     let decision = match decided {
         Ok(decision) => decision,
-        Err(_) => {
-            let rejection = Rejection {
-                uid: Some(req.uid.clone()),
-                reason: "internal error while evaluating admission rules".to_string(),
-            };
-            return reject(state, route, rejection, started);
-        }
+        Err(_) => return rules_panicked(state, route, &req.uid, started),
     };
     let response = match review::respond(route, &req, &decision) {
         Ok(response) => response,
@@ -122,12 +174,37 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
             return reject(state, route, rejection, started);
         }
     };
+    answer(state, route, &req, &decision, response, started)
+}
+
+fn rules_panicked(
+    state: &AdmissionState,
+    route: &'static Route,
+    uid: &str,
+    started: Instant,
+) -> Response {
+    let rejection = Rejection {
+        uid: Some(uid.to_string()),
+        reason: "internal error while evaluating admission rules".to_string(),
+    };
+    reject(state, route, rejection, started)
+}
+
+/// The decision's log line and metrics, and the answer.
+fn answer<O: ObjectMeta>(
+    state: &AdmissionState,
+    route: &'static Route,
+    req: &RawRequest<O>,
+    decision: &Decision,
+    response: AdmissionResponse,
+    started: Instant,
+) -> Response {
     let outcome = if response.allowed {
         Outcome::Allowed
     } else {
         Outcome::Denied
     };
-    log_decision(route, &req, &decision, outcome);
+    log_decision(route, req, decision, outcome);
     state.metrics.observe(
         route.name,
         outcome,
@@ -182,7 +259,12 @@ fn reject(
 
 /// One line per decision, for audit. Identifies the request and what fired; never object
 /// contents (they may hold secrets or runtime config).
-fn log_decision(route: &Route, req: &RawRequest, decision: &Decision, outcome: Outcome) {
+fn log_decision<O: ObjectMeta>(
+    route: &Route,
+    req: &RawRequest<O>,
+    decision: &Decision,
+    outcome: Outcome,
+) {
     tracing::info!(
         target: "spin_operator::admission",
         uid = %req.uid,
@@ -199,6 +281,10 @@ fn log_decision(route: &Route, req: &RawRequest, decision: &Decision, outcome: O
         "admission decision"
     );
 }
+
+#[cfg(test)]
+#[path = "handler_view_tests.rs"]
+mod view_tests;
 
 #[cfg(test)]
 mod tests {

@@ -7,18 +7,21 @@ use kube::core::admission::{
 };
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, Status};
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::routes::{Route, WebhookKind};
 use crate::api::{GROUP, VERSION};
-use crate::rules::{self, Decision};
+use crate::rules::{self, Decision, ObjectView};
 
 /// The request fields the webhooks read. kube's `AdmissionRequest<T>` needs a typed object;
-/// the rules take raw JSON so that an object that does not decode still gets field errors.
+/// the rules take raw JSON (`O = Value`) so that an object that does not decode still gets
+/// field errors. The fast path ([`parse_view`]) reads the objects as [`ObjectView`]s instead.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RawRequest {
+pub struct RawRequest<O = Value> {
     pub uid: String,
     pub kind: GroupVersionKind,
     pub resource: GroupVersionResource,
@@ -32,14 +35,39 @@ pub struct RawRequest {
     #[serde(default)]
     pub user_info: UserInfo,
     #[serde(default)]
-    pub object: Option<Value>,
+    pub object: Option<O>,
     #[serde(default)]
-    pub old_object: Option<Value>,
+    pub old_object: Option<O>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
 
-impl RawRequest {
+/// The object metadata a request's namespace and name fall back to.
+pub trait ObjectMeta {
+    /// `metadata.<field>` when it is a string (`name`, `generateName` or `namespace`).
+    fn meta_str(&self, field: &str) -> Option<&str>;
+}
+
+impl ObjectMeta for Value {
+    fn meta_str(&self, field: &str) -> Option<&str> {
+        self.get("metadata")
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+    }
+}
+
+impl ObjectMeta for ObjectView<'_> {
+    fn meta_str(&self, field: &str) -> Option<&str> {
+        match field {
+            "name" => self.name.as_deref(),
+            "generateName" => self.generate_name.as_deref(),
+            "namespace" => self.namespace.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl<O: ObjectMeta> RawRequest<O> {
     /// Namespace of the request, falling back to the object's own metadata.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace
@@ -62,9 +90,7 @@ impl RawRequest {
         self.object
             .as_ref()
             .or(self.old_object.as_ref())
-            .and_then(|o| o.get("metadata"))
-            .and_then(|m| m.get(field))
-            .and_then(Value::as_str)
+            .and_then(|o| o.meta_str(field))
     }
 
     /// The requesting user's name, for the audit log line.
@@ -122,6 +148,29 @@ pub fn parse(body: &[u8]) -> Result<RawRequest, Rejection> {
     parse_slow(body)
 }
 
+/// [`parse`] for the fast path: the objects as [`ObjectView`]s (metadata decoded, `spec` kept as
+/// JSON text), so no `Value` of them is built or dropped. `None` whenever this typed pass does
+/// not accept the body (the caller then takes [`parse`] and the `Value` path, which decide and
+/// word it); when it does, the request says what [`parse`] would.
+pub fn parse_view(body: &[u8]) -> Option<RawRequest<ObjectView<'_>>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ViewEnvelope<'a> {
+        #[serde(default, borrow)]
+        api_version: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        request: Option<RawRequest<ObjectView<'a>>>,
+    }
+    let envelope = serde_json::from_slice::<ViewEnvelope>(body).ok()?;
+    let request = envelope.request?;
+    (envelope.api_version.as_deref() == Some(META_API_VERSION_V1)
+        && envelope.kind.as_deref() == Some(META_KIND)
+        && !request.uid.is_empty())
+    .then_some(request)
+}
+
 /// The reference parse: through a `Value`, so that the uid is recovered for the answer whenever
 /// the body is JSON with one, whatever else is wrong with it.
 fn parse_slow(body: &[u8]) -> Result<RawRequest, Rejection> {
@@ -158,7 +207,7 @@ fn parse_slow(body: &[u8]) -> Result<RawRequest, Rejection> {
 
 /// Check the request is for the route's resource (a misregistered webhook must not judge
 /// objects of another kind with the wrong rules), and carries the objects the operation implies.
-pub fn check_route(route: &Route, req: &RawRequest) -> Result<(), Rejection> {
+pub fn check_route<O: ObjectMeta>(route: &Route, req: &RawRequest<O>) -> Result<(), Rejection> {
     let uid = Some(req.uid.as_str());
     let want_kind = route.resource.kind();
     let want_resource = route.resource.plural();
@@ -234,9 +283,9 @@ pub fn rejected(uid: &str, reason: &str) -> AdmissionResponse {
 
 /// Turn a rules decision into the response: a Kubernetes `Invalid` status listing every field
 /// error as a cause, warnings for kubectl, and the JSON patch for mutating webhooks.
-pub fn respond(
+pub fn respond<O: ObjectMeta>(
     route: &Route,
-    req: &RawRequest,
+    req: &RawRequest<O>,
     decision: &Decision,
 ) -> Result<AdmissionResponse, kube::core::admission::SerializePatchError> {
     let mut response = allowed(&req.uid);

@@ -68,21 +68,7 @@ pub(crate) fn validate(
     else {
         return out;
     };
-    let executor = (!decoded.value.executor.is_empty())
-        .then(|| lookup.executor(namespace, &decoded.value.executor))
-        .flatten();
-    let cx = AppCtx {
-        namespace,
-        name,
-        spec: &decoded.value,
-        lookup,
-        opts,
-        executor,
-    };
-    let mut checked = Findings::default();
-    for check in CHECKS {
-        check(&cx, &mut checked);
-    }
+    let checked = check(namespace, name, &decoded.value, lookup, opts);
     // Fields that did not decode already have their error; defaults standing in for them must
     // not produce more.
     out.errors.extend(
@@ -93,6 +79,33 @@ pub(crate) fn validate(
     );
     out.warnings.extend(checked.warnings);
     out
+}
+
+/// Runs every SpinApp check on a decoded spec (what [`validate`] finds when the whole spec
+/// decodes).
+pub(crate) fn check(
+    namespace: &str,
+    name: &str,
+    spec: &SpinAppSpec,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Findings {
+    let executor = (!spec.executor.is_empty())
+        .then(|| lookup.executor(namespace, &spec.executor))
+        .flatten();
+    let cx = AppCtx {
+        namespace,
+        name,
+        spec,
+        lookup,
+        opts,
+        executor,
+    };
+    let mut checked = Findings::default();
+    for check in CHECKS {
+        check(&cx, &mut checked);
+    }
+    checked
 }
 
 /// Iterates a map field that may be absent.
