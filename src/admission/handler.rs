@@ -16,8 +16,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::metrics::{AdmissionMetrics, Outcome};
-use super::review::{self, ObjectMeta, RawRequest, Rejection};
+use super::review::{self, RawRequest, Rejection, Reviewed};
 use super::routes::{Action, ROUTES, Route};
+use super::view;
 use crate::inventory::Lookup;
 use crate::rules::{self, Decision, Options};
 
@@ -116,7 +117,7 @@ fn handle_view(
     ) {
         return None;
     }
-    let req = review::parse_view(body)?;
+    let req = view::parse(body)?;
     review::check_route(route, &req).ok()?;
     let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let request = rules::Request {
@@ -191,10 +192,10 @@ fn rules_panicked(
 }
 
 /// The decision's log line and metrics, and the answer.
-fn answer<O: ObjectMeta>(
+fn answer<R: Reviewed>(
     state: &AdmissionState,
     route: &'static Route,
-    req: &RawRequest<O>,
+    req: &R,
     decision: &Decision,
     response: AdmissionResponse,
     started: Instant,
@@ -259,25 +260,20 @@ fn reject(
 
 /// One line per decision, for audit. Identifies the request and what fired; never object
 /// contents (they may hold secrets or runtime config).
-fn log_decision<O: ObjectMeta>(
-    route: &Route,
-    req: &RawRequest<O>,
-    decision: &Decision,
-    outcome: Outcome,
-) {
+fn log_decision<R: Reviewed>(route: &Route, req: &R, decision: &Decision, outcome: Outcome) {
     tracing::info!(
         target: "spin_operator::admission",
-        uid = %req.uid,
+        uid = %req.uid(),
         user = req.user(),
         namespace = req.namespace().unwrap_or_default(),
         name = req.name(),
-        operation = review::rules_operation(&req.operation).as_str(),
+        operation = review::rules_operation(req.operation()).as_str(),
         webhook = route.name,
         allowed = outcome == Outcome::Allowed,
         rules = %decision.rules_fired.join(","),
         patch_ops = decision.patch.0.len(),
         warnings = decision.warnings.len(),
-        dry_run = req.dry_run.unwrap_or(false),
+        dry_run = req.dry_run(),
         "admission decision"
     );
 }

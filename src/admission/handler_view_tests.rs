@@ -173,6 +173,78 @@ fn bodies() -> Vec<String> {
             bodies.push(review(op, &object, old));
         }
     }
+    // Envelope variants, accepted or not by the reference.
+    let base: Value = serde_json::from_str(&review("CREATE", &good, None)).unwrap();
+    for (field, value) in [
+        ("userInfo", json!(["alice"])),
+        ("userInfo", Value::Null),
+        (
+            "userInfo",
+            json!({"username": null, "uid": "u", "groups": null}),
+        ),
+        ("userInfo", json!({"username": "bob", "groups": [1]})),
+        ("userInfo", json!({"username": "bob", "uid": 5})),
+        (
+            "userInfo",
+            json!({"username": "bob", "extra": {"a": ["b"]}, "future": {}}),
+        ),
+        ("userInfo", json!({"username": "bob", "extra": {"a": "b"}})),
+        (
+            "userInfo",
+            json!({"username": "bob", "extra": {"a": [null]}}),
+        ),
+        ("kind", json!(["core.spinkube.dev", "v1alpha1", "SpinApp"])),
+        (
+            "kind",
+            json!({"group": "core.spinkube.dev", "version": "v1alpha1"}),
+        ),
+        (
+            "kind",
+            json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "Pod"}),
+        ),
+        (
+            "resource",
+            json!({"group": "core.spinkube.dev", "version": "v1alpha1",
+                            "resource": "spinapps", "api_version": "core.spinkube.dev/v1alpha1"}),
+        ),
+        (
+            "resource",
+            json!({"group": "core.spinkube.dev", "version": "v1alpha1",
+                            "resource": "spinapps", "api_version": 1}),
+        ),
+        (
+            "resource",
+            json!(["core.spinkube.dev", "v1alpha1", "spinapps"]),
+        ),
+        ("subResource", json!("status")),
+        ("subResource", json!("")),
+        ("name", json!("web")),
+        ("name", Value::Null),
+        ("namespace", Value::Null),
+        ("namespace", json!("")),
+        ("dryRun", json!(true)),
+        ("dryRun", json!("yes")),
+        ("operation", json!("CONNECT")),
+        ("operation", json!("EXPLODE")),
+        ("uid", json!("")),
+        ("uid", json!(7)),
+        ("requestKind", json!([[[]]])),
+        ("options", json!({"deep": {"er": [1, 2.5, "x"]}})),
+    ] {
+        let mut b = base.clone();
+        b["request"][field] = value;
+        bodies.push(b.to_string());
+    }
+    for (field, value) in [
+        ("apiVersion", json!("admission.k8s.io/v1beta1")),
+        ("kind", json!("Nope")),
+        ("request", Value::Null),
+    ] {
+        let mut b = base.clone();
+        b[field] = value;
+        bodies.push(b.to_string());
+    }
+    bodies.push(r#"{"nope"#.to_string());
     let text = review("CREATE", &good, None);
     let image = r#""image":"ghcr.io/spinframework"#;
     for (from, to) in [
@@ -182,7 +254,10 @@ fn bodies() -> Vec<String> {
         (r#""spec":{"#, r#""spec":{"x":1,"x":2,"#),
         (r#""spec":{"#, r#""spec":null,"spec":{"#),
         (r#""metadata":{"#, r#""metadata":{"name":"x","#),
-        (r#""example.com/team":"#, r#""example.com/team":"a","example.com/team":"#),
+        (
+            r#""example.com/team":"#,
+            r#""example.com/team":"a","example.com/team":"#,
+        ),
         (r#""uid":"u-1""#, r#""uid":"u-0","uid":"u-1""#),
         (r#""object":{"#, r#""object":null,"object":{"#),
     ] {
@@ -209,7 +284,9 @@ async fn the_view_path_answers_as_the_value_path() {
     ] {
         for body in &bodies {
             let Some(view) = handle_view(&state, route, body.as_bytes(), Instant::now()) else {
-                if std::env::var("SHOW_SLOW").is_ok() { eprintln!("SLOW {} {}", route.path, &body[..body.len().min(600)]); }
+                if std::env::var("SHOW_SLOW").is_ok() {
+                    eprintln!("SLOW {} {}", route.path, &body[..body.len().min(600)]);
+                }
                 continue;
             };
             answered += 1;
@@ -242,9 +319,8 @@ fn the_view_path_takes_the_common_requests_and_leaves_the_rest() {
     let state = state();
     let mutate = route_for("/mutate-core-spinkube-dev-v1alpha1-spinapp");
     let validate = route_for("/validate-core-spinkube-dev-v1alpha1-spinapp");
-    let view = |route, body: &str| {
-        handle_view(&state, route, body.as_bytes(), Instant::now()).is_some()
-    };
+    let view =
+        |route, body: &str| handle_view(&state, route, body.as_bytes(), Instant::now()).is_some();
     let good = app(good_spec());
     let with = |f: &dyn Fn(&mut Value)| {
         let mut o = app(good_spec());

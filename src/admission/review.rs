@@ -7,21 +7,18 @@ use kube::core::admission::{
 };
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, Status};
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::routes::{Route, WebhookKind};
 use crate::api::{GROUP, VERSION};
-use crate::rules::{self, Decision, ObjectView};
+use crate::rules::{self, Decision};
 
 /// The request fields the webhooks read. kube's `AdmissionRequest<T>` needs a typed object;
-/// the rules take raw JSON (`O = Value`) so that an object that does not decode still gets
-/// field errors. The fast path ([`parse_view`]) reads the objects as [`ObjectView`]s instead.
+/// the rules take raw JSON so that an object that does not decode still gets field errors.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RawRequest<O = Value> {
+pub struct RawRequest {
     pub uid: String,
     pub kind: GroupVersionKind,
     pub resource: GroupVersionResource,
@@ -35,67 +32,113 @@ pub struct RawRequest<O = Value> {
     #[serde(default)]
     pub user_info: UserInfo,
     #[serde(default)]
-    pub object: Option<O>,
+    pub object: Option<Value>,
     #[serde(default)]
-    pub old_object: Option<O>,
+    pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
 
-/// The object metadata a request's namespace and name fall back to.
-pub trait ObjectMeta {
-    /// `metadata.<field>` when it is a string (`name`, `generateName` or `namespace`).
-    fn meta_str(&self, field: &str) -> Option<&str>;
-}
+/// What the handler reads of a request, however it was decoded: a [`RawRequest`], or a
+/// [`RequestView`](super::view::RequestView) on the fast path.
+pub trait Reviewed {
+    fn uid(&self) -> &str;
+    /// `kind` as (group, version, kind).
+    fn kind(&self) -> (&str, &str, &str);
+    /// `resource` as (group, resource).
+    fn resource(&self) -> (&str, &str);
+    fn sub_resource(&self) -> Option<&str>;
+    fn operation(&self) -> &Operation;
+    fn has_object(&self) -> bool;
+    fn has_old_object(&self) -> bool;
+    /// `namespace` as sent.
+    fn request_namespace(&self) -> Option<&str>;
+    /// `name` as sent.
+    fn request_name(&self) -> &str;
+    /// `metadata.<field>` (`name`, `generateName`, `namespace`) of the object, or else of the
+    /// old object, when it is a string.
+    fn object_meta(&self, field: &str) -> Option<&str>;
+    /// The requesting user's name, for the audit log line.
+    fn user(&self) -> &str;
+    fn dry_run(&self) -> bool;
 
-impl ObjectMeta for Value {
-    fn meta_str(&self, field: &str) -> Option<&str> {
-        self.get("metadata")
-            .and_then(|m| m.get(field))
-            .and_then(Value::as_str)
+    /// Namespace of the request, falling back to the object's own metadata.
+    fn namespace(&self) -> Option<&str> {
+        self.request_namespace()
+            .filter(|ns| !ns.is_empty())
+            .or_else(|| self.object_meta("namespace"))
     }
-}
 
-impl ObjectMeta for ObjectView<'_> {
-    fn meta_str(&self, field: &str) -> Option<&str> {
-        match field {
-            "name" => self.name.as_deref(),
-            "generateName" => self.generate_name.as_deref(),
-            "namespace" => self.namespace.as_deref(),
-            _ => None,
+    /// Name of the object; on CREATE with `generateName` the apiserver sends an empty name.
+    fn name(&self) -> &str {
+        let name = self.request_name();
+        if !name.is_empty() {
+            return name;
         }
+        self.object_meta("name")
+            .or_else(|| self.object_meta("generateName"))
+            .unwrap_or("")
     }
 }
 
-impl<O: ObjectMeta> RawRequest<O> {
+impl RawRequest {
     /// Namespace of the request, falling back to the object's own metadata.
     pub fn namespace(&self) -> Option<&str> {
-        self.namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty())
-            .or_else(|| self.meta_str("namespace"))
+        Reviewed::namespace(self)
     }
 
     /// Name of the object; on CREATE with `generateName` the apiserver sends an empty name.
     pub fn name(&self) -> &str {
-        if !self.name.is_empty() {
-            return &self.name;
-        }
-        self.meta_str("name")
-            .or_else(|| self.meta_str("generateName"))
-            .unwrap_or("")
-    }
-
-    fn meta_str(&self, field: &str) -> Option<&str> {
-        self.object
-            .as_ref()
-            .or(self.old_object.as_ref())
-            .and_then(|o| o.meta_str(field))
+        Reviewed::name(self)
     }
 
     /// The requesting user's name, for the audit log line.
     pub fn user(&self) -> &str {
+        Reviewed::user(self)
+    }
+}
+
+impl Reviewed for RawRequest {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+    fn kind(&self) -> (&str, &str, &str) {
+        (&self.kind.group, &self.kind.version, &self.kind.kind)
+    }
+    fn resource(&self) -> (&str, &str) {
+        (&self.resource.group, &self.resource.resource)
+    }
+    fn sub_resource(&self) -> Option<&str> {
+        self.sub_resource.as_deref()
+    }
+    fn operation(&self) -> &Operation {
+        &self.operation
+    }
+    fn has_object(&self) -> bool {
+        self.object.is_some()
+    }
+    fn has_old_object(&self) -> bool {
+        self.old_object.is_some()
+    }
+    fn request_namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+    fn request_name(&self) -> &str {
+        &self.name
+    }
+    fn object_meta(&self, field: &str) -> Option<&str> {
+        self.object
+            .as_ref()
+            .or(self.old_object.as_ref())
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+    }
+    fn user(&self) -> &str {
         self.user_info.username.as_deref().unwrap_or("")
+    }
+    fn dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
     }
 }
 
@@ -148,29 +191,6 @@ pub fn parse(body: &[u8]) -> Result<RawRequest, Rejection> {
     parse_slow(body)
 }
 
-/// [`parse`] for the fast path: the objects as [`ObjectView`]s (metadata decoded, `spec` kept as
-/// JSON text), so no `Value` of them is built or dropped. `None` whenever this typed pass does
-/// not accept the body (the caller then takes [`parse`] and the `Value` path, which decide and
-/// word it); when it does, the request says what [`parse`] would.
-pub fn parse_view(body: &[u8]) -> Option<RawRequest<ObjectView<'_>>> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ViewEnvelope<'a> {
-        #[serde(default, borrow)]
-        api_version: Option<Cow<'a, str>>,
-        #[serde(default, borrow)]
-        kind: Option<Cow<'a, str>>,
-        #[serde(default, borrow)]
-        request: Option<RawRequest<ObjectView<'a>>>,
-    }
-    let envelope = serde_json::from_slice::<ViewEnvelope>(body).ok()?;
-    let request = envelope.request?;
-    (envelope.api_version.as_deref() == Some(META_API_VERSION_V1)
-        && envelope.kind.as_deref() == Some(META_KIND)
-        && !request.uid.is_empty())
-    .then_some(request)
-}
-
 /// The reference parse: through a `Value`, so that the uid is recovered for the answer whenever
 /// the body is JSON with one, whatever else is wrong with it.
 fn parse_slow(body: &[u8]) -> Result<RawRequest, Rejection> {
@@ -207,29 +227,31 @@ fn parse_slow(body: &[u8]) -> Result<RawRequest, Rejection> {
 
 /// Check the request is for the route's resource (a misregistered webhook must not judge
 /// objects of another kind with the wrong rules), and carries the objects the operation implies.
-pub fn check_route<O: ObjectMeta>(route: &Route, req: &RawRequest<O>) -> Result<(), Rejection> {
-    let uid = Some(req.uid.as_str());
+pub fn check_route<R: Reviewed + ?Sized>(route: &Route, req: &R) -> Result<(), Rejection> {
+    let uid = Some(req.uid());
     let want_kind = route.resource.kind();
     let want_resource = route.resource.plural();
-    if req.kind.group != GROUP || req.kind.version != VERSION || req.kind.kind != want_kind {
+    let (group, version, kind) = req.kind();
+    if group != GROUP || version != VERSION || kind != want_kind {
         return Err(Rejection::new(
             uid,
             format!(
-                "webhook {} handles {GROUP}/{VERSION} {want_kind}, got {}/{} {}",
-                route.name, req.kind.group, req.kind.version, req.kind.kind
+                "webhook {} handles {GROUP}/{VERSION} {want_kind}, got {group}/{version} {kind}",
+                route.name
             ),
         ));
     }
-    if req.resource.group != GROUP || req.resource.resource != want_resource {
+    let (group, resource) = req.resource();
+    if group != GROUP || resource != want_resource {
         return Err(Rejection::new(
             uid,
             format!(
-                "webhook {} handles resource {want_resource}.{GROUP}, got {}.{}",
-                route.name, req.resource.resource, req.resource.group
+                "webhook {} handles resource {want_resource}.{GROUP}, got {resource}.{group}",
+                route.name
             ),
         ));
     }
-    if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(sub) = req.sub_resource().filter(|s| !s.is_empty()) {
         return Err(Rejection::new(
             uid,
             format!("webhook {} does not handle subresource {sub:?}", route.name),
@@ -238,15 +260,15 @@ pub fn check_route<O: ObjectMeta>(route: &Route, req: &RawRequest<O>) -> Result<
     if req.namespace().is_none() {
         return Err(Rejection::new(uid, "request has no namespace"));
     }
-    let needs = match req.operation {
-        Operation::Create | Operation::Update => req.object.is_some(),
-        Operation::Delete => req.old_object.is_some(),
+    let needs = match req.operation() {
+        Operation::Create | Operation::Update => req.has_object(),
+        Operation::Delete => req.has_old_object(),
         Operation::Connect => true,
     };
     if !needs {
         return Err(Rejection::new(
             uid,
-            format!("{:?} request carries no object", req.operation),
+            format!("{:?} request carries no object", req.operation()),
         ));
     }
     Ok(())
@@ -283,12 +305,12 @@ pub fn rejected(uid: &str, reason: &str) -> AdmissionResponse {
 
 /// Turn a rules decision into the response: a Kubernetes `Invalid` status listing every field
 /// error as a cause, warnings for kubectl, and the JSON patch for mutating webhooks.
-pub fn respond<O: ObjectMeta>(
+pub fn respond<R: Reviewed + ?Sized>(
     route: &Route,
-    req: &RawRequest<O>,
+    req: &R,
     decision: &Decision,
 ) -> Result<AdmissionResponse, kube::core::admission::SerializePatchError> {
-    let mut response = allowed(&req.uid);
+    let mut response = allowed(req.uid());
     if !decision.warnings.is_empty() {
         response.warnings = Some(
             decision

@@ -66,11 +66,8 @@ pub fn mutate_spinapp_view(
     let (Operation::Create | Operation::Update, Some(object)) = (req.operation, req.object) else {
         return Some(decision);
     };
-    let (patch, defaults) = defaulting::patch(
-        req.namespace,
-        defaulting::Unset::of_view(object)?,
-        lookup,
-    );
+    let (patch, defaults) =
+        defaulting::patch(req.namespace, defaulting::Unset::of_view(object)?, lookup);
     for d in &defaults {
         decision.fired(d.rule);
     }

@@ -114,12 +114,13 @@ fn check_domain(d: &str) -> Result<(), String> {
         }
     };
     if let Some(host) = host {
+        // Bytewise: a non-ASCII character fails the same tests as its bytes.
         let ok = !host.is_empty()
-            && host.split('.').all(|c| {
+            && host.as_bytes().split(|&b| b == b'.').all(|c| {
                 !c.is_empty()
-                    && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    && !c.starts_with('-')
-                    && !c.ends_with('-')
+                    && c.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+                    && c.first() != Some(&b'-')
+                    && c.last() != Some(&b'-')
             });
         if !ok {
             return Err(format!("invalid registry host {host:?}"));
@@ -134,6 +135,15 @@ fn check_domain(d: &str) -> Result<(), String> {
 }
 
 fn check_path_component(c: &str) -> Result<(), String> {
+    // One bytewise pass accepts every valid component; the checks below word the first problem.
+    if path_component_ok(c.as_bytes()) {
+        return Ok(());
+    }
+    word_path_component(c)
+}
+
+/// The first problem with a path component (`Ok` only if there is none).
+fn word_path_component(c: &str) -> Result<(), String> {
     if c.is_empty() {
         return Err("repository path components must not be empty".to_string());
     }
@@ -178,15 +188,47 @@ fn check_path_component(c: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `c` is a valid path component: lowercase alphanumeric runs joined by one '.', one or
+/// two '_', or any run of '-'.
+fn path_component_ok(c: &[u8]) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let (Some(&first), Some(&last)) = (c.first(), c.last()) else {
+        return false;
+    };
+    if !alnum(first) || !alnum(last) {
+        return false;
+    }
+    let mut i = 0;
+    while i < c.len() {
+        if alnum(c[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < c.len() && !alnum(c[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|&b| b == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
 fn check_tag(t: &str) -> Result<(), String> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    // Bytewise: a non-ASCII character fails the same tests as its bytes.
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     if t.is_empty() {
         return Err("tag must not be empty (remove the ':' or name a tag)".to_string());
     }
     if t.len() > 128 {
         return Err("tag must not be more than 128 characters".to_string());
     }
-    if !t.starts_with(word) || !t.chars().all(|c| word(c) || c == '.' || c == '-') {
+    let bytes = t.as_bytes();
+    if !bytes.first().is_some_and(|&b| word(b))
+        || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+    {
         return Err(format!(
             "invalid tag {t:?}: a tag is up to 128 letters, digits, '_', '.' or '-', not \
              starting with '.' or '-'"
@@ -260,6 +302,30 @@ mod tests {
         assert_eq!(r.tag, Some("v1"));
         assert!(r.digest.is_some());
         assert_eq!(parse("nginx").unwrap().tag, None);
+    }
+
+    /// The bytewise acceptance agrees with the checks that word the problems, on every string
+    /// of up to four characters over an alphabet that exercises each rule.
+    #[test]
+    fn bytewise_path_component_check_agrees() {
+        let alphabet = ['a', '1', '.', '_', '-', 'A', '!', 'é'];
+        let mut strings = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.chars().count() == strings.last().map_or(0, |l| l.chars().count()))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert!(strings.len() > 4000);
+        for c in &strings {
+            assert_eq!(
+                path_component_ok(c.as_bytes()),
+                word_path_component(c).is_ok(),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -147,7 +147,9 @@ mod tests {
         assert!(view(r#"{"spec":{},"spec":{}}"#).is_none());
         assert!(view(r#"{"metadata":{"name":7}}"#).is_none());
         let raw = |t: &str| serde_json::from_str::<Box<RawValue>>(t).unwrap();
-        assert!(spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","replicas":null}"#)).is_none());
+        assert!(
+            spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","replicas":null}"#)).is_none()
+        );
         assert!(spec::<crate::api::SpinAppSpec>(&raw(r#"["a"]"#)).is_none());
         assert!(spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","image":"b"}"#)).is_none());
         let s = spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","replicas":2}"#)).unwrap();
