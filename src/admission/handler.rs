@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kube::core::admission::AdmissionResponse;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -61,29 +62,37 @@ pub fn router(state: AdmissionState) -> Router {
             ),
         );
     }
-    app.with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        // Last resort: decisions already run under catch_unwind with the uid at hand; this
-        // catches anything outside it and still answers a denial, never a bare 500.
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                json_response(review::rejected("", "internal error in admission webhook"))
-            },
-        ))
+    // One composite layer (outermost first): each `Router::layer` call wraps every route in
+    // another boxed service, cloned per request.
+    app.with_state(state).layer(
+        ServiceBuilder::new()
+            // Last resort: decisions already run under catch_unwind with the uid at hand; this
+            // catches anything outside it and still answers a denial, never a bare 500.
+            .layer(CatchPanicLayer::custom(
+                |_: Box<dyn std::any::Any + Send>| {
+                    json_response(review::rejected("", "internal error in admission webhook"))
+                },
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}
+
+fn json_bytes(bytes: Vec<u8>) -> Response<Body> {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
 }
 
 fn json_response(response: AdmissionResponse) -> Response<Body> {
     match review::encode(response) {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes(bytes),
         Err(_) => (
             StatusCode::BAD_REQUEST,
             "could not encode AdmissionReview response\n",
@@ -141,6 +150,10 @@ fn handle_view(
         Ok(decision) => decision?,
         Err(_) => return Some(rules_panicked(state, route, &req.uid, started)),
     };
+    if let Some(bytes) = review::encode_allowed(route, &req.uid, &decision) {
+        record(state, route, &req, &decision, Outcome::Allowed, started);
+        return Some(json_bytes(bytes));
+    }
     let response = review::respond(route, &req, &decision).ok()?;
     Some(answer(state, route, &req, &decision, response, started))
 }
@@ -205,6 +218,19 @@ fn answer<R: Reviewed>(
     } else {
         Outcome::Denied
     };
+    record(state, route, req, decision, outcome, started);
+    json_response(response)
+}
+
+/// The decision's audit line and metrics.
+fn record<R: Reviewed>(
+    state: &AdmissionState,
+    route: &'static Route,
+    req: &R,
+    decision: &Decision,
+    outcome: Outcome,
+    started: Instant,
+) {
     log_decision(route, req, decision, outcome);
     state.metrics.observe(
         route.name,
@@ -212,7 +238,6 @@ fn answer<R: Reviewed>(
         &decision.rules_fired,
         started.elapsed(),
     );
-    json_response(response)
 }
 
 fn decide(state: &AdmissionState, route: &Route, req: &RawRequest) -> Decision {

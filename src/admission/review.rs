@@ -9,6 +9,7 @@ use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::routes::{Route, WebhookKind};
 use crate::api::{GROUP, VERSION};
@@ -380,6 +381,70 @@ pub fn encode(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Er
     serde_json::to_vec(&wire)
 }
 
+/// [`encode`]`(`[`respond`]`(route, req, decision))` for an allowed decision, written directly
+/// (no `AdmissionResponse` and its `Status` to build, no flattening); `None` when the decision
+/// denies or the patch does not serialize (take the general path then).
+pub fn encode_allowed(route: &Route, uid: &str, decision: &Decision) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use std::sync::LazyLock;
+    // The `status` of every allowance, serialized once.
+    static SUCCESS: LazyLock<Option<Box<RawValue>>> =
+        LazyLock::new(|| serde_json::value::to_raw_value(&Status::success().with_code(200)).ok());
+    if !decision.allowed() {
+        return None;
+    }
+    let patch = match route.kind == WebhookKind::Mutating && !decision.patch.0.is_empty() {
+        true => Some(
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&decision.patch).ok()?),
+        ),
+        false => None,
+    };
+    let warnings = (!decision.warnings.is_empty()).then(|| {
+        decision
+            .warnings
+            .iter()
+            .map(|w| w.message.as_str())
+            .collect()
+    });
+    let wire = AllowedReview {
+        api_version: META_API_VERSION_V1,
+        kind: META_KIND,
+        response: AllowedResponse {
+            uid,
+            allowed: true,
+            status: SUCCESS.as_deref()?,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            warnings,
+            patch,
+        },
+    };
+    serde_json::to_vec(&wire).ok()
+}
+
+/// What [`encode`] writes for an allowance, field for field.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AllowedReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: AllowedResponse<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AllowedResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
 /// `AdmissionReview` as sent back: the v1 TypeMeta and the response, nothing else.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -664,6 +729,67 @@ mod tests {
             let expected = reference(response.clone());
             let got: Value = serde_json::from_slice(&encode(response).unwrap()).unwrap();
             assert_eq!(got, expected);
+        }
+    }
+
+    /// The direct encoding of an allowance is byte for byte the general one.
+    #[test]
+    fn encode_allowed_matches_encode() {
+        let warn = |m: &str| rules::Warning {
+            rule: "SA-W",
+            message: m.into(),
+        };
+        let one_op = decision_with(vec![], vec![]).patch;
+        let two_ops: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "add", "path": "/spec/executor", "value": "containerd-shim-spin"},
+            {"op": "add", "path": "/spec", "value": {"replicas": 1, "executor": "x\"y"}}
+        ]))
+        .unwrap();
+        let decisions = [
+            Decision::default(),
+            Decision {
+                warnings: vec![warn("image uses \"latest\""), warn("zwei ü € \u{1}")],
+                ..Decision::default()
+            },
+            Decision {
+                patch: one_op,
+                ..Decision::default()
+            },
+            Decision {
+                patch: two_ops,
+                warnings: vec![warn("w")],
+                ..Decision::default()
+            },
+        ];
+        for path in [
+            "/mutate-core-spinkube-dev-v1alpha1-spinapp",
+            "/validate-core-spinkube-dev-v1alpha1-spinapp",
+        ] {
+            let route = route_for_path(path).unwrap();
+            for uid in ["u-1", "u\"2\\ é"] {
+                let mut r = spinapp_request();
+                r["uid"] = uid.into();
+                let req = parse(&body(r)).unwrap();
+                for decision in &decisions {
+                    let general = encode(respond(route, &req, decision).unwrap()).unwrap();
+                    let direct = encode_allowed(route, uid, decision).unwrap();
+                    assert_eq!(
+                        String::from_utf8(direct).unwrap(),
+                        String::from_utf8(general).unwrap()
+                    );
+                }
+            }
+            let denial = decision_with(
+                vec![rules::FieldError {
+                    rule: "SA-A",
+                    field: "spec.replicas".into(),
+                    error_type: rules::ErrorType::Invalid,
+                    bad_value: None,
+                    detail: String::new(),
+                }],
+                vec![],
+            );
+            assert!(encode_allowed(route, "u", &denial).is_none());
         }
     }
 
