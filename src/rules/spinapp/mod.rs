@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::findings::Findings;
 use super::{Options, decode};
-use crate::api::{SpinAppExecutor, SpinAppSpec};
+use crate::api::SpinAppSpec;
 use crate::inventory::Lookup;
 
 /// What every SpinApp check may look at.
@@ -26,8 +26,8 @@ pub(crate) struct AppCtx<'a> {
     pub spec: &'a SpinAppSpec,
     pub lookup: &'a dyn Lookup,
     pub opts: &'a Options,
-    /// The executor the app names, looked up once.
-    pub executor: Option<SpinAppExecutor>,
+    /// The executor the app names, looked up once: `Some(spec.createDeployment)` when it exists.
+    pub executor_creates_deployment: Option<bool>,
 }
 
 type Check = fn(&AppCtx, &mut Findings);
@@ -90,8 +90,8 @@ pub(crate) fn check(
     lookup: &dyn Lookup,
     opts: &Options,
 ) -> Findings {
-    let executor = (!spec.executor.is_empty())
-        .then(|| lookup.executor(namespace, &spec.executor))
+    let executor_creates_deployment = (!spec.executor.is_empty())
+        .then(|| lookup.executor_creates_deployment(namespace, &spec.executor))
         .flatten();
     let cx = AppCtx {
         namespace,
@@ -99,7 +99,7 @@ pub(crate) fn check(
         spec,
         lookup,
         opts,
-        executor,
+        executor_creates_deployment,
     };
     let mut checked = Findings::default();
     for check in CHECKS {
