@@ -120,15 +120,31 @@ fn handle_view(
     body: &[u8],
     started: Instant,
 ) -> Option<Response> {
-    if !matches!(
-        route.action,
-        Action::MutateSpinApp | Action::ValidateSpinApp
-    ) {
-        return None;
+    match route.action {
+        Action::MutateSpinApp => decide_view(state, route, body, started, |req, lookup| {
+            rules::mutate_spinapp_view(req, lookup, &state.options)
+        }),
+        Action::ValidateSpinApp => decide_view(state, route, body, started, |req, lookup| {
+            rules::validate_spinapp_view(req, lookup, &state.options)
+        }),
+        Action::ValidateExecutor | Action::AllowUnchanged => None,
     }
-    let req = view::parse(body)?;
+}
+
+/// [`handle_view`] with the route's view rules, whose objects' specs are read as `S`.
+fn decide_view<'a, S: serde::Deserialize<'a>>(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &'a [u8],
+    started: Instant,
+    rules: impl FnOnce(&rules::Request<rules::ObjectView<'a, S>>, &dyn Lookup) -> Option<Decision>,
+) -> Option<Response> {
+    let req = view::parse::<S>(body)?;
     review::check_route(route, &req).ok()?;
     let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if !route.operations.contains(&req.operation) {
+            return Some(Decision::default());
+        }
         let request = rules::Request {
             operation: review::rules_operation(&req.operation),
             namespace: req.namespace().unwrap_or_default(),
@@ -136,15 +152,7 @@ fn handle_view(
             object: req.object.as_ref(),
             old_object: req.old_object.as_ref(),
         };
-        let lookup = state.lookup.as_ref();
-        match route.action {
-            _ if !route.operations.contains(&req.operation) => Some(Decision::default()),
-            Action::MutateSpinApp => rules::mutate_spinapp_view(&request, lookup, &state.options),
-            Action::ValidateSpinApp => {
-                rules::validate_spinapp_view(&request, lookup, &state.options)
-            }
-            Action::ValidateExecutor | Action::AllowUnchanged => None,
-        }
+        rules(&request, state.lookup.as_ref())
     }));
     let decision = match decided {
         Ok(decision) => decision?,

@@ -1,6 +1,7 @@
 //! The AdmissionReview as the fast path reads it, in one typed pass over the body: strings
 //! borrowed from it (unless escaped), fields the handler never reads only type-checked, and the
-//! objects as [`ObjectView`]s. Nothing of the review is copied into owned values or a `Value`.
+//! objects as [`ObjectView`]s whose spec is decoded in the same pass into what the route's
+//! rules read. Nothing of the review is copied into a `Value`.
 //!
 //! Accepts a subset of what [`review::parse`](super::review::parse) accepts (a repeated field
 //! is refused here, for one) and, where both accept, reads the same request from it; `None`
@@ -17,10 +18,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::rules::ObjectView;
 
-/// The request fields the webhooks read (as [`RawRequest`](super::review::RawRequest)).
+/// The request fields the webhooks read (as [`RawRequest`](super::review::RawRequest)), the
+/// objects' specs read as `S`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RequestView<'a> {
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
+pub struct RequestView<'a, S> {
     #[serde(borrow)]
     pub uid: Cow<'a, str>,
     #[serde(borrow)]
@@ -36,12 +39,16 @@ pub struct RequestView<'a> {
     pub operation: Operation,
     #[serde(default, borrow)]
     pub user_info: UserView<'a>,
-    #[serde(default, borrow)]
-    pub object: Option<ObjectView<'a>>,
-    #[serde(default, borrow)]
-    pub old_object: Option<ObjectView<'a>>,
+    #[serde(default = "none", borrow)]
+    pub object: Option<ObjectView<'a, S>>,
+    #[serde(default = "none", borrow)]
+    pub old_object: Option<ObjectView<'a, S>>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// kube's `GroupVersionKind`, borrowed (same derive, same fields).
@@ -177,21 +184,22 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOf<T> {
 
 /// Parses an AdmissionReview v1 body for the fast path; `None` when this pass does not accept
 /// it or it is not a well-formed v1 review with a uid (the reference path answers those).
-pub fn parse(body: &[u8]) -> Option<RequestView<'_>> {
+pub fn parse<'a, S: Deserialize<'a>>(body: &'a [u8]) -> Option<RequestView<'a, S>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Envelope<'a> {
+    #[serde(bound(deserialize = "S: Deserialize<'de>"))]
+    struct Envelope<'a, S> {
         #[serde(default, borrow)]
         api_version: Option<Cow<'a, str>>,
         #[serde(default, borrow)]
         kind: Option<Cow<'a, str>>,
-        #[serde(default, borrow)]
-        request: Option<RequestView<'a>>,
+        #[serde(default = "none", borrow)]
+        request: Option<RequestView<'a, S>>,
     }
     // One UTF-8 check of the whole body instead of one per string (`from_slice` checks each
     // string it reads and none it skips; the reference refuses invalid UTF-8 wherever it reads).
     let text = std::str::from_utf8(body).ok()?;
-    let envelope = serde_json::from_str::<Envelope>(text).ok()?;
+    let envelope = serde_json::from_str::<Envelope<S>>(text).ok()?;
     let request = envelope.request?;
     (envelope.api_version.as_deref() == Some(META_API_VERSION_V1)
         && envelope.kind.as_deref() == Some(META_KIND)
@@ -199,7 +207,7 @@ pub fn parse(body: &[u8]) -> Option<RequestView<'_>> {
     .then_some(request)
 }
 
-impl RequestView<'_> {
+impl<S> RequestView<'_, S> {
     fn meta_str(&self, field: &str) -> Option<&str> {
         let object = self.object.as_ref().or(self.old_object.as_ref())?;
         match field {
@@ -210,7 +218,7 @@ impl RequestView<'_> {
     }
 }
 
-impl super::review::Reviewed for RequestView<'_> {
+impl<S> super::review::Reviewed for RequestView<'_, S> {
     fn uid(&self) -> &str {
         &self.uid
     }

@@ -7,7 +7,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Map, Value};
 
-use super::view::{DefaultedFields, ObjectView};
+use super::view::{DefaultingSpec, MapOnly, ObjectView};
 use crate::inventory::Lookup;
 
 /// A default the patch sets, for reporting (`spec.executor="containerd-shim-spin"`).
@@ -55,24 +55,22 @@ impl Unset {
         })
     }
 
-    /// From an object view (the same answers, read from the JSON text); `None` when the view
-    /// cannot tell exactly (the caller then reads the object as a `Value`).
-    pub fn of_view(object: &ObjectView) -> Option<Self> {
-        let Some(raw) = object.spec else {
-            return Some(Self {
+    /// From an object view (the same answers, read from the JSON text of those fields).
+    pub fn of_view(object: &ObjectView<DefaultingSpec>) -> Self {
+        match &object.spec {
+            None => Self {
                 spec: false,
                 executor: true,
                 replicas: true,
                 autoscaling_off: true,
-            });
-        };
-        let fields = DefaultedFields::from_spec(raw)?;
-        Some(Self {
-            spec: true,
-            executor: fields.executor.is_none_or(|v| v.get() == r#""""#),
-            replicas: fields.replicas.is_none(),
-            autoscaling_off: fields.enable_autoscaling.is_none_or(|v| v.get() == "false"),
-        })
+            },
+            Some(MapOnly(fields)) => Self {
+                spec: true,
+                executor: fields.executor_unset(),
+                replicas: fields.replicas_unset(),
+                autoscaling_off: fields.autoscaling_off(),
+            },
+        }
     }
 }
 

@@ -19,7 +19,7 @@ mod types;
 mod view;
 
 pub use types::*;
-pub use view::ObjectView;
+pub use view::{AppSpec, DefaultedFields, DefaultingSpec, MapOnly, ObjectView};
 
 use serde_json::Value;
 
@@ -55,10 +55,11 @@ pub fn mutate_spinapp(req: &Request, lookup: &dyn Lookup, _opts: &Options) -> De
     decision
 }
 
-/// [`mutate_spinapp`] on an object view, without a `Value` of the object: the same decision, or
-/// `None` when the view cannot tell exactly (then call [`mutate_spinapp`] on the `Value`).
+/// [`mutate_spinapp`] on an object view, without a `Value` of the object: the same decision.
+/// (`Option` like [`validate_spinapp_view`]; the view of the fields defaulting reads always
+/// tells.)
 pub fn mutate_spinapp_view(
-    req: &Request<ObjectView>,
+    req: &Request<ObjectView<DefaultingSpec>>,
     lookup: &dyn Lookup,
     _opts: &Options,
 ) -> Option<Decision> {
@@ -67,7 +68,7 @@ pub fn mutate_spinapp_view(
         return Some(decision);
     };
     let (patch, defaults) =
-        defaulting::patch(req.namespace, defaulting::Unset::of_view(object)?, lookup);
+        defaulting::patch(req.namespace, defaulting::Unset::of_view(object), lookup);
     for d in &defaults {
         decision.fired(d.rule);
     }
@@ -88,12 +89,11 @@ pub fn validate_spinapp(req: &Request, lookup: &dyn Lookup, opts: &Options) -> D
     decide(req, findings, "SA-RATCHET")
 }
 
-/// [`validate_spinapp`] on an object view, without a `Value` of the object: the same decision
-/// when the spec is present and decodes as it is, else `None` (then call [`validate_spinapp`]
-/// on the `Value`, which words decode errors). Also `None` for an UPDATE with errors, whose
-/// ratcheting compares the old and new objects.
+/// [`validate_spinapp`] on an object view (its spec decoded), without a `Value` of the object:
+/// the same decision, or `None` when the spec is absent (then call [`validate_spinapp`] on the
+/// `Value`) or for an UPDATE with errors, whose ratcheting compares the old and new objects.
 pub fn validate_spinapp_view(
-    req: &Request<ObjectView>,
+    req: &Request<ObjectView<AppSpec>>,
     lookup: &dyn Lookup,
     opts: &Options,
 ) -> Option<Decision> {
@@ -107,8 +107,8 @@ pub fn validate_spinapp_view(
         "" => object.name.as_deref().unwrap_or(""),
         name => name,
     };
-    let spec = view::spec::<crate::api::SpinAppSpec>(object.spec?)?;
-    let findings = spinapp::check(req.namespace, name, &spec, lookup, opts);
+    let spec = &object.spec.as_ref()?.0;
+    let findings = spinapp::check(req.namespace, name, spec, lookup, opts);
     if req.operation == Operation::Update && !findings.errors.is_empty() {
         return None;
     }

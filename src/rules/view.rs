@@ -1,35 +1,37 @@
-//! An object as the admission fast path reads it: the metadata the rules read, decoded in the
-//! same pass as the AdmissionReview, and `spec` kept as JSON text for one typed decode.
+//! An object as the admission fast path reads it: the metadata the rules read and the spec
+//! decoded in the same pass as the AdmissionReview — into the typed spec (validation), the
+//! fields defaulting reads (mutation), or kept as JSON text.
 //!
 //! The rules accept a view only where reading it gives exactly what reading the object as a
-//! `serde_json::Value` gives. Anything else — a `null` in the spec, a repeated field (a `Value`
-//! keeps the last one, a typed decode refuses), a value of the wrong type — makes the view
-//! functions answer `None`, and the caller takes the `Value` path, which words every error.
+//! `serde_json::Value` gives. Anything else — a repeated field (a `Value` keeps the last one, a
+//! typed decode refuses), a value of the wrong type, a spec that does not decode — fails the
+//! view or makes the view functions answer `None`, and the caller takes the `Value` path,
+//! which words every error.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-/// An object (SpinApp or SpinAppExecutor) with its `spec` as JSON text.
+/// An object (SpinApp or SpinAppExecutor) with its `spec` read as `S`.
 #[derive(Debug, Clone, Default)]
-pub struct ObjectView<'a> {
+pub struct ObjectView<'a, S = &'a RawValue> {
     pub name: Option<Cow<'a, str>>,
     pub generate_name: Option<Cow<'a, str>>,
     pub namespace: Option<Cow<'a, str>>,
     /// `metadata.deletionTimestamp` is set (and not null).
     pub deleting: bool,
-    /// `spec` as received; `None` when absent or null.
-    pub spec: Option<&'a RawValue>,
+    /// `spec`; `None` when absent or null.
+    pub spec: Option<S>,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for ObjectView<'a> {
+impl<'de: 'a, 'a, S: Deserialize<'de>> Deserialize<'de> for ObjectView<'a, S> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let MapOnly(fields) = MapOnly::<ObjectFields<'a>>::deserialize(deserializer)?;
+        let MapOnly(fields) = MapOnly::<ObjectFields<'a, S>>::deserialize(deserializer)?;
         let meta = fields.metadata.map(|m| m.0).unwrap_or_default();
         Ok(Self {
             name: meta.name,
@@ -42,11 +44,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for ObjectView<'a> {
 }
 
 #[derive(Deserialize)]
-struct ObjectFields<'a> {
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
+struct ObjectFields<'a, S> {
     #[serde(default, borrow)]
     metadata: Option<MapOnly<MetaFields<'a>>>,
-    #[serde(default, borrow)]
-    spec: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    spec: Option<S>,
+}
+
+fn none<S>() -> Option<S> {
+    None
 }
 
 #[derive(Default, Deserialize)]
@@ -64,7 +71,8 @@ struct MetaFields<'a> {
 
 /// `T` decoded from a JSON object only: a derived struct would also take an array (fields by
 /// position), which the `Value` path never reads as an object.
-struct MapOnly<T>(T);
+#[derive(Debug, Clone, Default)]
+pub struct MapOnly<T>(pub T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -82,35 +90,42 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
     }
 }
 
-/// The spec decoded as the `Value` path decodes it when nothing is wrong: only from an object
-/// without any `null` (the `Value` path strips nulls first, a typed decode may read one as a
-/// value), and only when every field decodes. `None` otherwise.
-pub(crate) fn spec<T: DeserializeOwned>(raw: &RawValue) -> Option<T> {
-    let text = raw.get();
-    if text.contains("null") {
-        return None;
-    }
-    serde_json::from_str::<MapOnly<T>>(text).ok().map(|m| m.0)
-}
+/// A SpinApp spec as validation reads it: decoded whole, from an object. A decode that
+/// succeeds gives what the `Value` path's decode gives: a `null` where one is accepted is an
+/// absent optional field in both (the `Value` path strips nulls; `SpinAppSpec` has no
+/// `serde_json::Value` field the checks read), and anything else fails here. Boxed: the spec
+/// is large, and the decode moves it through every enclosing struct of the review.
+pub type AppSpec = Box<MapOnly<crate::api::SpinAppSpec>>;
+
+/// A SpinApp spec as defaulting reads it.
+pub type DefaultingSpec<'a> = MapOnly<DefaultedFields<'a>>;
 
 /// The spec fields SpinApp defaulting reads, as JSON text (`None` when absent or null).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DefaultedFields<'a> {
+pub struct DefaultedFields<'a> {
     #[serde(default, borrow)]
-    pub executor: Option<&'a RawValue>,
+    executor: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    pub replicas: Option<&'a RawValue>,
+    replicas: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    pub enable_autoscaling: Option<&'a RawValue>,
+    enable_autoscaling: Option<&'a RawValue>,
 }
 
-impl<'a> DefaultedFields<'a> {
-    /// Decodes them from a spec object; `None` when it is not an object or repeats one of them.
-    pub fn from_spec(raw: &'a RawValue) -> Option<Self> {
-        serde_json::from_str::<MapOnly<Self>>(raw.get())
-            .ok()
-            .map(|m| m.0)
+impl DefaultedFields<'_> {
+    /// `spec.executor` absent, null or "".
+    pub(crate) fn executor_unset(&self) -> bool {
+        self.executor.is_none_or(|v| v.get() == r#""""#)
+    }
+
+    /// `spec.replicas` absent or null.
+    pub(crate) fn replicas_unset(&self) -> bool {
+        self.replicas.is_none()
+    }
+
+    /// `spec.enableAutoscaling` absent, null or `false`.
+    pub(crate) fn autoscaling_off(&self) -> bool {
+        self.enable_autoscaling.is_none_or(|v| v.get() == "false")
     }
 }
 
@@ -146,15 +161,26 @@ mod tests {
         assert!(view(r#"{"metadata":{"name":"a","name":"b"}}"#).is_none());
         assert!(view(r#"{"spec":{},"spec":{}}"#).is_none());
         assert!(view(r#"{"metadata":{"name":7}}"#).is_none());
-        let raw = |t: &str| serde_json::from_str::<Box<RawValue>>(t).unwrap();
-        assert!(
-            spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","replicas":null}"#)).is_none()
-        );
-        assert!(spec::<crate::api::SpinAppSpec>(&raw(r#"["a"]"#)).is_none());
-        assert!(spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","image":"b"}"#)).is_none());
-        let s = spec::<crate::api::SpinAppSpec>(&raw(r#"{"image":"a","replicas":2}"#)).unwrap();
-        assert_eq!((s.image.as_str(), s.replicas), ("a", Some(2)));
-        assert!(DefaultedFields::from_spec(&raw(r#"{"replicas":1,"replicas":2}"#)).is_none());
-        assert!(DefaultedFields::from_spec(&raw(r#"[1,2,3]"#)).is_none());
+        fn app(t: &str) -> Option<ObjectView<'_, AppSpec>> {
+            serde_json::from_str(t).ok()
+        }
+        assert!(app(r#"{"spec":["a"]}"#).is_none());
+        assert!(app(r#"{"spec":{"image":"a","image":"b"}}"#).is_none());
+        assert!(app(r#"{"spec":{"image":null}}"#).is_none());
+        let s = app(r#"{"spec":{"image":"a","replicas":2,"checks":null}}"#).unwrap();
+        let spec = &s.spec.unwrap().0;
+        assert_eq!((spec.image.as_str(), spec.replicas), ("a", Some(2)));
+        assert!(spec.checks.is_none());
+        fn defaults(t: &str) -> Option<ObjectView<'_, DefaultingSpec<'_>>> {
+            serde_json::from_str(t).ok()
+        }
+        assert!(defaults(r#"{"spec":{"replicas":1,"replicas":2}}"#).is_none());
+        assert!(defaults(r#"{"spec":[1,2,3]}"#).is_none());
+        let d = defaults(r#"{"spec":{"executor":"","replicas":null,"enableAutoscaling":false}}"#)
+            .unwrap()
+            .spec
+            .unwrap()
+            .0;
+        assert!(d.executor_unset() && d.replicas_unset() && d.autoscaling_off());
     }
 }
