@@ -419,7 +419,18 @@ pub fn encode_allowed(route: &Route, uid: &str, decision: &Decision) -> Option<V
             patch,
         },
     };
-    serde_json::to_vec(&wire).ok()
+    // Sized once: an allowance is ~200 bytes plus the patch and warnings (growing a Vec from
+    // empty reallocated it three times).
+    let mut bytes = Vec::with_capacity(
+        256 + wire.response.patch.as_ref().map_or(0, String::len)
+            + decision
+                .warnings
+                .iter()
+                .map(|w| w.message.len() + 8)
+                .sum::<usize>(),
+    );
+    serde_json::to_writer(&mut bytes, &wire).ok()?;
+    Some(bytes)
 }
 
 /// What [`encode`] writes for an allowance, field for field.

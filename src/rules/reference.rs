@@ -74,8 +74,19 @@ pub fn parse(s: &str) -> Result<Reference<'_>, String> {
     if path.is_empty() {
         return Err("repository path must not be empty".to_string());
     }
-    for component in path.split('/') {
-        check_path_component(component)?;
+    // Split at '/' found bytewise (an ASCII byte is always a char boundary).
+    let mut rest = path;
+    loop {
+        match rest.bytes().position(|b| b == b'/') {
+            Some(i) => {
+                check_path_component(&rest[..i])?;
+                rest = &rest[i + 1..];
+            }
+            None => {
+                check_path_component(rest)?;
+                break;
+            }
+        }
     }
     if let Some(t) = tag {
         check_tag(t)?;
