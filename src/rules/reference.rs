@@ -31,6 +31,70 @@ const NAME_MAX: usize = 255;
 
 /// Parses an image reference, explaining the first problem found.
 pub fn parse(s: &str) -> Result<Reference<'_>, String> {
+    match accept(s) {
+        Some(reference) => Ok(reference),
+        None => parse_and_explain(s),
+    }
+}
+
+/// The common case in one bytewise pass: a valid reference without a digest or an IPv6
+/// registry. `None` leaves the string to [`parse_and_explain`], which accepts the same valid
+/// references (and the rest) and words every problem.
+fn accept(s: &str) -> Option<Reference<'_>> {
+    let bytes = s.as_bytes();
+    let (mut first_slash, mut last_slash) = (None, None);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => {
+                first_slash.get_or_insert(i);
+                last_slash = Some(i);
+            }
+            // A digest, whitespace, control or non-ASCII: the general path.
+            b'@' | ..=b' ' | 0x7f.. => return None,
+            _ => {}
+        }
+    }
+    // A ':' after the last '/' starts the tag (an earlier one is a registry port).
+    let tag_from = last_slash.map_or(0, |i| i + 1);
+    let (name, tag) = match bytes[tag_from..].iter().position(|&b| b == b':') {
+        Some(i) => (&s[..tag_from + i], Some(&s[tag_from + i + 1..])),
+        None => (s, None),
+    };
+    if name.is_empty() || name.len() > NAME_MAX {
+        return None;
+    }
+    // `first_slash` lies in `name` (the tag starts after the last '/').
+    let (domain, path) = match first_slash {
+        Some(i) => {
+            let first = &name[..i];
+            if first.starts_with('[') {
+                return None;
+            }
+            if first.contains(['.', ':']) || first == "localhost" {
+                check_domain(first).ok()?;
+                (Some(first), &name[i + 1..])
+            } else {
+                (None, name)
+            }
+        }
+        None => (None, name),
+    };
+    if !path.as_bytes().split(|&b| b == b'/').all(path_component_ok) {
+        return None;
+    }
+    if let Some(t) = tag {
+        check_tag(t).ok()?;
+    }
+    Some(Reference {
+        domain,
+        path,
+        tag,
+        digest: None,
+    })
+}
+
+/// The reference parse, explaining the first problem found.
+fn parse_and_explain(s: &str) -> Result<Reference<'_>, String> {
     if s.is_empty() {
         return Err("must not be empty".to_string());
     }
@@ -313,6 +377,46 @@ mod tests {
         assert_eq!(r.tag, Some("v1"));
         assert!(r.digest.is_some());
         assert_eq!(parse("nginx").unwrap().tag, None);
+    }
+
+    /// The one-pass acceptance accepts only what the general parse accepts, with the same
+    /// parts: on every string of up to five characters over an alphabet of the grammar's
+    /// delimiters, and on real references.
+    #[test]
+    fn one_pass_acceptance_agrees_with_the_general_parse() {
+        let alphabet = ['a', '1', '.', '-', ':', '/', '@', 'A', '[', '_'];
+        let mut strings = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(last.iter().cloned());
+        }
+        for real in [
+            "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
+            "localhost:5000/app:latest",
+            "localhost/a/b",
+            "nginx",
+            "library/nginx:1.25",
+            "Registry.Example.com/app:v1",
+            "registry.example.com:5000/team/probed:v2",
+            "-bad.io/a",
+            "ghcr.io:port/a",
+            "ghcr.io/a:.v1",
+            "a/b__c/d-e---f/g.h_i:TAG_1.x-y",
+        ] {
+            strings.push(real.to_string());
+        }
+        let mut accepted = 0;
+        for s in &strings {
+            if let Some(r) = accept(s) {
+                accepted += 1;
+                assert_eq!(Ok(r), parse_and_explain(s), "{s:?}");
+            }
+        }
+        assert!(accepted > 1000, "{accepted} of {} accepted", strings.len());
     }
 
     /// The bytewise acceptance agrees with the checks that word the problems, on every string
