@@ -9,7 +9,6 @@ use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::routes::{Route, WebhookKind};
 use crate::api::{GROUP, VERSION};
@@ -382,17 +381,15 @@ pub fn encode(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Er
 }
 
 /// [`encode`]`(`[`respond`]`(route, req, decision))` for an allowed decision, written directly
-/// (no `AdmissionResponse` and its `Status` to build, no flattening); `None` when the decision
-/// denies or the patch does not serialize (take the general path then).
+/// around fixed parts serialized once (no `AdmissionResponse` and `Status` to build, no
+/// flattening, no key escaped per request); `None` when the decision denies or something does
+/// not serialize (take the general path then).
 pub fn encode_allowed(route: &Route, uid: &str, decision: &Decision) -> Option<Vec<u8>> {
     use base64::Engine;
-    use std::sync::LazyLock;
-    // The `status` of every allowance, serialized once.
-    static SUCCESS: LazyLock<Option<Box<RawValue>>> =
-        LazyLock::new(|| serde_json::value::to_raw_value(&Status::success().with_code(200)).ok());
     if !decision.allowed() {
         return None;
     }
+    let template = ALLOWED.as_ref()?;
     let patch = match route.kind == WebhookKind::Mutating && !decision.patch.0.is_empty() {
         true => Some(
             base64::engine::general_purpose::STANDARD
@@ -400,61 +397,64 @@ pub fn encode_allowed(route: &Route, uid: &str, decision: &Decision) -> Option<V
         ),
         false => None,
     };
-    let warnings = (!decision.warnings.is_empty()).then(|| {
-        decision
-            .warnings
-            .iter()
-            .map(|w| w.message.as_str())
-            .collect()
-    });
-    let wire = AllowedReview {
-        api_version: META_API_VERSION_V1,
-        kind: META_KIND,
-        response: AllowedResponse {
-            uid,
-            allowed: true,
-            status: SUCCESS.as_deref()?,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            warnings,
-            patch,
-        },
-    };
-    // Sized once: an allowance is ~200 bytes plus the patch and warnings (growing a Vec from
-    // empty reallocated it three times).
-    let mut bytes = Vec::with_capacity(
-        256 + wire.response.patch.as_ref().map_or(0, String::len)
+    // Sized once (growing a Vec from empty reallocated it three times).
+    let mut out = Vec::with_capacity(
+        template.head.len()
+            + template.status.len()
+            + uid.len()
+            + 64
+            + patch.as_ref().map_or(0, String::len)
             + decision
                 .warnings
                 .iter()
                 .map(|w| w.message.len() + 8)
                 .sum::<usize>(),
     );
-    serde_json::to_writer(&mut bytes, &wire).ok()?;
-    Some(bytes)
+    // Field order as kube's `AdmissionResponse` serializes (uid, allowed, status, patchType,
+    // warnings), then the base64 patch `encode` appends.
+    out.extend_from_slice(&template.head);
+    serde_json::to_writer(&mut out, uid).ok()?;
+    out.extend_from_slice(&template.status);
+    if patch.is_some() {
+        out.extend_from_slice(br#","patchType":"JSONPatch""#);
+    }
+    if !decision.warnings.is_empty() {
+        out.extend_from_slice(br#","warnings":["#);
+        for (i, warning) in decision.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, warning.message.as_str()).ok()?;
+        }
+        out.push(b']');
+    }
+    if let Some(patch) = patch {
+        // Base64 needs no escaping.
+        out.extend_from_slice(br#","patch":""#);
+        out.extend_from_slice(patch.as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}}");
+    Some(out)
 }
 
-/// What [`encode`] writes for an allowance, field for field.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AllowedReview<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: AllowedResponse<'a>,
+/// The fixed parts of every allowance: up to the uid's value, and from after it to the end of
+/// the status.
+struct AllowedTemplate {
+    head: Vec<u8>,
+    status: Vec<u8>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AllowedResponse<'a> {
-    uid: &'a str,
-    allowed: bool,
-    status: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    warnings: Option<Vec<&'a str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-}
+static ALLOWED: std::sync::LazyLock<Option<AllowedTemplate>> = std::sync::LazyLock::new(|| {
+    let mut head = br#"{"apiVersion":"#.to_vec();
+    serde_json::to_writer(&mut head, META_API_VERSION_V1).ok()?;
+    head.extend_from_slice(br#","kind":"#);
+    serde_json::to_writer(&mut head, META_KIND).ok()?;
+    head.extend_from_slice(br#","response":{"uid":"#);
+    let mut status = br#","allowed":true,"status":"#.to_vec();
+    serde_json::to_writer(&mut status, &Status::success().with_code(200)).ok()?;
+    Some(AllowedTemplate { head, status })
+});
 
 /// `AdmissionReview` as sent back: the v1 TypeMeta and the response, nothing else.
 #[derive(Serialize)]
