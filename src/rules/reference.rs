@@ -267,26 +267,27 @@ fn word_path_component(c: &str) -> Result<(), String> {
 /// two '_', or any run of '-'.
 fn path_component_ok(c: &[u8]) -> bool {
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let (Some(&first), Some(&last)) = (c.first(), c.last()) else {
-        return false;
-    };
-    if !alnum(first) || !alnum(last) {
+    if !c.first().is_some_and(|&b| alnum(b)) || !c.last().is_some_and(|&b| alnum(b)) {
         return false;
     }
-    let mut i = 0;
-    while i < c.len() {
-        if alnum(c[i]) {
-            i += 1;
+    // The separator run since the last alphanumeric: its byte and length (0: none).
+    let (mut sep, mut len) = (0u8, 0usize);
+    for &b in c {
+        if alnum(b) {
+            len = 0;
             continue;
         }
-        let start = i;
-        while i < c.len() && !alnum(c[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        if !(matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|&b| b == b'-')) {
+        let ok = match (b, len) {
+            (b'.' | b'_' | b'-', 0) => true,
+            (b'_', 1) => sep == b'_',
+            (b'-', _) => sep == b'-',
+            _ => false,
+        };
+        if !ok {
             return false;
         }
+        sep = b;
+        len += 1;
     }
     true
 }
