@@ -26,6 +26,12 @@ pub enum Presence {
 pub trait Lookup: Send + Sync {
     /// The executor `name` in `namespace`.
     fn executor(&self, namespace: &str, name: &str) -> Option<SpinAppExecutor>;
+    /// `spec.createDeployment` of the executor `name` in `namespace`, if it exists: what the
+    /// SpinApp rules read of it (an implementation can answer without copying the executor).
+    fn executor_creates_deployment(&self, namespace: &str, name: &str) -> Option<bool> {
+        self.executor(namespace, name)
+            .map(|e| e.spec.create_deployment)
+    }
     /// Names of all executors in `namespace`, sorted.
     fn executor_names(&self, namespace: &str) -> Vec<String>;
     /// Names of the SpinApps in `namespace` whose `spec.executor` is `executor`, sorted.

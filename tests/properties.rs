@@ -2,7 +2,8 @@
 //! - defaulting is idempotent and its patch always applies;
 //! - validate(default(x)) never fails for a reason defaulting could have fixed;
 //! - desired::build is deterministic;
-//! - AdmissionReview parsing and the SpinApp rules never panic on arbitrary input (fuzz-style).
+//! - AdmissionReview parsing and the SpinApp rules never panic on arbitrary input (fuzz-style);
+//! - the fast path's rules on object views decide as the rules on the `Value` whenever they decide.
 //!
 //! Longer run: `PROPTEST_CASES=5000 cargo test --test properties`.
 
@@ -355,5 +356,77 @@ proptest! {
         })).unwrap()),
     ]) {
         let _ = review::parse(&body);
+    }
+}
+
+/// The admission fast path's rules on object views (the review decoded without a `Value`),
+/// against the rules on the object's `Value`: whenever a view decides, it decides the same.
+fn views_agree(ns: &str, app: &Value, old: &Value, update: bool) -> Result<(), TestCaseError> {
+    use spin_operator::rules::{AppSpec, DefaultingSpec, ObjectView};
+    let inv = inventory();
+    let opts = Options::default();
+    let operation = if update {
+        Operation::Update
+    } else {
+        Operation::Create
+    };
+    let by_value = Request {
+        operation,
+        old_object: update.then_some(old),
+        ..request(ns, app)
+    };
+    let (text, old_text) = (app.to_string(), old.to_string());
+    if let (Ok(object), Ok(old_object)) = (
+        serde_json::from_str::<ObjectView<DefaultingSpec>>(&text),
+        serde_json::from_str::<ObjectView<DefaultingSpec>>(&old_text),
+    ) {
+        let by_view = Request {
+            operation,
+            namespace: ns,
+            name: "",
+            object: Some(&object),
+            old_object: update.then_some(&old_object),
+        };
+        if let Some(d) = rules::mutate_spinapp_view(&by_view, &inv, &opts) {
+            prop_assert_eq!(d, rules::mutate_spinapp(&by_value, &inv, &opts));
+        }
+    }
+    if let (Ok(object), Ok(old_object)) = (
+        serde_json::from_str::<ObjectView<AppSpec>>(&text),
+        serde_json::from_str::<ObjectView<AppSpec>>(&old_text),
+    ) {
+        let by_view = Request {
+            operation,
+            namespace: ns,
+            name: "",
+            object: Some(&object),
+            old_object: update.then_some(&old_object),
+        };
+        if let Some(d) = rules::validate_spinapp_view(&by_view, &inv, &opts) {
+            prop_assert_eq!(d, rules::validate_spinapp(&by_value, &inv, &opts));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn view_rules_agree_with_value_rules_on_generated_apps(
+        (ns, app) in spinapp(),
+        (_, old) in spinapp(),
+        update in any::<bool>(),
+    ) {
+        views_agree(&ns, &app, &old, update)?;
+    }
+
+    #[test]
+    fn view_rules_agree_with_value_rules_on_fuzzed_apps(
+        app in fuzzed_spinapp(),
+        old in fuzzed_spinapp(),
+        update in any::<bool>(),
+    ) {
+        views_agree("default", &app, &old, update)?;
     }
 }

@@ -166,6 +166,12 @@ impl Lookup for CachedLookup {
             .map(|e| e.as_ref().clone())
     }
 
+    fn executor_creates_deployment(&self, namespace: &str, name: &str) -> Option<bool> {
+        self.executors
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|e| e.spec.create_deployment)
+    }
+
     fn executor_names(&self, namespace: &str) -> Vec<String> {
         let mut names: Vec<String> = self
             .executors

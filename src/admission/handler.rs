@@ -12,12 +12,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kube::core::admission::AdmissionResponse;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::metrics::{AdmissionMetrics, Outcome};
-use super::review::{self, RawRequest, Rejection};
+use super::review::{self, RawRequest, Rejection, Reviewed};
 use super::routes::{Action, ROUTES, Route};
+use super::view;
 use crate::inventory::Lookup;
 use crate::rules::{self, Decision, Options};
 
@@ -60,29 +62,37 @@ pub fn router(state: AdmissionState) -> Router {
             ),
         );
     }
-    app.with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        // Last resort: decisions already run under catch_unwind with the uid at hand; this
-        // catches anything outside it and still answers a denial, never a bare 500.
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                json_response(review::rejected("", "internal error in admission webhook"))
-            },
-        ))
+    // One composite layer (outermost first): each `Router::layer` call wraps every route in
+    // another boxed service, cloned per request.
+    app.with_state(state).layer(
+        ServiceBuilder::new()
+            // Last resort: decisions already run under catch_unwind with the uid at hand; this
+            // catches anything outside it and still answers a denial, never a bare 500.
+            .layer(CatchPanicLayer::custom(
+                |_: Box<dyn std::any::Any + Send>| {
+                    json_response(review::rejected("", "internal error in admission webhook"))
+                },
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}
+
+fn json_bytes(bytes: Vec<u8>) -> Response<Body> {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
 }
 
 fn json_response(response: AdmissionResponse) -> Response<Body> {
     match review::encode(response) {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes(bytes),
         Err(_) => (
             StatusCode::BAD_REQUEST,
             "could not encode AdmissionReview response\n",
@@ -93,6 +103,76 @@ fn json_response(response: AdmissionResponse) -> Response<Body> {
 
 fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
     let started = Instant::now();
+    if let Some(response) = handle_view(state, route, body, started) {
+        return response;
+    }
+    handle_value(state, route, body, started)
+}
+
+/// The common case without a `Value` of the object (building and dropping it was most of a
+/// review's CPU): the request with its objects as [`rules::ObjectView`]s and the view rules.
+/// `None` hands the request to [`handle_value`] — anything the typed passes do not accept, a
+/// spec that does not decode as it is, an UPDATE to ratchet — which answers it the same way
+/// the view would have, and words every error.
+fn handle_view(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &[u8],
+    started: Instant,
+) -> Option<Response> {
+    match route.action {
+        Action::MutateSpinApp => decide_view(state, route, body, started, |req, lookup| {
+            rules::mutate_spinapp_view(req, lookup, &state.options)
+        }),
+        Action::ValidateSpinApp => decide_view(state, route, body, started, |req, lookup| {
+            rules::validate_spinapp_view(req, lookup, &state.options)
+        }),
+        Action::ValidateExecutor | Action::AllowUnchanged => None,
+    }
+}
+
+/// [`handle_view`] with the route's view rules, whose objects' specs are read as `S`.
+fn decide_view<'a, S: serde::Deserialize<'a>>(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &'a [u8],
+    started: Instant,
+    rules: impl FnOnce(&rules::Request<rules::ObjectView<'a, S>>, &dyn Lookup) -> Option<Decision>,
+) -> Option<Response> {
+    let req = view::parse::<S>(body)?;
+    review::check_route(route, &req).ok()?;
+    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if !route.operations.contains(&req.operation) {
+            return Some(Decision::default());
+        }
+        let request = rules::Request {
+            operation: review::rules_operation(&req.operation),
+            namespace: req.namespace().unwrap_or_default(),
+            name: req.name(),
+            object: req.object.as_ref(),
+            old_object: req.old_object.as_ref(),
+        };
+        rules(&request, state.lookup.as_ref())
+    }));
+    let decision = match decided {
+        Ok(decision) => decision?,
+        Err(_) => return Some(rules_panicked(state, route, &req.uid, started)),
+    };
+    if let Some(bytes) = review::encode_allowed(route, &req.uid, &decision) {
+        record(state, route, &req, &decision, Outcome::Allowed, started);
+        return Some(json_bytes(bytes));
+    }
+    let response = review::respond(route, &req, &decision).ok()?;
+    Some(answer(state, route, &req, &decision, response, started))
+}
+
+/// The reference path: the objects as `Value`s, for every request.
+fn handle_value(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &[u8],
+    started: Instant,
+) -> Response {
     let req = match review::parse(body).and_then(|req| {
         review::check_route(route, &req)?;
         Ok(req)
@@ -104,13 +184,7 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
     let decided = std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, route, &req)));
     let decision = match decided {
         Ok(decision) => decision,
-        Err(_) => {
-            let rejection = Rejection {
-                uid: Some(req.uid.clone()),
-                reason: "internal error while evaluating admission rules".to_string(),
-            };
-            return reject(state, route, rejection, started);
-        }
+        Err(_) => return rules_panicked(state, route, &req.uid, started),
     };
     let response = match review::respond(route, &req, &decision) {
         Ok(response) => response,
@@ -122,19 +196,56 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
             return reject(state, route, rejection, started);
         }
     };
+    answer(state, route, &req, &decision, response, started)
+}
+
+fn rules_panicked(
+    state: &AdmissionState,
+    route: &'static Route,
+    uid: &str,
+    started: Instant,
+) -> Response {
+    let rejection = Rejection {
+        uid: Some(uid.to_string()),
+        reason: "internal error while evaluating admission rules".to_string(),
+    };
+    reject(state, route, rejection, started)
+}
+
+/// The decision's log line and metrics, and the answer.
+fn answer<R: Reviewed>(
+    state: &AdmissionState,
+    route: &'static Route,
+    req: &R,
+    decision: &Decision,
+    response: AdmissionResponse,
+    started: Instant,
+) -> Response {
     let outcome = if response.allowed {
         Outcome::Allowed
     } else {
         Outcome::Denied
     };
-    log_decision(route, &req, &decision, outcome);
+    record(state, route, req, decision, outcome, started);
+    json_response(response)
+}
+
+/// The decision's audit line and metrics.
+fn record<R: Reviewed>(
+    state: &AdmissionState,
+    route: &'static Route,
+    req: &R,
+    decision: &Decision,
+    outcome: Outcome,
+    started: Instant,
+) {
+    log_decision(route, req, decision, outcome);
     state.metrics.observe(
         route.name,
         outcome,
         &decision.rules_fired,
         started.elapsed(),
     );
-    json_response(response)
 }
 
 fn decide(state: &AdmissionState, route: &Route, req: &RawRequest) -> Decision {
@@ -182,23 +293,27 @@ fn reject(
 
 /// One line per decision, for audit. Identifies the request and what fired; never object
 /// contents (they may hold secrets or runtime config).
-fn log_decision(route: &Route, req: &RawRequest, decision: &Decision, outcome: Outcome) {
+fn log_decision<R: Reviewed>(route: &Route, req: &R, decision: &Decision, outcome: Outcome) {
     tracing::info!(
         target: "spin_operator::admission",
-        uid = %req.uid,
+        uid = %req.uid(),
         user = req.user(),
         namespace = req.namespace().unwrap_or_default(),
         name = req.name(),
-        operation = review::rules_operation(&req.operation).as_str(),
+        operation = review::rules_operation(req.operation()).as_str(),
         webhook = route.name,
         allowed = outcome == Outcome::Allowed,
         rules = %decision.rules_fired.join(","),
         patch_ops = decision.patch.0.len(),
         warnings = decision.warnings.len(),
-        dry_run = req.dry_run.unwrap_or(false),
+        dry_run = req.dry_run(),
         "admission decision"
     );
 }
+
+#[cfg(test)]
+#[path = "handler_view_tests.rs"]
+mod view_tests;
 
 #[cfg(test)]
 mod tests {

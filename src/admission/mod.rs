@@ -1,7 +1,8 @@
 //! Admission webhooks: HTTPS server, AdmissionReview handling, routes and webhook configurations.
 //!
 //! - [`routes`]: the one route table (paths, webhook names, operations).
-//! - [`review`]: AdmissionReview parsing and responses (pure).
+//! - [`review`]: AdmissionReview parsing and responses (pure); [`view`]: the fast path's
+//!   borrowed, typed reading of a review.
 //! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard.
 //! - [`server`]: the TLS accept loop with idle timeout, eviction at the connection cap and
 //!   graceful drain (rustls configuration and certificates
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod review;
 pub mod routes;
 pub mod server;
+pub mod view;
 
 pub use handler::{AdmissionState, MAX_BODY_BYTES, REQUEST_TIMEOUT, router};
 pub use health::{Readiness, ReadinessCheck, health_router};

@@ -16,8 +16,10 @@ pub mod reference;
 mod runtime_config_keys;
 mod spinapp;
 mod types;
+mod view;
 
 pub use types::*;
+pub use view::{AppSpec, DefaultedFields, DefaultingSpec, MapOnly, ObjectView};
 
 use serde_json::Value;
 
@@ -53,6 +55,27 @@ pub fn mutate_spinapp(req: &Request, lookup: &dyn Lookup, _opts: &Options) -> De
     decision
 }
 
+/// [`mutate_spinapp`] on an object view, without a `Value` of the object: the same decision.
+/// (`Option` like [`validate_spinapp_view`]; the view of the fields defaulting reads always
+/// tells.)
+pub fn mutate_spinapp_view(
+    req: &Request<ObjectView<DefaultingSpec>>,
+    lookup: &dyn Lookup,
+    _opts: &Options,
+) -> Option<Decision> {
+    let mut decision = Decision::default();
+    let (Operation::Create | Operation::Update, Some(object)) = (req.operation, req.object) else {
+        return Some(decision);
+    };
+    let (patch, defaults) =
+        defaulting::patch(req.namespace, defaulting::Unset::of_view(object), lookup);
+    for d in &defaults {
+        decision.fired(d.rule);
+    }
+    decision.patch = patch;
+    Some(decision)
+}
+
 /// Validation of a SpinApp (validating webhook).
 pub fn validate_spinapp(req: &Request, lookup: &dyn Lookup, opts: &Options) -> Decision {
     let (Operation::Create | Operation::Update, Some(object)) = (req.operation, req.object) else {
@@ -64,6 +87,32 @@ pub fn validate_spinapp(req: &Request, lookup: &dyn Lookup, opts: &Options) -> D
     let name = object_name(req, object);
     let findings = spinapp::validate(req.namespace, name, object, lookup, opts);
     decide(req, findings, "SA-RATCHET")
+}
+
+/// [`validate_spinapp`] on an object view (its spec decoded), without a `Value` of the object:
+/// the same decision, or `None` when the spec is absent (then call [`validate_spinapp`] on the
+/// `Value`) or for an UPDATE with errors, whose ratcheting compares the old and new objects.
+pub fn validate_spinapp_view(
+    req: &Request<ObjectView<AppSpec>>,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Option<Decision> {
+    let (Operation::Create | Operation::Update, Some(object)) = (req.operation, req.object) else {
+        return Some(Decision::default());
+    };
+    if req.operation == Operation::Update && object.deleting {
+        return Some(finalized("SA-FINALIZING"));
+    }
+    let name = match req.name {
+        "" => object.name.as_deref().unwrap_or(""),
+        name => name,
+    };
+    let spec = &object.spec.as_ref()?.0;
+    let findings = spinapp::check(req.namespace, name, spec, lookup, opts);
+    if req.operation == Operation::Update && !findings.errors.is_empty() {
+        return None;
+    }
+    Some(decide_findings(findings, None, "SA-RATCHET"))
 }
 
 /// Validation of a SpinAppExecutor (validating webhook), including the DELETE in-use check.
@@ -108,11 +157,13 @@ fn finalizing(req: &Request, rule: &'static str) -> Option<Decision> {
         .object
         .and_then(|o| o.get("metadata")?.get("deletionTimestamp"))
         .is_some_and(|t| !t.is_null());
-    (req.operation == Operation::Update && deleting).then(|| {
-        let mut d = Decision::default();
-        d.fired(rule);
-        d
-    })
+    (req.operation == Operation::Update && deleting).then(|| finalized(rule))
+}
+
+fn finalized(rule: &'static str) -> Decision {
+    let mut d = Decision::default();
+    d.fired(rule);
+    d
 }
 
 /// Fields a rule judges together with the field it reports: an error is only ratcheted when
@@ -133,11 +184,20 @@ fn related_fields(rule: &str) -> &'static [&'static str] {
 /// Turns findings into a decision, ratcheting on UPDATE: an error about a field whose value is
 /// the same in the old object becomes a warning, so pre-existing objects stay editable.
 fn decide(req: &Request, findings: Findings, ratchet_rule: &'static str) -> Decision {
-    let mut decision = Decision::default();
     let old = match (req.operation, req.old_object, req.object) {
         (Operation::Update, Some(old), Some(new)) => Some((old, new)),
         _ => None,
     };
+    decide_findings(findings, old, ratchet_rule)
+}
+
+/// [`decide`] given the (old, new) objects of an UPDATE, if any.
+fn decide_findings(
+    findings: Findings,
+    old: Option<(&Value, &Value)>,
+    ratchet_rule: &'static str,
+) -> Decision {
+    let mut decision = Decision::default();
     for error in findings.errors {
         let unchanged = old.is_some_and(|(old, new)| {
             std::iter::once(error.field.as_str())

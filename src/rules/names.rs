@@ -6,16 +6,21 @@ pub const DNS1123_SUBDOMAIN_MAX: usize = 253;
 /// Longest DNS-1123 / DNS-1035 label and label name or value.
 pub const LABEL_MAX: usize = 63;
 
-fn is_lower_alnum(c: char) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
+fn is_lower_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
 }
+
+// The shapes are checked bytewise: a non-ASCII character fails the same tests as its bytes.
 
 /// One DNS-1123 label without the length check: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
 fn label_shape(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| is_lower_alnum(c) || c == '-')
-        && s.starts_with(is_lower_alnum)
-        && s.ends_with(is_lower_alnum)
+    label_bytes(s.as_bytes())
+}
+
+fn label_bytes(s: &[u8]) -> bool {
+    s.first().is_some_and(|&b| is_lower_alnum(b))
+        && s.last().is_some_and(|&b| is_lower_alnum(b))
+        && s.iter().all(|&b| is_lower_alnum(b) || b == b'-')
 }
 
 /// RFC 1123 subdomain, as Kubernetes object names (Secrets, ConfigMaps, ServiceAccounts).
@@ -25,7 +30,7 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
             "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
         ));
     }
-    if s.split('.').all(label_shape) {
+    if s.as_bytes().split(|&b| b == b'.').all(label_bytes) {
         Ok(())
     } else {
         Err(
@@ -73,12 +78,11 @@ pub fn dns1035_label(s: &str) -> Result<(), String> {
 /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`: the name part of a qualified name, and a
 /// non-empty label value.
 fn qualified_shape(s: &str) -> bool {
-    let edge = |c: char| c.is_ascii_alphanumeric();
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && s.starts_with(edge)
-        && s.ends_with(edge)
+    let s = s.as_bytes();
+    s.first().is_some_and(u8::is_ascii_alphanumeric)
+        && s.last().is_some_and(u8::is_ascii_alphanumeric)
+        && s.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A label or annotation key: `[prefix/]name`, prefix a DNS subdomain, name ≤ 63 characters.
@@ -260,6 +264,46 @@ mod tests {
         }
         for bad in ["-a", "a b", "a/b", &"a".repeat(64)] {
             assert!(label_value(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The bytewise shapes agree with the former char-by-char ones on every string of up to
+    /// four characters over an alphabet that exercises them (non-ASCII included).
+    #[test]
+    fn bytewise_shapes_agree_with_chars() {
+        fn label_chars(s: &str) -> bool {
+            let lower = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+            !s.is_empty()
+                && s.chars().all(|c| lower(c) || c == '-')
+                && s.starts_with(lower)
+                && s.ends_with(lower)
+        }
+        fn qualified_chars(s: &str) -> bool {
+            let edge = |c: char| c.is_ascii_alphanumeric();
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && s.starts_with(edge)
+                && s.ends_with(edge)
+        }
+        let alphabet = ['a', '1', '-', '.', '_', 'A', 'é', '€', ' '];
+        let mut strings = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..4 {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(last.iter().cloned());
+        }
+        for s in &strings {
+            assert_eq!(label_shape(s), label_chars(s), "{s:?}");
+            assert_eq!(qualified_shape(s), qualified_chars(s), "{s:?}");
+            assert_eq!(
+                dns1123_subdomain(s).is_ok(),
+                s.split('.').all(label_chars),
+                "{s:?}"
+            );
         }
     }
 

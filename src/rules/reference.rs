@@ -31,6 +31,70 @@ const NAME_MAX: usize = 255;
 
 /// Parses an image reference, explaining the first problem found.
 pub fn parse(s: &str) -> Result<Reference<'_>, String> {
+    match accept(s) {
+        Some(reference) => Ok(reference),
+        None => parse_and_explain(s),
+    }
+}
+
+/// The common case in one bytewise pass: a valid reference without a digest or an IPv6
+/// registry. `None` leaves the string to [`parse_and_explain`], which accepts the same valid
+/// references (and the rest) and words every problem.
+fn accept(s: &str) -> Option<Reference<'_>> {
+    let bytes = s.as_bytes();
+    let (mut first_slash, mut last_slash) = (None, None);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => {
+                first_slash.get_or_insert(i);
+                last_slash = Some(i);
+            }
+            // A digest, whitespace, control or non-ASCII: the general path.
+            b'@' | ..=b' ' | 0x7f.. => return None,
+            _ => {}
+        }
+    }
+    // A ':' after the last '/' starts the tag (an earlier one is a registry port).
+    let tag_from = last_slash.map_or(0, |i| i + 1);
+    let (name, tag) = match bytes[tag_from..].iter().position(|&b| b == b':') {
+        Some(i) => (&s[..tag_from + i], Some(&s[tag_from + i + 1..])),
+        None => (s, None),
+    };
+    if name.is_empty() || name.len() > NAME_MAX {
+        return None;
+    }
+    // `first_slash` lies in `name` (the tag starts after the last '/').
+    let (domain, path) = match first_slash {
+        Some(i) => {
+            let first = &name[..i];
+            if first.starts_with('[') {
+                return None;
+            }
+            if first.contains(['.', ':']) || first == "localhost" {
+                check_domain(first).ok()?;
+                (Some(first), &name[i + 1..])
+            } else {
+                (None, name)
+            }
+        }
+        None => (None, name),
+    };
+    if !path.as_bytes().split(|&b| b == b'/').all(path_component_ok) {
+        return None;
+    }
+    if let Some(t) = tag {
+        check_tag(t).ok()?;
+    }
+    Some(Reference {
+        domain,
+        path,
+        tag,
+        digest: None,
+    })
+}
+
+/// The reference parse, explaining the first problem found.
+fn parse_and_explain(s: &str) -> Result<Reference<'_>, String> {
     if s.is_empty() {
         return Err("must not be empty".to_string());
     }
@@ -74,8 +138,19 @@ pub fn parse(s: &str) -> Result<Reference<'_>, String> {
     if path.is_empty() {
         return Err("repository path must not be empty".to_string());
     }
-    for component in path.split('/') {
-        check_path_component(component)?;
+    // Split at '/' found bytewise (an ASCII byte is always a char boundary).
+    let mut rest = path;
+    loop {
+        match rest.bytes().position(|b| b == b'/') {
+            Some(i) => {
+                check_path_component(&rest[..i])?;
+                rest = &rest[i + 1..];
+            }
+            None => {
+                check_path_component(rest)?;
+                break;
+            }
+        }
     }
     if let Some(t) = tag {
         check_tag(t)?;
@@ -114,12 +189,13 @@ fn check_domain(d: &str) -> Result<(), String> {
         }
     };
     if let Some(host) = host {
+        // Bytewise: a non-ASCII character fails the same tests as its bytes.
         let ok = !host.is_empty()
-            && host.split('.').all(|c| {
+            && host.as_bytes().split(|&b| b == b'.').all(|c| {
                 !c.is_empty()
-                    && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    && !c.starts_with('-')
-                    && !c.ends_with('-')
+                    && c.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+                    && c.first() != Some(&b'-')
+                    && c.last() != Some(&b'-')
             });
         if !ok {
             return Err(format!("invalid registry host {host:?}"));
@@ -134,6 +210,15 @@ fn check_domain(d: &str) -> Result<(), String> {
 }
 
 fn check_path_component(c: &str) -> Result<(), String> {
+    // One bytewise pass accepts every valid component; the checks below word the first problem.
+    if path_component_ok(c.as_bytes()) {
+        return Ok(());
+    }
+    word_path_component(c)
+}
+
+/// The first problem with a path component (`Ok` only if there is none).
+fn word_path_component(c: &str) -> Result<(), String> {
     if c.is_empty() {
         return Err("repository path components must not be empty".to_string());
     }
@@ -178,15 +263,48 @@ fn check_path_component(c: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `c` is a valid path component: lowercase alphanumeric runs joined by one '.', one or
+/// two '_', or any run of '-'.
+fn path_component_ok(c: &[u8]) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !c.first().is_some_and(|&b| alnum(b)) || !c.last().is_some_and(|&b| alnum(b)) {
+        return false;
+    }
+    // The separator run since the last alphanumeric: its byte and length (0: none).
+    let (mut sep, mut len) = (0u8, 0usize);
+    for &b in c {
+        if alnum(b) {
+            len = 0;
+            continue;
+        }
+        let ok = match (b, len) {
+            (b'.' | b'_' | b'-', 0) => true,
+            (b'_', 1) => sep == b'_',
+            (b'-', _) => sep == b'-',
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        sep = b;
+        len += 1;
+    }
+    true
+}
+
 fn check_tag(t: &str) -> Result<(), String> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    // Bytewise: a non-ASCII character fails the same tests as its bytes.
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     if t.is_empty() {
         return Err("tag must not be empty (remove the ':' or name a tag)".to_string());
     }
     if t.len() > 128 {
         return Err("tag must not be more than 128 characters".to_string());
     }
-    if !t.starts_with(word) || !t.chars().all(|c| word(c) || c == '.' || c == '-') {
+    let bytes = t.as_bytes();
+    if !bytes.first().is_some_and(|&b| word(b))
+        || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+    {
         return Err(format!(
             "invalid tag {t:?}: a tag is up to 128 letters, digits, '_', '.' or '-', not \
              starting with '.' or '-'"
@@ -260,6 +378,70 @@ mod tests {
         assert_eq!(r.tag, Some("v1"));
         assert!(r.digest.is_some());
         assert_eq!(parse("nginx").unwrap().tag, None);
+    }
+
+    /// The one-pass acceptance accepts only what the general parse accepts, with the same
+    /// parts: on every string of up to five characters over an alphabet of the grammar's
+    /// delimiters, and on real references.
+    #[test]
+    fn one_pass_acceptance_agrees_with_the_general_parse() {
+        let alphabet = ['a', '1', '.', '-', ':', '/', '@', 'A', '[', '_'];
+        let mut strings = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(last.iter().cloned());
+        }
+        for real in [
+            "ghcr.io/spinframework/containerd-shim-spin/examples/spin-rust-hello:v0.23.0",
+            "localhost:5000/app:latest",
+            "localhost/a/b",
+            "nginx",
+            "library/nginx:1.25",
+            "Registry.Example.com/app:v1",
+            "registry.example.com:5000/team/probed:v2",
+            "-bad.io/a",
+            "ghcr.io:port/a",
+            "ghcr.io/a:.v1",
+            "a/b__c/d-e---f/g.h_i:TAG_1.x-y",
+        ] {
+            strings.push(real.to_string());
+        }
+        let mut accepted = 0;
+        for s in &strings {
+            if let Some(r) = accept(s) {
+                accepted += 1;
+                assert_eq!(Ok(r), parse_and_explain(s), "{s:?}");
+            }
+        }
+        assert!(accepted > 1000, "{accepted} of {} accepted", strings.len());
+    }
+
+    /// The bytewise acceptance agrees with the checks that word the problems, on every string
+    /// of up to four characters over an alphabet that exercises each rule.
+    #[test]
+    fn bytewise_path_component_check_agrees() {
+        let alphabet = ['a', '1', '.', '_', '-', 'A', '!', 'é'];
+        let mut strings = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.chars().count() == strings.last().map_or(0, |l| l.chars().count()))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert!(strings.len() > 4000);
+        for c in &strings {
+            assert_eq!(
+                path_component_ok(c.as_bytes()),
+                word_path_component(c).is_ok(),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

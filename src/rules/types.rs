@@ -246,14 +246,24 @@ pub struct Options {
     pub allow_missing_executor: bool,
 }
 
-/// One admission request, as much of it as the rules need.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+/// One admission request, as much of it as the rules need. The objects are `Value`s, or
+/// [`ObjectView`](crate::rules::ObjectView)s on the admission fast path.
+#[derive(Debug)]
+pub struct Request<'a, O = serde_json::Value> {
     pub operation: Operation,
     pub namespace: &'a str,
     pub name: &'a str,
     /// Absent on DELETE.
-    pub object: Option<&'a serde_json::Value>,
+    pub object: Option<&'a O>,
     /// Present on UPDATE and DELETE.
-    pub old_object: Option<&'a serde_json::Value>,
+    pub old_object: Option<&'a O>,
 }
+
+// By hand: derived, they would require `O: Clone`/`O: Copy`, and only references are copied.
+impl<O> Clone for Request<'_, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for Request<'_, O> {}

@@ -51,7 +51,7 @@ pub fn executor(cx: &AppCtx, out: &mut Findings) {
         out.invalid("SA-EXECUTOR-EXISTS", "spec.executor", name, e);
         return;
     }
-    if cx.executor.is_some() {
+    if cx.executor_creates_deployment.is_some() {
         return;
     }
     if cx.opts.allow_missing_executor {
@@ -156,10 +156,7 @@ pub fn service_account(cx: &AppCtx, out: &mut Findings) {
 
 /// Without an operator-made Deployment there is nothing to carry these annotations.
 pub fn executor_annotations(cx: &AppCtx, out: &mut Findings) {
-    let Some(executor) = &cx.executor else {
-        return;
-    };
-    if executor.spec.create_deployment {
+    if cx.executor_creates_deployment != Some(false) {
         return;
     }
     for (field, map) in [

@@ -23,6 +23,9 @@ fn labels(out: &mut Findings, at: &str, map: &Option<BTreeMap<String, String>>) 
 
 pub fn pod_labels(cx: &AppCtx, out: &mut Findings) {
     labels(out, "spec.podLabels", &cx.spec.pod_labels);
+    if entries(&cx.spec.pod_labels).next().is_none() {
+        return;
+    }
     let status_label = app_status_label(cx.name);
     for (k, v) in entries(&cx.spec.pod_labels) {
         if k == APP_NAME_LABEL || *k == status_label {

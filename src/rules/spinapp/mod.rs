@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::findings::Findings;
 use super::{Options, decode};
-use crate::api::{SpinAppExecutor, SpinAppSpec};
+use crate::api::SpinAppSpec;
 use crate::inventory::Lookup;
 
 /// What every SpinApp check may look at.
@@ -26,8 +26,8 @@ pub(crate) struct AppCtx<'a> {
     pub spec: &'a SpinAppSpec,
     pub lookup: &'a dyn Lookup,
     pub opts: &'a Options,
-    /// The executor the app names, looked up once.
-    pub executor: Option<SpinAppExecutor>,
+    /// The executor the app names, looked up once: `Some(spec.createDeployment)` when it exists.
+    pub executor_creates_deployment: Option<bool>,
 }
 
 type Check = fn(&AppCtx, &mut Findings);
@@ -68,21 +68,7 @@ pub(crate) fn validate(
     else {
         return out;
     };
-    let executor = (!decoded.value.executor.is_empty())
-        .then(|| lookup.executor(namespace, &decoded.value.executor))
-        .flatten();
-    let cx = AppCtx {
-        namespace,
-        name,
-        spec: &decoded.value,
-        lookup,
-        opts,
-        executor,
-    };
-    let mut checked = Findings::default();
-    for check in CHECKS {
-        check(&cx, &mut checked);
-    }
+    let checked = check(namespace, name, &decoded.value, lookup, opts);
     // Fields that did not decode already have their error; defaults standing in for them must
     // not produce more.
     out.errors.extend(
@@ -93,6 +79,33 @@ pub(crate) fn validate(
     );
     out.warnings.extend(checked.warnings);
     out
+}
+
+/// Runs every SpinApp check on a decoded spec (what [`validate`] finds when the whole spec
+/// decodes).
+pub(crate) fn check(
+    namespace: &str,
+    name: &str,
+    spec: &SpinAppSpec,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Findings {
+    let executor_creates_deployment = (!spec.executor.is_empty())
+        .then(|| lookup.executor_creates_deployment(namespace, &spec.executor))
+        .flatten();
+    let cx = AppCtx {
+        namespace,
+        name,
+        spec,
+        lookup,
+        opts,
+        executor_creates_deployment,
+    };
+    let mut checked = Findings::default();
+    for check in CHECKS {
+        check(&cx, &mut checked);
+    }
+    checked
 }
 
 /// Iterates a map field that may be absent.
