@@ -7,7 +7,8 @@
 //! back to back) for a fixed duration per point. The same `HttpsServer` with a one-route router
 //! returning a fixed small JSON is the trivial endpoint for the throughput ratio.
 //!
-//! `cargo bench --bench admission_load` (env: `LOAD_SECS`, default 3; `LOAD_CONNS`, default
+//! `cargo bench --bench admission_load` (env: `LOAD_SECS`, default 3; `LOAD_TAIL=1` prints more
+//! latency percentiles per point to stderr; `LOAD_CONNS`, default
 //! `1,8,32,128`).
 
 use std::net::SocketAddr;
@@ -198,6 +199,19 @@ async fn drive(
             all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
         }
     };
+    if std::env::var("LOAD_TAIL").is_ok() {
+        eprintln!(
+            "{path} conns={conns}: p50 {} p90 {} p95 {} p98 {} p99 {} p99.5 {} p99.9 {} max {} us",
+            pct(0.5),
+            pct(0.9),
+            pct(0.95),
+            pct(0.98),
+            pct(0.99),
+            pct(0.995),
+            pct(0.999),
+            all.last().copied().unwrap_or(0)
+        );
+    }
     Point {
         requests: all.len() as u64,
         errors,
