@@ -98,34 +98,49 @@ impl RawRequest {
     }
 }
 
+/// The [`Reviewed`] accessors that read a request's own fields: the same for every request
+/// shape with the envelope's field names (`RawRequest`, the view path's `RequestView`).
+macro_rules! request_field_accessors {
+    () => {
+        fn uid(&self) -> &str {
+            &self.uid
+        }
+        fn kind(&self) -> (&str, &str, &str) {
+            (&self.kind.group, &self.kind.version, &self.kind.kind)
+        }
+        fn resource(&self) -> (&str, &str) {
+            (&self.resource.group, &self.resource.resource)
+        }
+        fn sub_resource(&self) -> Option<&str> {
+            self.sub_resource.as_deref()
+        }
+        fn operation(&self) -> &Operation {
+            &self.operation
+        }
+        fn has_object(&self) -> bool {
+            self.object.is_some()
+        }
+        fn has_old_object(&self) -> bool {
+            self.old_object.is_some()
+        }
+        fn request_namespace(&self) -> Option<&str> {
+            self.namespace.as_deref()
+        }
+        fn request_name(&self) -> &str {
+            &self.name
+        }
+        fn user(&self) -> &str {
+            self.user_info.username.as_deref().unwrap_or("")
+        }
+        fn dry_run(&self) -> bool {
+            self.dry_run.unwrap_or(false)
+        }
+    };
+}
+pub(crate) use request_field_accessors;
+
 impl Reviewed for RawRequest {
-    fn uid(&self) -> &str {
-        &self.uid
-    }
-    fn kind(&self) -> (&str, &str, &str) {
-        (&self.kind.group, &self.kind.version, &self.kind.kind)
-    }
-    fn resource(&self) -> (&str, &str) {
-        (&self.resource.group, &self.resource.resource)
-    }
-    fn sub_resource(&self) -> Option<&str> {
-        self.sub_resource.as_deref()
-    }
-    fn operation(&self) -> &Operation {
-        &self.operation
-    }
-    fn has_object(&self) -> bool {
-        self.object.is_some()
-    }
-    fn has_old_object(&self) -> bool {
-        self.old_object.is_some()
-    }
-    fn request_namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-    fn request_name(&self) -> &str {
-        &self.name
-    }
+    request_field_accessors!();
     fn object_meta(&self, field: &str) -> Option<&str> {
         self.object
             .as_ref()
@@ -133,12 +148,6 @@ impl Reviewed for RawRequest {
             .and_then(|o| o.get("metadata"))
             .and_then(|m| m.get(field))
             .and_then(Value::as_str)
-    }
-    fn user(&self) -> &str {
-        self.user_info.username.as_deref().unwrap_or("")
-    }
-    fn dry_run(&self) -> bool {
-        self.dry_run.unwrap_or(false)
     }
 }
 

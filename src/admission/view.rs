@@ -219,40 +219,8 @@ impl<S> RequestView<'_, S> {
 }
 
 impl<S> super::review::Reviewed for RequestView<'_, S> {
-    fn uid(&self) -> &str {
-        &self.uid
-    }
-    fn kind(&self) -> (&str, &str, &str) {
-        (&self.kind.group, &self.kind.version, &self.kind.kind)
-    }
-    fn resource(&self) -> (&str, &str) {
-        (&self.resource.group, &self.resource.resource)
-    }
-    fn sub_resource(&self) -> Option<&str> {
-        self.sub_resource.as_deref()
-    }
-    fn operation(&self) -> &Operation {
-        &self.operation
-    }
-    fn has_object(&self) -> bool {
-        self.object.is_some()
-    }
-    fn has_old_object(&self) -> bool {
-        self.old_object.is_some()
-    }
-    fn request_namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-    fn request_name(&self) -> &str {
-        &self.name
-    }
+    super::review::request_field_accessors!();
     fn object_meta(&self, field: &str) -> Option<&str> {
         self.meta_str(field)
-    }
-    fn user(&self) -> &str {
-        self.user_info.username.as_deref().unwrap_or("")
-    }
-    fn dry_run(&self) -> bool {
-        self.dry_run.unwrap_or(false)
     }
 }

@@ -25,6 +25,18 @@ impl<T> Decoded<T> {
         segs.first().map(String::as_str) == Some("spec")
             && segs.get(1).is_some_and(|k| self.broken.contains(k))
     }
+
+    /// Adds the findings of checks run on the decoded value to `out`. Fields that did not
+    /// decode already have their error; defaults standing in for them must not produce more.
+    pub fn merge_checked(&self, checked: Findings, out: &mut Findings) {
+        out.errors.extend(
+            checked
+                .errors
+                .into_iter()
+                .filter(|e| !self.is_broken(&e.field)),
+        );
+        out.warnings.extend(checked.warnings);
+    }
 }
 
 /// Cap on decode passes; each pass removes one bad node, so this bounds work on hostile input.

@@ -20,13 +20,7 @@ pub(crate) fn validate(object: &Value) -> Findings {
     };
     let mut checked = Findings::default();
     check_spec(&decoded.value, &mut checked);
-    out.errors.extend(
-        checked
-            .errors
-            .into_iter()
-            .filter(|e| !decoded.is_broken(&e.field)),
-    );
-    out.warnings.extend(checked.warnings);
+    decoded.merge_checked(checked, &mut out);
     out
 }
 

@@ -69,15 +69,7 @@ pub(crate) fn validate(
         return out;
     };
     let checked = check(namespace, name, &decoded.value, lookup, opts);
-    // Fields that did not decode already have their error; defaults standing in for them must
-    // not produce more.
-    out.errors.extend(
-        checked
-            .errors
-            .into_iter()
-            .filter(|e| !decoded.is_broken(&e.field)),
-    );
-    out.warnings.extend(checked.warnings);
+    decoded.merge_checked(checked, &mut out);
     out
 }
 
