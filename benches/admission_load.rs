@@ -75,6 +75,8 @@ struct Point {
 struct ThreadCpu {
     server: f64,
     load: f64,
+    /// Involuntary context switches (preemptions by the OS scheduler) of the server's threads.
+    server_preempted: f64,
 }
 
 impl ThreadCpu {
@@ -100,6 +102,15 @@ impl ThreadCpu {
                 .sum();
             if name.starts_with("server") {
                 cpu.server += ticks / 100.0;
+                cpu.server_preempted += std::fs::read_to_string(task.path().join("status"))
+                    .ok()
+                    .and_then(|status| {
+                        status
+                            .lines()
+                            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                            .and_then(|n| n.trim().parse::<f64>().ok())
+                    })
+                    .unwrap_or(0.0);
             } else if name.starts_with("load") {
                 cpu.load += ticks / 100.0;
             }
@@ -111,6 +122,7 @@ impl ThreadCpu {
         Self {
             server: self.server - before.server,
             load: self.load - before.load,
+            server_preempted: self.server_preempted - before.server_preempted,
         }
     }
 }
@@ -200,6 +212,11 @@ async fn drive(
         }
     };
     if std::env::var("LOAD_TAIL").is_ok() {
+        eprintln!(
+            "{path} conns={conns}: server threads preempted {:.0} times/s, {:.2} per 100 requests",
+            cpu.server_preempted / secs,
+            cpu.server_preempted * 100.0 / all.len().max(1) as f64
+        );
         eprintln!(
             "{path} conns={conns}: p50 {} p90 {} p95 {} p98 {} p99 {} p99.5 {} p99.9 {} max {} us",
             pct(0.5),
