@@ -902,6 +902,29 @@ mod tests {
     }
 
     #[test]
+    fn children_map_to_the_spinapps_owning_them() {
+        let owner = |api_version: &str, kind: &str, name: &str| OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            ..Default::default()
+        };
+        let mut child = Deployment::default();
+        child.metadata.name = Some("hello".into());
+        child.metadata.namespace = Some("a".into());
+        child.metadata.owner_references = Some(vec![
+            owner("core.spinkube.dev/v1alpha1", "SpinApp", "hello"),
+            owner("apps/v1", "ReplicaSet", "hello-1"),
+            owner("other.example/v1", "SpinApp", "lookalike"),
+        ]);
+        let apps = owner_apps(&slim(&child));
+        assert_eq!(apps, vec![ObjectRef::new("hello").within("a")]);
+        child.metadata.owner_references = None;
+        assert!(owner_apps(&slim(&child)).is_empty());
+    }
+
+    #[test]
     fn executor_changes_map_to_apps_in_its_namespace_only() {
         let apps = apps_index(vec![
             app("a", "one", "shim", json!({})),
