@@ -7,9 +7,17 @@
 //! back to back) for a fixed duration per point. The same `HttpsServer` with a one-route router
 //! returning a fixed small JSON is the trivial endpoint for the throughput ratio.
 //!
-//! `cargo bench --bench admission_load` (env: `LOAD_SECS`, default 3; `LOAD_TAIL=1` prints more
-//! latency percentiles per point to stderr; `LOAD_CONNS`, default
-//! `1,8,32,128`).
+//! `cargo bench --bench admission_load`. Environment:
+//! - `LOAD_SECS` (default 3) per point; `LOAD_CONNS` (default `1,8,32,128`); `LOAD_ROUTES`
+//!   (default `trivial,validate,mutate`; a subset is for profiling one endpoint, ratios need
+//!   `trivial`).
+//! - `LOAD_TAIL=1` prints, per point, more latency percentiles, the server threads' preemptions,
+//!   and how long the server's and the load generator's threads were runnable but waited for a
+//!   CPU, per request.
+//! - What-ifs for the tail on the two shared cores (BENCHMARKS.md, run F): `LOAD_NICE=N` runs the
+//!   load generator's threads at nice N, `LOAD_BATCH=1` as `SCHED_BATCH`; `SERVER_WORKERS`,
+//!   `SERVER_IO_EVENTS` and `SERVER_EVENT_INTERVAL` tune the server runtime (worker threads,
+//!   `max_io_events_per_tick`, `event_interval`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,6 +85,10 @@ struct ThreadCpu {
     load: f64,
     /// Involuntary context switches (preemptions by the OS scheduler) of the server's threads.
     server_preempted: f64,
+    /// Seconds the server's and the load generator's threads were runnable but waited for a CPU
+    /// (`/proc/self/task/*/schedstat`, second field).
+    server_waited: f64,
+    load_waited: f64,
 }
 
 impl ThreadCpu {
@@ -100,8 +112,13 @@ impl ThreadCpu {
                 .flatten()
                 .filter_map(|f| f.parse::<f64>().ok())
                 .sum();
+            let waited = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|stat| stat.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .map_or(0.0, |ns| ns / 1e9);
             if name.starts_with("server") {
                 cpu.server += ticks / 100.0;
+                cpu.server_waited += waited;
                 cpu.server_preempted += std::fs::read_to_string(task.path().join("status"))
                     .ok()
                     .and_then(|status| {
@@ -113,6 +130,7 @@ impl ThreadCpu {
                     .unwrap_or(0.0);
             } else if name.starts_with("load") {
                 cpu.load += ticks / 100.0;
+                cpu.load_waited += waited;
             }
         }
         cpu
@@ -123,6 +141,8 @@ impl ThreadCpu {
             server: self.server - before.server,
             load: self.load - before.load,
             server_preempted: self.server_preempted - before.server_preempted,
+            server_waited: self.server_waited - before.server_waited,
+            load_waited: self.load_waited - before.load_waited,
         }
     }
 }
@@ -218,6 +238,12 @@ async fn drive(
             cpu.server_preempted * 100.0 / all.len().max(1) as f64
         );
         eprintln!(
+            "{path} conns={conns}: runnable but waiting for a CPU, per request: server threads \
+             {:.1} us, load generator threads {:.1} us",
+            cpu.server_waited * 1e6 / all.len().max(1) as f64,
+            cpu.load_waited * 1e6 / all.len().max(1) as f64
+        );
+        eprintln!(
             "{path} conns={conns}: p50 {} p90 {} p95 {} p98 {} p99 {} p99.5 {} p99.9 {} max {} us",
             pct(0.5),
             pct(0.9),
@@ -252,11 +278,36 @@ fn main() {
         .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .unwrap_or_else(|| if bench { vec![1, 8, 32, 128] } else { vec![2] });
     let duration = Duration::from_secs_f64(secs);
+    // Which endpoints to drive (a subset is for profiling one of them; ratios need `trivial`).
+    let routes_env = std::env::var("LOAD_ROUTES").unwrap_or_default();
+    let routes: Vec<&str> = if routes_env.is_empty() {
+        vec!["trivial", "validate", "mutate"]
+    } else {
+        routes_env.split(',').map(str::trim).collect()
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     // The server side: API test server, reflector caches, webhook and trivial HTTPS servers.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let mut server_builder = tokio::runtime::Builder::new_multi_thread();
+    server_builder.worker_threads(
+        std::env::var("SERVER_WORKERS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2),
+    );
+    if let Some(n) = std::env::var("SERVER_IO_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        server_builder.max_io_events_per_tick(n);
+    }
+    if let Some(n) = std::env::var("SERVER_EVENT_INTERVAL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        server_builder.event_interval(n);
+    }
+    let server_rt = server_builder
         .thread_name("server")
         .enable_all()
         .build()
@@ -287,9 +338,29 @@ fn main() {
     // Let the watches open before counting API calls.
     std::thread::sleep(Duration::from_millis(500));
 
+    let load_nice: i32 = std::env::var("LOAD_NICE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let load_batch = std::env::var("LOAD_BATCH").is_ok();
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("load")
+        .on_thread_start(move || {
+            if load_batch {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: pid 0 is the calling thread; SCHED_BATCH needs no privilege.
+                unsafe {
+                    libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+                }
+            }
+            if load_nice != 0 {
+                // SAFETY: setpriority on this thread's own id only changes its scheduling weight.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, load_nice);
+                }
+            }
+        })
         .enable_all()
         .build()
         .unwrap();
@@ -327,14 +398,6 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut total_admissions = 0;
     for &conns in &conn_points {
-        let trivial = load_rt.block_on(drive(
-            &pki,
-            trivial_addr,
-            TRIVIAL,
-            &validate_body,
-            conns,
-            duration,
-        ));
         let row = |name: &str, p: &Point, ratio: Option<f64>| {
             println!(
                 "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} |",
@@ -348,15 +411,29 @@ fn main() {
                 p.cpu.load * 1e6 / p.requests.max(1) as f64,
             )
         };
-        row("trivial", &trivial, None);
-        for (name, path, body) in [
-            ("validate SpinApp", VALIDATE_APP, &validate_body),
-            ("mutate SpinApp", MUTATE_APP, &mutate_body),
+        let trivial = routes.contains(&"trivial").then(|| {
+            let p = load_rt.block_on(drive(
+                &pki,
+                trivial_addr,
+                TRIVIAL,
+                &validate_body,
+                conns,
+                duration,
+            ));
+            row("trivial", &p, None);
+            p
+        });
+        for (route, name, path, body) in [
+            ("validate", "validate SpinApp", VALIDATE_APP, &validate_body),
+            ("mutate", "mutate SpinApp", MUTATE_APP, &mutate_body),
         ] {
+            if !routes.contains(&route) {
+                continue;
+            }
             let p = load_rt.block_on(drive(&pki, validate_addr, path, body, conns, duration));
             total_admissions += p.requests + conns as u64;
             assert_eq!(p.errors, 0, "{name}: failed requests");
-            row(name, &p, Some(p.rps() / trivial.rps()));
+            row(name, &p, trivial.as_ref().map(|t| p.rps() / t.rps()));
         }
     }
     let api_calls = api.requests().len() - api_calls_before;
