@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
@@ -13,6 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use super::Settings;
 use super::backoff::Backoff;
 use super::error::ControllerError;
+use super::events::Recorder;
 use super::index::Index;
 use super::metrics::Metrics;
 use super::slim::Slim;

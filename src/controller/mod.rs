@@ -7,6 +7,7 @@
 mod backoff;
 pub mod compare;
 mod error;
+pub mod events;
 pub mod executor;
 pub mod heap;
 pub mod in_flight;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client};
@@ -351,7 +352,7 @@ async fn run_controllers(
     graceful: watch::Receiver<bool>,
 ) -> Result<(), ControllerError> {
     let settings = config.settings.clone();
-    let recorder = Recorder::new(
+    let recorder = events::Recorder::new(
         client.clone(),
         Reporter {
             controller: REPORTING_CONTROLLER.to_string(),
