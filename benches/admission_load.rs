@@ -17,7 +17,8 @@
 //! - What-ifs for the tail on the two shared cores (BENCHMARKS.md, run F): `LOAD_NICE=N` runs the
 //!   load generator's threads at nice N, `LOAD_BATCH=1` as `SCHED_BATCH`; `SERVER_WORKERS`,
 //!   `SERVER_IO_EVENTS` and `SERVER_EVENT_INTERVAL` tune the server runtime (worker threads,
-//!   `max_io_events_per_tick`, `event_interval`).
+//!   `max_io_events_per_tick`, `event_interval`); `TRIVIAL_SPIN_US=N` makes the trivial endpoint
+//!   burn N µs of CPU per request (at which server cost the tail crosses the target).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -312,6 +313,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let trivial_spin = Duration::from_micros(
+        std::env::var("TRIVIAL_SPIN_US")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    );
     let pki = pki(HOST);
     let (api, validate_addr, trivial_addr) = server_rt.block_on(async {
         let api = TestApiServer::start().await;
@@ -328,7 +335,13 @@ fn main() {
         let webhook = serve(&pki, router(state)).await;
         let trivial_router = Router::new().route(
             TRIVIAL,
-            post(|_body: Bytes| async {
+            post(move |_body: Bytes| async move {
+                // What-if: a trivial endpoint that burns `spin` of CPU, to see at which server
+                // cost per request the tail crosses the target.
+                let start = Instant::now();
+                while start.elapsed() < trivial_spin {
+                    std::hint::spin_loop();
+                }
                 ([("content-type", "application/json")], r#"{"ok":true}"#)
             }),
         );
