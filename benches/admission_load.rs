@@ -266,14 +266,16 @@ async fn drive(
     }
 }
 
+/// A numeric setting from the environment; `None` when unset or not a number.
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it:
     // then only a short smoke run (checks the responses, keeps the test suite fast).
     let bench = std::env::args().any(|a| a == "--bench");
-    let secs: f64 = std::env::var("LOAD_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if bench { 3.0 } else { 0.2 });
+    let secs: f64 = env_number("LOAD_SECS").unwrap_or(if bench { 3.0 } else { 0.2 });
     let conn_points: Vec<usize> = std::env::var("LOAD_CONNS")
         .ok()
         .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
@@ -290,22 +292,11 @@ fn main() {
 
     // The server side: API test server, reflector caches, webhook and trivial HTTPS servers.
     let mut server_builder = tokio::runtime::Builder::new_multi_thread();
-    server_builder.worker_threads(
-        std::env::var("SERVER_WORKERS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2),
-    );
-    if let Some(n) = std::env::var("SERVER_IO_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    server_builder.worker_threads(env_number("SERVER_WORKERS").unwrap_or(2));
+    if let Some(n) = env_number("SERVER_IO_EVENTS") {
         server_builder.max_io_events_per_tick(n);
     }
-    if let Some(n) = std::env::var("SERVER_EVENT_INTERVAL")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(n) = env_number("SERVER_EVENT_INTERVAL") {
         server_builder.event_interval(n);
     }
     let server_rt = server_builder
@@ -313,12 +304,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let trivial_spin = Duration::from_micros(
-        std::env::var("TRIVIAL_SPIN_US")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-    );
+    let trivial_spin = Duration::from_micros(env_number("TRIVIAL_SPIN_US").unwrap_or(0));
     let pki = pki(HOST);
     let (api, validate_addr, trivial_addr) = server_rt.block_on(async {
         let api = TestApiServer::start().await;
@@ -351,10 +337,7 @@ fn main() {
     // Let the watches open before counting API calls.
     std::thread::sleep(Duration::from_millis(500));
 
-    let load_nice: i32 = std::env::var("LOAD_NICE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let load_nice: i32 = env_number("LOAD_NICE").unwrap_or(0);
     let load_batch = std::env::var("LOAD_BATCH").is_ok();
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -50,6 +50,13 @@ fn writes(server: &TestApiServer) -> Vec<Verb> {
     server.writes().iter().map(|r| r.verb).collect()
 }
 
+/// The next `verb` request on Events fails with a 500.
+fn fail_next_event_write(server: &TestApiServer, verb: Verb) {
+    server
+        .faults()
+        .fail_next(1, 500, RequestMatcher::any().verb(verb).resource("events"));
+}
+
 #[tokio::test]
 async fn creates_the_event_kube_would_and_counts_repeats_in_its_series() {
     let server = TestApiServer::start().await;
@@ -121,21 +128,13 @@ async fn a_repeat_whose_event_was_deleted_starts_a_new_one() {
 async fn a_failed_write_is_an_error_and_not_counted() {
     let server = TestApiServer::start().await;
     let recorder = recorder(&server);
-    server.faults().fail_next(
-        1,
-        500,
-        RequestMatcher::any().verb(Verb::Create).resource("events"),
-    );
+    fail_next_event_write(&server, Verb::Create);
     let failed = recorder.publish(&blocked(), &app("41")).await;
     assert!(failed.is_err(), "the 500 is returned");
     assert!(events(&server).is_empty());
     // Not remembered: the next publish creates the Event rather than patching a missing one.
     recorder.publish(&blocked(), &app("41")).await.unwrap();
-    server.faults().fail_next(
-        1,
-        500,
-        RequestMatcher::any().verb(Verb::Patch).resource("events"),
-    );
+    fail_next_event_write(&server, Verb::Patch);
     assert!(recorder.publish(&blocked(), &app("41")).await.is_err());
     // The failed repeat is not counted either: the next one is the second observation.
     recorder.publish(&blocked(), &app("41")).await.unwrap();
