@@ -51,8 +51,10 @@ fn every_emitted_id_is_in_the_catalogue() {
     );
     assert!(files.len() > 10, "rule sources not found: {files:?}");
     let mut emitted = BTreeSet::new();
-    // The catalogue itself is left out: the ids must come from the checks.
-    files.retain(|f| !f.ends_with("catalogue.rs"));
+    // The catalogue itself is left out: the ids must come from the checks. So is the policy
+    // export table (src/rules/vap), which names every rule without emitting any.
+    let vap = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rules/vap");
+    files.retain(|f| !f.ends_with("catalogue.rs") && !f.starts_with(&vap));
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for (i, _) in text.match_indices("\"SA") {

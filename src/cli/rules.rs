@@ -14,12 +14,15 @@ pub struct Args {
 pub enum Format {
     Markdown,
     Json,
+    /// ValidatingAdmissionPolicies and bindings enforcing the rules CEL can express.
+    Vap,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Markdown => print!("{}", spin_operator::rules::catalogue_markdown()),
         Format::Json => print!("{}", spin_operator::rules::catalogue_json()),
+        Format::Vap => print!("{}", spin_operator::rules::vap::yaml()?),
     }
     Ok(ExitCode::SUCCESS)
 }

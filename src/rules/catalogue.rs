@@ -657,6 +657,7 @@ pub fn markdown() -> String {
             ));
         }
     }
+    out.push_str(&super::vap::markdown());
     out
 }
 

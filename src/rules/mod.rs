@@ -16,6 +16,7 @@ pub mod reference;
 mod runtime_config_keys;
 mod spinapp;
 mod types;
+pub mod vap;
 mod view;
 
 pub use types::*;

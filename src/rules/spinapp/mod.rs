@@ -10,6 +10,8 @@ mod runtime_config;
 mod variables;
 mod volumes;
 
+pub(crate) use basics::{APP_NAME_MAX, PULL_POLICIES};
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;

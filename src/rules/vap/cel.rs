@@ -1,0 +1,128 @@
+//! Small builders for the CEL of the policy: string literals, field presence, and the ratchet
+//! guards that mirror the webhooks' "an unchanged field never blocks an UPDATE".
+//!
+//! Paths are CEL selections rooted at `object` (e.g. `object.spec.checks.liveness`); the same
+//! path under `oldObject` is derived from them, so each rule names its fields once.
+
+/// A CEL single-quoted string literal.
+pub fn lit(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `s.matches('<regex>')`.
+pub fn matches(s: &str, regex: &str) -> String {
+    format!("{s}.matches({})", lit(regex))
+}
+
+/// The same selection under `oldObject`.
+pub fn old(path: &str) -> String {
+    match path.strip_prefix("object") {
+        Some(rest) => format!("oldObject{rest}"),
+        None => path.to_string(),
+    }
+}
+
+/// `has()` for every step below the root: a selection on an absent field is an error in CEL,
+/// so `has(a.b.c)` needs `has(a.b)` first.
+pub fn present(path: &str) -> String {
+    let mut parts = path.split('.');
+    let mut at = parts.next().unwrap_or_default().to_string();
+    let mut checks = Vec::new();
+    for part in parts {
+        at = format!("{at}.{part}");
+        checks.push(format!("has({at})"));
+    }
+    checks.join(" && ")
+}
+
+/// True when `path` has the same value (or is absent in both) in the old object.
+fn same(path: &str) -> String {
+    let old_path = old(path);
+    format!(
+        "(({}) ? ({} && {path} == {old_path}) : !({}))",
+        present(path),
+        present(&old_path),
+        present(&old_path)
+    )
+}
+
+/// True on UPDATE when every path is unchanged: then an error on them is only a warning in the
+/// webhooks (ratcheting), so the policy admits it.
+pub fn unchanged(paths: &[&str]) -> String {
+    let all: Vec<String> = paths.iter().map(|p| same(p)).collect();
+    format!("(request.operation == 'UPDATE' && {})", all.join(" && "))
+}
+
+/// Inside `<list>.all(x, ...)`: true on UPDATE when the old list has an element `o` with
+/// `cond` (e.g. `o == x`, the same element, whatever its index).
+pub fn in_old_list(list: &str, cond: &str) -> String {
+    let old_list = old(list);
+    format!(
+        "(request.operation == 'UPDATE' && {} && {old_list}.exists(o, {cond}))",
+        present(&old_list)
+    )
+}
+
+/// Inside `<list>.all(x, ...)`: true on UPDATE when the old list also had `key` of `x` more
+/// than once (an old duplicate stays admitted, as in the webhooks).
+pub fn old_duplicate(list: &str, key: &str) -> String {
+    let old_list = old(list);
+    format!(
+        "(request.operation == 'UPDATE' && {} && {old_list}.filter(o, o{key} == x{key}).size() > 1)",
+        present(&old_list)
+    )
+}
+
+/// Inside `<map>.all(k, ...)`: true on UPDATE when the old map has key `k` with the same value.
+pub fn same_entry(map: &str) -> String {
+    same_key(map, "k")
+}
+
+/// True on UPDATE when the old map has `key` (a CEL expression) with the same value.
+pub fn same_key(map: &str, key: &str) -> String {
+    let old_map = old(map);
+    format!(
+        "(request.operation == 'UPDATE' && {} && {key} in {old_map} && {old_map}[{key}] == {map}[{key}])",
+        present(&old_map)
+    )
+}
+
+/// `!present || cond`: a rule about an optional field.
+pub fn absent_or(path: &str, cond: &str) -> String {
+    format!("!({}) || {cond}", present(path))
+}
+
+/// The non-empty optional string at `path` satisfies `cond` (written with `path`).
+pub fn unset_or(path: &str, cond: &str) -> String {
+    format!("!({}) || {path} == '' || {cond}", present(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(lit(r"a'b\."), r"'a\'b\\.'");
+    }
+
+    #[test]
+    fn presence_checks_each_step() {
+        assert_eq!(
+            present("object.spec.checks.liveness"),
+            "has(object.spec) && has(object.spec.checks) && has(object.spec.checks.liveness)"
+        );
+        assert_eq!(old("object.spec.x"), "oldObject.spec.x");
+    }
+}
