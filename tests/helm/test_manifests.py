@@ -107,6 +107,7 @@ def test_namespaced_objects_live_in_the_release_namespace(scenario: tuple[str, d
     cluster_scoped = {
         "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration", "RuntimeClass",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
     }
     for doc in render(values):
         if doc["kind"] in cluster_scoped:
