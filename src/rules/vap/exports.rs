@@ -533,12 +533,8 @@ pub fn export(id: &str) -> Option<Export> {
             ),
         ),
         "SA-RESOURCES-QUANTITY" => {
-            let parts = ["limits", "requests"].map(|m| {
-                format!(
-                    "({})",
-                    each_entry(&format!("resources.{m}"), |v| quantity_ok(v))
-                )
-            });
+            let parts = ["limits", "requests"]
+                .map(|m| format!("({})", each_entry(&format!("resources.{m}"), quantity_ok)));
             one("spec.resources", parts.join(" && "))
         }
         "SA-RESOURCES-REQUESTS-LE-LIMITS" => {
