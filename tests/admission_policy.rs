@@ -575,3 +575,82 @@ fn upstream_samples_are_judged_as_by_the_webhook() {
         eprintln!("{label}: {denied:?}");
     }
 }
+
+/// An explicit `null` (kept by the API server for the CRD's nullable fields) is unset for the
+/// webhook; the policy must read it so too, not fail the request.
+#[test]
+fn explicit_nulls_are_judged_as_by_the_webhook() {
+    let apps = compile(Target::SpinApp);
+    let inv = inventory();
+    let mut checked = 0;
+    for field in [
+        "replicas",
+        "enableAutoscaling",
+        "imagePullPolicy",
+        "serviceAccountName",
+        "imagePullSecrets",
+        "variables",
+        "volumes",
+        "volumeMounts",
+        "checks",
+        "resources",
+        "invocationLimits",
+        "components",
+        "runtimeConfig",
+        "podLabels",
+        "nodeSelector",
+        "serviceAnnotations",
+        "deploymentAnnotations",
+        "podAnnotations",
+    ] {
+        let mut object = app_object(spec_with(json!({})));
+        object["spec"][field] = Value::Null;
+        let denied = assert_agrees(&apps, Target::SpinApp, "CREATE", &object, None, &inv, field);
+        assert!(denied.is_empty(), "{field}: null denied with {denied:?}");
+        checked += 1;
+    }
+    for nested in [
+        json!({"checks": {"liveness": null, "readiness": {"httpGet": {"path": "/", "httpHeaders": null}, "periodSeconds": null}}}),
+        json!({"resources": {"limits": null, "requests": {"memory": "1Gi"}}, "invocationLimits": {"memory": "64Mi"}}),
+        json!({"runtimeConfig": {"loadFromSecret": null, "llmCompute": null, "sqliteDatabases": null,
+            "keyValueStores": [{"name": "a", "type": "spin", "options": null}]}}),
+        json!({"variables": [{"name": "a", "value": "x", "valueFrom": null}]}),
+        json!({"variables": [{"name": "a", "value": null, "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "k", "optional": null}}}]}),
+    ] {
+        let mut object = app_object(spec_with(json!({})));
+        for (k, v) in nested.as_object().unwrap() {
+            object["spec"][k] = v.clone();
+        }
+        let denied = assert_agrees(
+            &apps,
+            Target::SpinApp,
+            "CREATE",
+            &object,
+            None,
+            &inv,
+            "nested null",
+        );
+        assert!(denied.is_empty(), "{nested}: denied with {denied:?}");
+        checked += 1;
+    }
+    let executors = compile(Target::SpinAppExecutor);
+    for spec in [
+        json!({"createDeployment": false, "deploymentConfig": null}),
+        json!({"createDeployment": true, "deploymentConfig": {"runtimeClassName": "x", "spinImage": null, "caCertSecret": null, "otel": null}}),
+        json!({"createDeployment": true, "deploymentConfig": {"runtimeClassName": "x", "otel": {"exporter_otlp_endpoint": null}}}),
+    ] {
+        let object = executor("exec", NS, spec.clone());
+        let denied = assert_agrees(
+            &executors,
+            Target::SpinAppExecutor,
+            "CREATE",
+            &object,
+            None,
+            &inv,
+            "null",
+        );
+        assert!(denied.is_empty(), "{spec}: denied with {denied:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 26);
+}

@@ -46,6 +46,32 @@ pub fn present(path: &str) -> String {
     checks.join(" && ")
 }
 
+/// Every `has(p)` of `expression` as `(has(p) && p != null)`: the CRD's optional fields are
+/// nullable, the API server keeps an explicit `null` (has() is then true), and the webhooks read
+/// it as unset; without this a comparison on it would fail the whole request.
+pub fn null_safe(expression: &str) -> String {
+    let mut out = String::with_capacity(expression.len() * 2);
+    let mut rest = expression;
+    while let Some(at) = rest.find("has(") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let inner = &after["has(".len()..];
+        match inner.find(')') {
+            Some(end) => {
+                let path = &inner[..end];
+                out.push_str(&format!("(has({path}) && {path} != null)"));
+                rest = &inner[end + 1..];
+            }
+            None => {
+                out.push_str(after);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// True when `path` has the same value (or is absent in both) in the old object.
 fn same(path: &str) -> String {
     let old_path = old(path);
@@ -115,6 +141,14 @@ mod tests {
     #[test]
     fn literals_escape_quotes_and_backslashes() {
         assert_eq!(lit(r"a'b\."), r"'a\'b\\.'");
+    }
+
+    #[test]
+    fn has_also_means_not_null() {
+        assert_eq!(
+            null_safe("!has(a.b) || has(a.c) ? 1 : 0"),
+            "!(has(a.b) && a.b != null) || (has(a.c) && a.c != null) ? 1 : 0"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! UPDATE so does a value the old object already had (see [`super::cel::unchanged`]).
 
 use super::cel::{
-    absent_or, in_old_list, lit, matches, old_duplicate, present, same_entry, same_key, unchanged,
-    unset_or,
+    absent_or, in_old_list, lit, matches, null_safe, old_duplicate, present, same_entry, same_key,
+    unchanged, unset_or,
 };
 use crate::api::{APP_NAME_LABEL, CA_BUNDLE_PATH, RESERVED_VOLUME_PREFIX, RUNTIME_CONFIG_PATH};
 use crate::rules::names::DNS1123_SUBDOMAIN_MAX;
@@ -98,7 +98,10 @@ fn qualified_name(s: &str) -> String {
 }
 
 fn check(field: &'static str, expression: String) -> Check {
-    Check { expression, field }
+    Check {
+        expression: null_safe(&expression),
+        field,
+    }
 }
 
 fn path(rel: &str) -> String {
