@@ -162,6 +162,7 @@ fn to_cel(v: &Value) -> Cel {
 
 /// The policy's compiled matchConditions and validations (with the rule id of each).
 struct Compiled {
+    variables: Vec<(String, String, Program)>,
     conditions: Vec<(String, Program)>,
     validations: Vec<(&'static str, String, Program, Program)>,
 }
@@ -172,6 +173,13 @@ fn program(expression: &str) -> Program {
 
 fn compile(target: Target) -> Compiled {
     Compiled {
+        variables: vap::variables(target)
+            .into_iter()
+            .map(|v| {
+                let p = program(&v.expression);
+                (v.name, v.expression, p)
+            })
+            .collect(),
         conditions: vap::match_conditions()
             .into_iter()
             .map(|c| {
@@ -213,6 +221,21 @@ fn denials(
     ctx.add_variable_from_value("object", to_cel(object));
     ctx.add_variable_from_value("oldObject", old.map_or(Cel::Null, to_cel));
     ctx.add_variable_from_value("request", to_cel(&json!({"operation": op})));
+    // The API server evaluates variables lazily; these never error, so eagerly is the same.
+    let mut variables = HashMap::new();
+    for (name, expression, program) in &policy.variables {
+        let value = match program.execute(&ctx) {
+            Ok(v @ Cel::Bool(_)) => v,
+            other => panic!("variable {name}: {other:?}\nexpression: {expression}"),
+        };
+        variables.insert(Key::String(Arc::new(name.clone())), value);
+    }
+    ctx.add_variable_from_value(
+        "variables",
+        Cel::Map(Map {
+            map: Arc::new(variables),
+        }),
+    );
     for (expression, program) in &policy.conditions {
         if !holds(&ctx, expression, program, object) {
             return BTreeSet::new();

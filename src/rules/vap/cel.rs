@@ -34,14 +34,19 @@ pub fn old(path: &str) -> String {
 }
 
 /// `has()` for every step below the root: a selection on an absent field is an error in CEL,
-/// so `has(a.b.c)` needs `has(a.b)` first.
+/// so `has(a.b.c)` needs `has(a.b)` first. `spec` is required by the CRDs, so always there.
 pub fn present(path: &str) -> String {
     let mut parts = path.split('.');
     let mut at = parts.next().unwrap_or_default().to_string();
     let mut checks = Vec::new();
     for part in parts {
         at = format!("{at}.{part}");
-        checks.push(format!("has({at})"));
+        if !(part == "spec" && !at[..at.len() - part.len() - 1].contains('.')) {
+            checks.push(format!("has({at})"));
+        }
+    }
+    if checks.is_empty() {
+        return "true".to_string();
     }
     checks.join(" && ")
 }
@@ -83,11 +88,50 @@ fn same(path: &str) -> String {
     )
 }
 
+/// Prefix of the policy variables that tell whether a field is unchanged by an UPDATE.
+const UNCHANGED: &str = "unchanged__";
+
 /// True on UPDATE when every path is unchanged: then an error on them is only a warning in the
-/// webhooks (ratcheting), so the policy admits it.
+/// webhooks (ratcheting), so the policy admits it. Each path is a policy variable (see
+/// [`unchanged_variable`]), so a validation reads `<rule> || variables.unchanged__spec__image`.
 pub fn unchanged(paths: &[&str]) -> String {
-    let all: Vec<String> = paths.iter().map(|p| same(p)).collect();
-    format!("(request.operation == 'UPDATE' && {})", all.join(" && "))
+    let all: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let rel = p.strip_prefix("object.").unwrap_or(p);
+            format!("variables.{UNCHANGED}{}", rel.replace('.', "__"))
+        })
+        .collect();
+    match all.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", all.join(" && ")),
+    }
+}
+
+/// The variables [`unchanged`] refers to in `expression`, in order of first use, as
+/// `(name, expression)`. Field names never contain `__`, so the name spells the path.
+pub fn unchanged_variables(expression: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let marker = format!("variables.{UNCHANGED}");
+    let mut rest = expression;
+    while let Some(at) = rest.find(&marker) {
+        let tail = &rest[at + "variables.".len()..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if !out.iter().any(|(n, _)| n == name) {
+            let path = format!("object.{}", name[UNCHANGED.len()..].replace("__", "."));
+            out.push((name.to_string(), unchanged_variable(&path)));
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// The expression of the variable for `path`.
+fn unchanged_variable(path: &str) -> String {
+    null_safe(&format!("request.operation == 'UPDATE' && {}", same(path)))
 }
 
 /// Inside `<list>.all(x, ...)`: true on UPDATE when the old list has an element `o` with
@@ -152,10 +196,37 @@ mod tests {
     }
 
     #[test]
+    fn unchanged_fields_are_variables_named_by_path() {
+        let e = format!(
+            "x || {}",
+            unchanged(&[
+                "object.spec.image",
+                "object.spec.deploymentConfig.otel.exporter_otlp_endpoint"
+            ])
+        );
+        let names: Vec<String> = unchanged_variables(&e)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "unchanged__spec__image",
+                "unchanged__spec__deploymentConfig__otel__exporter_otlp_endpoint"
+            ]
+        );
+        let (_, image) = &unchanged_variables(&e)[0];
+        assert!(
+            image.contains("object.spec.image == oldObject.spec.image"),
+            "{image}"
+        );
+    }
+
+    #[test]
     fn presence_checks_each_step() {
         assert_eq!(
             present("object.spec.checks.liveness"),
-            "has(object.spec) && has(object.spec.checks) && has(object.spec.checks.liveness)"
+            "has(object.spec.checks) && has(object.spec.checks.liveness)"
         );
         assert_eq!(old("object.spec.x"), "oldObject.spec.x");
     }

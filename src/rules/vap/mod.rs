@@ -13,7 +13,7 @@ pub use exports::{Check, Export, export};
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
-    ValidatingAdmissionPolicySpec, Validation,
+    ValidatingAdmissionPolicySpec, Validation, Variable,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
@@ -89,7 +89,21 @@ pub fn validations(target: Target) -> Vec<(&'static str, Validation)> {
     out
 }
 
-/// The policy's matchConditions, `(name, expression)`.
+/// The policy's variables: one per field whose ratchet guard the validations of `target` use
+/// (`unchanged__spec__image`: true on an UPDATE that keeps `spec.image`), in order of first use.
+pub fn variables(target: Target) -> Vec<Variable> {
+    let mut out: Vec<Variable> = Vec::new();
+    for (_, validation) in validations(target) {
+        for (name, expression) in cel::unchanged_variables(&validation.expression) {
+            if !out.iter().any(|v| v.name == name) {
+                out.push(Variable { name, expression });
+            }
+        }
+    }
+    out
+}
+
+/// The policy's matchConditions.
 pub fn match_conditions() -> Vec<MatchCondition> {
     [
         ("not-being-deleted", NOT_BEING_DELETED),
@@ -135,6 +149,7 @@ pub fn policy(target: Target) -> ValidatingAdmissionPolicy {
             }),
             match_conditions: Some(match_conditions()),
             validations: Some(validations(target).into_iter().map(|(_, v)| v).collect()),
+            variables: Some(variables(target)),
             ..Default::default()
         }),
         status: None,
