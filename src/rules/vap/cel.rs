@@ -41,7 +41,8 @@ pub fn present(path: &str) -> String {
     let mut checks = Vec::new();
     for part in parts {
         at = format!("{at}.{part}");
-        if !(part == "spec" && !at[..at.len() - part.len() - 1].contains('.')) {
+        let parent_is_root = !at[..at.len() - part.len() - 1].contains('.');
+        if part != "spec" || !parent_is_root {
             checks.push(format!("has({at})"));
         }
     }
