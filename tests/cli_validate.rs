@@ -206,4 +206,7 @@ fn rules_prints_the_catalogue() {
         v.as_array().unwrap().len(),
         spin_operator::rules::catalogue().len()
     );
+    let vap = run(&["rules", "--format", "vap"]);
+    assert_eq!(vap.code, 0);
+    assert_eq!(vap.stdout, spin_operator::rules::vap::yaml().unwrap());
 }
