@@ -195,7 +195,12 @@ pub fn markdown() -> String {
          installed by the chart with `validatingAdmissionPolicy.enabled`) enforces the rules CEL \
          can express in the API server itself, each failed validation's message starting with \
          the rule id. The API server reports only the first failing validation, and denies with \
-         `reason: Invalid`. Rules marked webhook-only are not enforced by the policy.\n\n\
+         `reason: Invalid`. As the webhooks ratchet, a validation admits an UPDATE that keeps the \
+         old values of the fields it judges (policy variables `unchanged__spec__<field>`; a list \
+         item or runtime-config table counts as unchanged when the old object has the same one); \
+         objects being deleted and UPDATEs that leave `spec` alone are not evaluated, and an \
+         explicit `null` is unset. Nothing is defaulted: without the mutating webhook an app must \
+         name its executor. Rules marked webhook-only are not enforced by the policy.\n\n\
          | ID | Policy |\n|---|---|\n",
     );
     for rule in catalogue() {
