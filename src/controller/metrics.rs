@@ -1,4 +1,5 @@
-//! Prometheus metrics of the controllers: reconciles by result and reconcile duration.
+//! Prometheus metrics of the controllers: reconciles by result, reconcile duration, reconciles
+//! running now, and leadership.
 
 use std::time::Duration;
 
@@ -34,7 +35,18 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    in_flight: Family<ControllerLabel, Gauge>,
     leader: Gauge,
+}
+
+/// Counts one running reconcile in `reconciles_in_flight` until dropped (also when the reconcile
+/// future is dropped midway, e.g. on shutdown).
+pub(crate) struct Running(Gauge);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -42,6 +54,7 @@ impl Default for Metrics {
         Metrics {
             reconciles: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
+            in_flight: Family::default(),
             leader: Gauge::default(),
         }
     }
@@ -61,6 +74,13 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Duration of reconciles",
             m.duration.clone(),
+        );
+        // kube-runtime keeps its queue private; running reconciles at the concurrency cap is the
+        // visible sign that work is queueing.
+        sub.register(
+            "reconciles_in_flight",
+            "Reconciles running now, by controller",
+            m.in_flight.clone(),
         );
         sub.register(
             "leader",
@@ -82,6 +102,27 @@ impl Metrics {
                 controller: controller.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Marks a reconcile of `controller` as running until the returned guard is dropped.
+    pub(crate) fn running(&self, controller: &str) -> Running {
+        let gauge = self
+            .in_flight
+            .get_or_create(&ControllerLabel {
+                controller: controller.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        Running(gauge)
+    }
+
+    /// Reconciles of `controller` running now (for tests and diagnostics).
+    pub fn in_flight(&self, controller: &str) -> i64 {
+        self.in_flight
+            .get_or_create(&ControllerLabel {
+                controller: controller.to_string(),
+            })
+            .get()
     }
 
     pub(crate) fn set_leader(&self, leading: bool) {
@@ -109,6 +150,9 @@ mod tests {
         let m = Metrics::register(&mut registry);
         m.observe("spinapp", "success", Duration::from_millis(3));
         m.set_leader(true);
+        let first = m.running("spinapp");
+        let second = m.running("spinapp");
+        drop(first);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(out.contains(
@@ -118,6 +162,12 @@ mod tests {
             "spin_operator_controller_reconcile_duration_seconds_count{controller=\"spinapp\"} 1"
         ));
         assert!(out.contains("spin_operator_controller_leader 1"));
+        assert!(
+            out.contains("spin_operator_controller_reconciles_in_flight{controller=\"spinapp\"} 1"),
+            "{out}"
+        );
+        drop(second);
+        assert_eq!(m.in_flight("spinapp"), 0);
         assert_eq!(m.reconcile_count("spinapp", "success"), 1);
     }
 }
