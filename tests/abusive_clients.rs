@@ -335,7 +335,9 @@ async fn keep_alive_admission(s: &mut TlsStream<TcpStream>) {
         "POST {VALIDATE_APP} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(&[head.as_bytes(), &body].concat()).await.unwrap();
+    s.write_all(&[head.as_bytes(), &body].concat())
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -397,7 +399,10 @@ async fn idle_keep_alive_clients_beyond_the_cap_are_closed_after_the_idle_timeou
     // Every connection is closed by the server: the 4 oldest evicted for newcomers, the others
     // once idle for the timeout, and not before it (the newest was busy a moment ago).
     for (i, s) in clients.iter_mut().enumerate() {
-        assert!(closed_by_server(s).await, "idle keep-alive client {i} kept open");
+        assert!(
+            closed_by_server(s).await,
+            "idle keep-alive client {i} kept open"
+        );
     }
     assert!(
         answered.elapsed() >= idle_timeout - Duration::from_millis(50),

@@ -80,7 +80,11 @@ fn components_register_only_their_own_metrics() {
     let controllers = exported(true, false);
     let webhooks = exported(false, true);
     assert!(exported(false, false).is_empty());
-    assert!(controllers.keys().all(|n| n.starts_with("spin_operator_controller_")));
+    assert!(
+        controllers
+            .keys()
+            .all(|n| n.starts_with("spin_operator_controller_"))
+    );
     assert!(
         webhooks
             .keys()

@@ -12,8 +12,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
-    AdmissionState, HttpsServer, Readiness, ReadinessCheck, ServerLimits,
-    health_router, router,
+    AdmissionState, HttpsServer, Readiness, ReadinessCheck, ServerLimits, health_router, router,
 };
 use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
