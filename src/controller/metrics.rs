@@ -87,6 +87,18 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             m.leader.clone(),
         );
+        // Series exist at 0 from the start, so dashboards and rates show both controllers.
+        for controller in [super::spinapp::CONTROLLER, super::executor::CONTROLLER] {
+            let label = ControllerLabel {
+                controller: controller.to_string(),
+            };
+            let _ = m.reconciles.get_or_create(&ReconcileLabels {
+                controller: controller.to_string(),
+                result: "success".to_string(),
+            });
+            let _ = m.duration.get_or_create(&label);
+            let _ = m.in_flight.get_or_create(&label);
+        }
         m
     }
 
@@ -162,6 +174,14 @@ mod tests {
             "spin_operator_controller_reconcile_duration_seconds_count{controller=\"spinapp\"} 1"
         ));
         assert!(out.contains("spin_operator_controller_leader 1"));
+        // The other controller's series exist at 0 before its first reconcile.
+        for series in [
+            "spin_operator_controller_reconciles_total{controller=\"spinappexecutor\",result=\"success\"} 0",
+            "spin_operator_controller_reconcile_duration_seconds_count{controller=\"spinappexecutor\"} 0",
+            "spin_operator_controller_reconciles_in_flight{controller=\"spinappexecutor\"} 0",
+        ] {
+            assert!(out.contains(series), "{series} missing in {out}");
+        }
         assert!(
             out.contains("spin_operator_controller_reconciles_in_flight{controller=\"spinapp\"} 1"),
             "{out}"
