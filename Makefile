@@ -3,9 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test crds-check venv demo
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down crds-check venv demo
 
-test: lint rust-test helm-test
+test: lint rust-test helm-test e2e-test
 
 lint:
 	cargo fmt --all -- --check
@@ -25,6 +25,25 @@ venv: $(VENV)/.installed
 
 helm-test: $(VENV)/.installed
 	$(PY) -m pytest -q tests/helm
+
+# A real control plane (etcd, kube-apiserver, kube-controller-manager, kubectl, helm) built from
+# Go modules by tests/cluster/build.sh, cached by version; the first build takes a while.
+cluster-build:
+	bash tests/cluster/build.sh
+
+# End-to-end tests through that control plane: the chart installed with the real Helm CLI, the
+# operator running with the chart's ServiceAccount, every assertion on what the API server says.
+e2e-test: $(VENV)/.installed cluster-build
+	cargo build --locked --bin spin-operator
+	$(PY) -m pytest -q tests/cluster/e2e
+
+# Try the operator for real on this machine: control plane up, chart installed, operator running.
+cluster-up: $(VENV)/.installed
+	cargo build --locked --bin spin-operator
+	$(PY) tests/cluster/controlplane.py up
+
+cluster-down:
+	python3 tests/cluster/controlplane.py down
 
 # The no-cluster tour: admission decisions and rendered workloads for the bundled examples.
 demo:

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod desired;
 pub mod inventory;
 pub mod manifests;
+pub mod metrics;
 pub mod rbac;
 pub mod rules;
 pub mod tls;

@@ -4,7 +4,8 @@
 //! normal client's admissions all succeed, and the server closes the slowloris and idle-TCP
 //! connections itself (handshake / header-read deadlines). More idle TLS connections than the
 //! connection cap neither lock a normal client out: the cap evicts the connection idle the
-//! longest and the idle timeout reaps the rest. Bounded: a few seconds.
+//! longest and the idle timeout reaps the rest, also for HTTP/1.1 keep-alive clients that were
+//! answered and then sit idle. Bounded: a few seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -324,4 +325,92 @@ async fn at_the_cap_the_connection_idle_the_longest_makes_room() {
     for (i, s) in idle.iter_mut().take(25).enumerate() {
         assert!(closed_by_server(s).await, "idle connection {i} not evicted");
     }
+}
+
+/// Sends one admission over an HTTP/1.1 keep-alive connection and reads the whole answer,
+/// leaving the connection open for the next request.
+async fn keep_alive_admission(s: &mut TlsStream<TcpStream>) {
+    let body = review();
+    let head = format!(
+        "POST {VALIDATE_APP} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(&[head.as_bytes(), &body].concat())
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (header_end, length) = loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(n > 0, "server closed a keep-alive connection mid-answer");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            assert!(headers.starts_with("http/1.1 200"), "{headers}");
+            assert!(!headers.contains("connection: close"), "{headers}");
+            let length = headers
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse::<usize>().unwrap())
+                .expect("content-length");
+            break (end + 4, length);
+        }
+    };
+    while buf.len() < header_end + length {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("body in time")
+            .unwrap();
+        assert!(n > 0, "server closed a keep-alive connection mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let answer: Value = serde_json::from_slice(&buf[header_end..header_end + length]).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_clients_beyond_the_cap_are_closed_after_the_idle_timeout() {
+    let pki = pki(HOST);
+    // hyper's own keep-alive timer (the header-read deadline) far beyond the idle timeout, so
+    // only the server's idle timeout (or eviction at the cap) can close these connections.
+    let idle_timeout = Duration::from_secs(1);
+    let limits = ServerLimits {
+        max_connections: 8,
+        idle_timeout,
+        header_read_timeout: Duration::from_secs(60),
+        ..LIMITS
+    };
+    let addr = start(&pki, limits).await;
+    // 12 keep-alive clients against 8 slots; each is answered, then keeps its connection idle.
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut s = tls_connect(&pki, addr).await;
+        keep_alive_admission(&mut s).await;
+        clients.push(s);
+    }
+    // Keep-alive is real: the newest client reuses its connection before the timeout.
+    let last = clients.last_mut().unwrap();
+    keep_alive_admission(last).await;
+    let answered = tokio::time::Instant::now();
+    // Every connection is closed by the server: the 4 oldest evicted for newcomers, the others
+    // once idle for the timeout, and not before it (the newest was busy a moment ago).
+    for (i, s) in clients.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(s).await,
+            "idle keep-alive client {i} kept open"
+        );
+    }
+    assert!(
+        answered.elapsed() >= idle_timeout - Duration::from_millis(50),
+        "closed after {:?}, before the idle timeout",
+        answered.elapsed()
+    );
+    // With every slot free again, a new client is served.
+    admitted(&client(&pki, addr), addr).await;
+    let mut fresh = tls_connect(&pki, addr).await;
+    keep_alive_admission(&mut fresh).await;
 }

@@ -88,6 +88,19 @@ impl AdmissionMetrics {
             "Time to answer an admission request, by webhook",
             metrics.latency.clone(),
         );
+        // Series exist at 0 from the start, so error ratios and alerts see a value before the
+        // first request (rule hits stay sparse: one series per rule that ever fired).
+        for route in super::routes::ROUTES {
+            for outcome in [Outcome::Allowed, Outcome::Denied, Outcome::Error] {
+                let _ = metrics.requests.get_or_create(&RequestLabels {
+                    webhook: route.name,
+                    outcome: outcome.as_str(),
+                });
+            }
+            let _ = metrics.latency.get_or_create(&WebhookLabels {
+                webhook: route.name,
+            });
+        }
         metrics
     }
 
@@ -144,5 +157,15 @@ mod tests {
             ),
             "{out}"
         );
+        // Every route's outcomes exist at 0 before its first request.
+        for route in crate::admission::ROUTES {
+            for outcome in ["allowed", "error"] {
+                let series = format!(
+                    "spin_operator_admission_requests_total{{webhook=\"{}\",outcome=\"{outcome}\"}} 0",
+                    route.name
+                );
+                assert!(out.contains(&series), "{series} missing in {out}");
+            }
+        }
     }
 }

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!self.createDeployment || has(self.deploymentConfig)"
-).message("deploymentConfig is required when createDeployment is true"))]
+).message("deploymentConfig is required when createDeployment is true")
+// Reported on the field, as the webhook's SAE-DEPLOYMENT-CONFIG-REQUIRED does.
+.field_path(".deploymentConfig").reason(kube::core::Reason::FieldValueRequired))]
 #[serde(rename_all = "camelCase")]
 pub struct SpinAppExecutorSpec {
     /// CreateDeployment specifies whether the Executor wants the SpinKube operator to create a

@@ -53,7 +53,9 @@ use serde::{Deserialize, Serialize};
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!(has(self.enableAutoscaling) && self.enableAutoscaling && has(self.replicas))"
-).message("replicas must not be set when enableAutoscaling is true"))]
+).message("replicas must not be set when enableAutoscaling is true")
+// Reported on the field, as the webhook's SA-REPLICAS-AUTOSCALING does, when the webhook is down.
+.field_path(".replicas").reason(kube::core::Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
 pub struct SpinAppSpec {
     /// Executor controls how this app is executed in the cluster: the name of a SpinAppExecutor in

@@ -12,13 +12,13 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
-    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, ReadinessCheck, ServerLimits,
-    health_router, router,
+    AdmissionState, HttpsServer, Readiness, ReadinessCheck, ServerLimits, health_router, router,
 };
 use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
+use spin_operator::metrics::OperatorMetrics;
 use spin_operator::rules::Options;
 use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
-use spin_operator::tls::{self, ReloadingResolver, TlsMetrics};
+use spin_operator::tls::{self, ReloadingResolver};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -106,6 +106,15 @@ pub struct Args {
         default_value = "spin-operator-validating-webhook-configuration"
     )]
     pub validating_webhook_configuration: String,
+    /// Seconds between re-reconciles of a converged SpinApp (each spread by up to +10 %). A
+    /// converged app makes no write on resync; a shorter period repairs drift sooner.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_RESYNC_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub resync_seconds: u64,
     /// Log format.
     #[arg(
         long,
@@ -181,11 +190,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::install();
     let readiness = Readiness::new();
     let mut registry = Registry::default();
+    let metrics = spin_operator::metrics::register(
+        &mut registry,
+        !args.disable_controllers,
+        !args.disable_webhooks,
+    );
     let mut components: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
-    let controllers = (!args.disable_controllers).then(|| {
+    let controllers = metrics.controllers.clone().map(|controller_metrics| {
         let mut config = ControllerConfig::from_env();
-        config.metrics = Metrics::register(&mut registry);
+        config.metrics = controller_metrics;
+        config.settings.resync = std::time::Duration::from_secs(args.resync_seconds);
         if args.no_leader_election {
             config.leader_election = None;
         }
@@ -206,7 +221,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             is_leader,
             &shutdown,
             &readiness,
-            &mut registry,
+            &metrics,
             &mut components,
         )
         .await?;
@@ -315,13 +330,13 @@ async fn start_webhooks(
     is_leader: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: &Shutdown,
     readiness: &Readiness,
-    registry: &mut Registry,
+    metrics: &OperatorMetrics,
     components: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let caches_synced = readiness.register("webhook-caches");
 
     // One resolver serves every handshake; its certificate is swapped in place on rotation.
-    let resolver = Arc::new(ReloadingResolver::new(Some(TlsMetrics::register(registry))));
+    let resolver = Arc::new(ReloadingResolver::new(metrics.tls.clone()));
     if args.self_signed {
         let mut config = SelfSignedConfig::new(&args.webhook_service, &args.namespace);
         config.secret_name = args.webhook_secret.clone();
@@ -375,7 +390,7 @@ async fn start_webhooks(
         Options {
             allow_missing_executor: args.allow_missing_executor,
         },
-        AdmissionMetrics::register(registry),
+        metrics.admission.clone().unwrap_or_default(),
     );
     let server = HttpsServer::bind(
         args.webhook_addr,

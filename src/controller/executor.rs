@@ -98,6 +98,7 @@ pub async fn reconcile(
     executor: Arc<SpinAppExecutor>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
+    let _running = ctx.metrics.running(CONTROLLER);
     let started = Instant::now();
     let result = reconcile_executor(executor.clone(), &ctx).await;
     let label = match &result {

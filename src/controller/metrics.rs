@@ -1,4 +1,5 @@
-//! Prometheus metrics of the controllers: reconciles by result and reconcile duration.
+//! Prometheus metrics of the controllers: reconciles by result, reconcile duration, reconciles
+//! running now, and leadership.
 
 use std::time::Duration;
 
@@ -34,7 +35,18 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    in_flight: Family<ControllerLabel, Gauge>,
     leader: Gauge,
+}
+
+/// Counts one running reconcile in `reconciles_in_flight` until dropped (also when the reconcile
+/// future is dropped midway, e.g. on shutdown).
+pub(crate) struct Running(Gauge);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -42,6 +54,7 @@ impl Default for Metrics {
         Metrics {
             reconciles: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
+            in_flight: Family::default(),
             leader: Gauge::default(),
         }
     }
@@ -62,11 +75,30 @@ impl Metrics {
             "Duration of reconciles",
             m.duration.clone(),
         );
+        // kube-runtime keeps its queue private; running reconciles at the concurrency cap is the
+        // visible sign that work is queueing.
+        sub.register(
+            "reconciles_in_flight",
+            "Reconciles running now, by controller",
+            m.in_flight.clone(),
+        );
         sub.register(
             "leader",
             "1 while this replica holds the leader lease",
             m.leader.clone(),
         );
+        // Series exist at 0 from the start, so dashboards and rates show both controllers.
+        for controller in [super::spinapp::CONTROLLER, super::executor::CONTROLLER] {
+            let label = ControllerLabel {
+                controller: controller.to_string(),
+            };
+            let _ = m.reconciles.get_or_create(&ReconcileLabels {
+                controller: controller.to_string(),
+                result: "success".to_string(),
+            });
+            let _ = m.duration.get_or_create(&label);
+            let _ = m.in_flight.get_or_create(&label);
+        }
         m
     }
 
@@ -82,6 +114,27 @@ impl Metrics {
                 controller: controller.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Marks a reconcile of `controller` as running until the returned guard is dropped.
+    pub(crate) fn running(&self, controller: &str) -> Running {
+        let gauge = self
+            .in_flight
+            .get_or_create(&ControllerLabel {
+                controller: controller.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        Running(gauge)
+    }
+
+    /// Reconciles of `controller` running now (for tests and diagnostics).
+    pub fn in_flight(&self, controller: &str) -> i64 {
+        self.in_flight
+            .get_or_create(&ControllerLabel {
+                controller: controller.to_string(),
+            })
+            .get()
     }
 
     pub(crate) fn set_leader(&self, leading: bool) {
@@ -109,6 +162,9 @@ mod tests {
         let m = Metrics::register(&mut registry);
         m.observe("spinapp", "success", Duration::from_millis(3));
         m.set_leader(true);
+        let first = m.running("spinapp");
+        let second = m.running("spinapp");
+        drop(first);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(out.contains(
@@ -118,6 +174,20 @@ mod tests {
             "spin_operator_controller_reconcile_duration_seconds_count{controller=\"spinapp\"} 1"
         ));
         assert!(out.contains("spin_operator_controller_leader 1"));
+        // The other controller's series exist at 0 before its first reconcile.
+        for series in [
+            "spin_operator_controller_reconciles_total{controller=\"spinappexecutor\",result=\"success\"} 0",
+            "spin_operator_controller_reconcile_duration_seconds_count{controller=\"spinappexecutor\"} 0",
+            "spin_operator_controller_reconciles_in_flight{controller=\"spinappexecutor\"} 0",
+        ] {
+            assert!(out.contains(series), "{series} missing in {out}");
+        }
+        assert!(
+            out.contains("spin_operator_controller_reconciles_in_flight{controller=\"spinapp\"} 1"),
+            "{out}"
+        );
+        drop(second);
+        assert_eq!(m.in_flight("spinapp"), 0);
         assert_eq!(m.reconcile_count("spinapp", "success"), 1);
     }
 }

@@ -111,6 +111,7 @@ pub async fn reconcile(
     app: Arc<Slim<SpinApp>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
+    let _running = ctx.metrics.running(CONTROLLER);
     let started = Instant::now();
     // Apps are cached slim too (a typed SpinApp is ~1.4 KB of inline Options before content);
     // one that does not decode fails alone instead of failing the whole watch.

@@ -32,6 +32,10 @@ impl TlsMetrics {
             "Distinct certificate changes seen, by outcome (loaded or rejected)",
             m.reloads.clone(),
         );
+        // Both outcomes exist at 0 from the start, so `increase()` sees the first change.
+        for outcome in ["loaded", "rejected"] {
+            let _ = m.reloads.get_or_create(&OutcomeLabels { outcome });
+        }
         m
     }
 
@@ -68,6 +72,9 @@ mod tests {
     fn exposes_not_after_and_reload_outcomes() {
         let mut registry = Registry::default();
         let metrics = TlsMetrics::register(&mut registry);
+        let mut before = String::new();
+        prometheus_client::encoding::text::encode(&mut before, &registry).unwrap();
+        assert!(before.contains("webhook_certificate_reloads_total{outcome=\"rejected\"} 0\n"));
         let resolver = ReloadingResolver::new(Some(metrics));
         let ck = rcgen::generate_simple_self_signed(vec!["m.example".to_string()]).unwrap();
         let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());

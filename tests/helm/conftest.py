@@ -44,6 +44,20 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "imagePullSecrets": [{"name": "regcred"}],
         "image": {"digest": "sha256:" + "a" * 64},
         "podDisruptionBudget": {"minAvailable": 1},
+        "networkPolicy": {"enabled": True, "webhook": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+    },
+    "observability": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Operators"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}, "ruleLabels": {"team": "platform"}},
+        },
+    },
+    "custom-ports": {
+        "ports": {"webhook": 10443, "health": 9090},
+        "metrics": {"service": {"port": 9091}},
+        "webhooks": {"service": {"port": 8443}},
+        "networkPolicy": {"enabled": True},
     },
 }
 

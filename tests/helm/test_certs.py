@@ -141,8 +141,26 @@ def test_existing_secret_wins_over_cert_manager() -> None:
     assert not kinds(docs) & CERT_MANAGER_KINDS
 
 
-def test_self_signed_needs_the_names_the_operator_knows() -> None:
-    with pytest.raises(helm.HelmRenderError, match="fullnameOverride=spin-operator"):
-        render_raw({"certManager": {"enabled": False}}, name="other")
-    docs = render({"certManager": {"enabled": False}, "fullnameOverride": "spin-operator"}, name="other")
-    assert one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"] == "spin-operator-validating-webhook-configuration"
+@pytest.mark.parametrize("release,namespace", [("spin-operator", NAMESPACE), ("other", "ops"), ("team-a-spin", "team-a")])
+def test_self_signed_works_under_any_release_name(release: str, namespace: str) -> None:
+    docs = render({"certManager": {"enabled": False}}, name=release, namespace=namespace)
+    args = operator_container(docs)["args"]
+    flags = dict(a.removeprefix("--").split("=", 1) for a in args if "=" in a)
+    # The operator is told the names of the objects the chart renders, not left to its defaults.
+    (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == flags["webhook-service"]]
+    assert service["metadata"]["namespace"] == namespace
+    assert {w["clientConfig"]["service"]["name"] for w in webhooks(docs)} == {flags["webhook-service"]}
+    assert one(docs, "MutatingWebhookConfiguration")["metadata"]["name"] == flags["mutating-webhook-configuration"]
+    assert one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"] == flags["validating-webhook-configuration"]
+    assert flags["webhook-secret"] == one(docs, "Deployment")["metadata"]["name"] + "-webhook-cert"
+    # The Secret lives in the pod's namespace, which the operator reads from POD_NAMESPACE.
+    env = {e["name"]: e for e in operator_container(docs)["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    if release != "spin-operator":
+        assert not any(v.startswith("spin-operator-") for v in flags.values())
+
+
+def test_name_flags_only_in_self_signed_mode() -> None:
+    for name in ("defaults", "existing-secret", "controllers-only"):
+        args = operator_container(render(SCENARIOS[name]))["args"]
+        assert not [a for a in args if a.startswith(("--webhook-secret", "--webhook-service", "--mutating-webhook", "--validating-webhook"))], name

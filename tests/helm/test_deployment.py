@@ -172,3 +172,23 @@ def test_docker_context_keeps_what_cargo_needs() -> None:
         path = path.removeprefix("./").rstrip("/") or "."
         assert (REPO / path).exists(), path
         assert not any(path == i or path.startswith(i + "/") for i in ignored), f"{path} is excluded by .dockerignore"
+
+
+def run_flags() -> set[str]:
+    """Long flags of `spin-operator run`, from the clap Args struct in src/cli/run.rs."""
+    source = (REPO / "src" / "cli" / "run.rs").read_text()
+    body = source[source.index("pub struct Args {"):]
+    body = body[: body.index("\n}\n")]
+    fields = re.findall(r"#\[arg\(([^\]]*)\)\]\s*(?:///[^\n]*\n\s*)*pub (\w+):", body)
+    return {"--" + name.replace("_", "-") for attrs, name in fields if re.search(r"\blong\b", attrs)}
+
+
+def test_every_chart_flag_exists_in_the_operator(scenario) -> None:
+    # A renamed or missing flag would crash-loop the pod on `run`; catch it at render time.
+    flags = run_flags()
+    assert {"--webhook-addr", "--health-addr", "--webhook-secret", "--self-signed"} <= flags
+    _, values = scenario
+    args = operator_container(render(values))["args"]
+    assert args[0] == "run"
+    used = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")} - {"--foo"}
+    assert used - flags == set()

@@ -61,7 +61,19 @@ def check_servicemonitor(doc: dict[str, Any]) -> None:
     assert all(e["port"] for e in spec["endpoints"])
 
 
+def check_prometheusrule(doc: dict[str, Any]) -> None:
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(doc["spec"]) == {"groups"}
+    for group in doc["spec"]["groups"]:
+        assert group["name"] and group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            assert rule["alert"] and rule["expr"] and rule["labels"]["severity"]
+            assert all(isinstance(v, str) for v in {**rule["labels"], **rule["annotations"]}.values()), rule
+
+
 CRD_KINDS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "PrometheusRule": check_prometheusrule,
     "SpinAppExecutor": check_spinappexecutor,
     "Issuer": check_issuer,
     "Certificate": check_certificate,

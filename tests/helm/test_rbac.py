@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CHART, NAMESPACE, SCENARIOS, by_kind, one, render
+from conftest import CHART, NAMESPACE, SCENARIOS, by_kind, one, operator_container, render
 
 PERMISSIONS: dict[str, list[dict[str, Any]]] = json.loads((CHART / "files" / "permissions.json").read_text())
 KNOWN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
@@ -31,13 +31,28 @@ def parts_in_use(values: dict[str, Any]) -> set[str]:
     return parts
 
 
-def expected(values: dict[str, Any], scope: str) -> Grants:
+# The operator's default names in files/permissions.json; the chart grants the release's names.
+DEFAULT_NAMES = {
+    "spin-operator-webhook-cert": ("Secret", "-webhook-cert"),
+    "spin-operator-mutating-webhook-configuration": ("MutatingWebhookConfiguration", "-mutating-webhook-configuration"),
+    "spin-operator-validating-webhook-configuration": ("ValidatingWebhookConfiguration", "-validating-webhook-configuration"),
+}
+
+
+def release_names(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Default name -> the name of the rendered object (the Deployment's name is the prefix)."""
+    prefix = one(docs, "Deployment")["metadata"]["name"]
+    return {default: prefix + suffix for default, (_, suffix) in DEFAULT_NAMES.items()}
+
+
+def expected(values: dict[str, Any], scope: str, names: dict[str, str] | None = None) -> Grants:
     """(group, resource, resourceNames) -> verbs, over the permission lists of the parts in use."""
     grants: Grants = {}
     for part in parts_in_use(values):
         for p in PERMISSIONS[part]:
             if p["scope"] == scope:
-                key = (p["group"], p["resource"], tuple(p.get("resourceNames", [])))
+                resource_names = tuple((names or {}).get(n, n) for n in p.get("resourceNames", []))
+                key = (p["group"], p["resource"], resource_names)
                 grants.setdefault(key, set()).update(p["verbs"])
     return grants
 
@@ -71,8 +86,44 @@ def test_permission_lists_are_well_formed() -> None:
 def test_rendered_rbac_equals_the_permission_lists(name: str) -> None:
     values = SCENARIOS[name]
     docs = render(values)
-    assert rendered(docs, "ClusterRole") == expected(values, "cluster")
-    assert rendered(docs, "Role") == expected(values, "namespace")
+    assert rendered(docs, "ClusterRole") == expected(values, "cluster", release_names(docs))
+    assert rendered(docs, "Role") == expected(values, "namespace", release_names(docs))
+
+
+def test_every_resource_name_is_one_the_chart_maps() -> None:
+    named = {n for permissions in PERMISSIONS.values() for p in permissions for n in p.get("resourceNames", [])}
+    assert named == set(DEFAULT_NAMES)
+
+
+@pytest.mark.parametrize("release,overrides", [("spin-operator", {}), ("other", {}), ("other", {"fullnameOverride": "spin"}), ("spin-operator-prod", {})])
+def test_self_signed_rbac_names_the_objects_of_the_release(release: str, overrides: dict[str, Any]) -> None:
+    # Whatever the release name, the named grants are exactly the objects the operator is told
+    # to manage (its run flags) and that the chart renders.
+    docs = render({**SCENARIOS["self-signed"], **overrides}, name=release)
+    args = dict(a.removeprefix("--").split("=", 1) for a in operator_container(docs)["args"] if "=" in a)
+    cluster, namespaced = rendered(docs, "ClusterRole"), rendered(docs, "Role")
+    for kind, flag in (("MutatingWebhookConfiguration", "mutating-webhook-configuration"), ("ValidatingWebhookConfiguration", "validating-webhook-configuration")):
+        name = one(docs, kind)["metadata"]["name"]
+        assert args[flag] == name
+        assert cluster[("admissionregistration.k8s.io", kind.lower() + "s", (name,))] == {"get", "patch"}
+    secret = args["webhook-secret"]
+    assert secret.startswith(one(docs, "Deployment")["metadata"]["name"])
+    assert namespaced[("", "secrets", (secret,))] == {"get", "update"}
+    named = [key for key in {**cluster, **namespaced} if key[2]]
+    assert sorted(n for key in named for n in key[2]) == sorted([secret, args["mutating-webhook-configuration"], args["validating-webhook-configuration"]])
+    assert ("coordination.k8s.io", "leases", ()) in namespaced
+
+
+def test_spinapp_finalizers_update_is_granted_with_the_controllers() -> None:
+    # Children set blockOwnerDeletion (OwnerReferencesPermissionEnforcement needs this grant).
+    assert rendered(render(), "ClusterRole")[("core.spinkube.dev", "spinapps/finalizers", ())] == {"update"}
+    assert ("core.spinkube.dev", "spinapps/finalizers", ()) not in rendered(render(SCENARIOS["webhooks-only"]), "ClusterRole")
+
+
+def test_self_signed_webhooks_only_can_elect_a_certificate_writer() -> None:
+    # With the controllers off, `run --self-signed` still elects one replica to write the Secret.
+    docs = render({**SCENARIOS["self-signed"], **SCENARIOS["webhooks-only"]})
+    assert rendered(docs, "Role")[("coordination.k8s.io", "leases", ())] == {"get", "create", "update"}
 
 
 def test_no_role_grants_write_access_beyond_the_code() -> None:

@@ -82,11 +82,21 @@ or "self-signed" (the operator creates and rotates it). One place decides, every
 {{- define "spin-operator.tlsMode" -}}
 {{- if .Values.tls.existingSecret }}existing
 {{- else if .Values.certManager.enabled }}cert-manager
-{{- else }}
-{{- if ne (include "spin-operator.fullname" .) "spin-operator" }}
-{{- fail "certManager.enabled=false (self-signed certificates): the operator manages Secret spin-operator-webhook-cert and the spin-operator-*-webhook-configuration objects by name; install as release spin-operator or set fullnameOverride=spin-operator" }}
-{{- end }}self-signed
+{{- else }}self-signed
 {{- end }}
+{{- end }}
+
+{{/*
+The objects the self-signed mode reads and writes by name, keyed by the operator's default name
+for each (the names files/permissions.json lists). The Deployment passes these names as `run`
+flags and the RBAC template swaps them into resourceNames, so both follow the release name.
+*/}}
+{{- define "spin-operator.selfSignedNames" -}}
+{{- dict
+  "spin-operator-webhook-cert" (include "spin-operator.certSecretName" .)
+  "spin-operator-mutating-webhook-configuration" (include "spin-operator.mutatingWebhookName" .)
+  "spin-operator-validating-webhook-configuration" (include "spin-operator.validatingWebhookName" .)
+  | toJson }}
 {{- end }}
 
 {{/* Name of the Secret holding tls.crt/tls.key. */}}

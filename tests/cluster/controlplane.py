@@ -1,0 +1,475 @@
+"""A real Kubernetes control plane on loopback, for the end-to-end tests and `make cluster-up`.
+
+etcd, kube-apiserver and kube-controller-manager are built from the Go modules in go/ (build.sh)
+and started as plain processes: no kubelet, no container runtime, so pods stay Pending. The
+operator is installed the way a user installs it (`helm install` of the chart) and then runs as a
+local process with a token of the chart's ServiceAccount, so the chart's RBAC is what it gets.
+
+The API server reaches the local webhook server through the chart's own webhook configurations:
+the chart's webhook Service is made an ExternalName Service pointing at `localhost`
+(`webhooks.service.externalName`), which kube-apiserver resolves for `clientConfig.service`
+(Endpoints may not point into 127.0.0.0/8). TLS is still verified against the Service's DNS name
+`<service>.<namespace>.svc`, as in a cluster.
+
+Usage as a program: `controlplane.py up [--dir DIR]` starts everything, installs the chart, runs
+the operator and returns (the processes keep running); `controlplane.py down [--dir DIR]` stops
+every process `up` started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CHART = REPO / "helm" / "spin-operator"
+DEFAULT_DIR = REPO / "target" / "cluster"
+ADMIN_TOKEN = "spin-operator-e2e-admin"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+OPERATOR_NAMESPACE = "spin-operator"
+RELEASE = "spin-operator"
+
+
+class ClusterError(RuntimeError):
+    """A control-plane step failed; the message says which and carries the tool's output."""
+
+
+def build_binaries() -> Path:
+    """Build (or reuse from the cache) the control plane's binaries; returns their directory."""
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise ClusterError(f"tests/cluster/build.sh failed with exit code {out.returncode}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@functools.cache
+def operator_binary() -> Path:
+    """The debug build of the operator, brought up to date once per run."""
+    subprocess.run(["cargo", "build", "--quiet", "--locked", "--bin", "spin-operator"], cwd=REPO, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return target / "debug" / "spin-operator"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what: str, check, timeout: float = 60.0, interval: float = 0.2):
+    """Poll `check` until it returns something truthy; raise with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as e:  # noqa: BLE001 - the last failure is reported on timeout
+            last_error = e
+        time.sleep(interval)
+    raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}" + (f": {last_error}" if last_error else ""))
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=5)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_process(name: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None) -> Proc:
+    """Start a process in its own process group (so stopping it stops its children too)."""
+    log = workdir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None, start_new_session=True,
+        )
+    return Proc(name, popen, log)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on loopback ports, in one work directory."""
+
+    workdir: Path
+    bin_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+    apiserver_port: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        # kube-apiserver writes its self-signed serving certificate with its CA into --cert-dir.
+        return self.workdir / "pki" / "apiserver.crt"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        # Loopback only: no proxy may sit between the tools and the API server.
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+        env["HELM_CACHE_HOME"] = str(self.workdir / "helm" / "cache")
+        env["HELM_CONFIG_HOME"] = str(self.workdir / "helm" / "config")
+        env["HELM_DATA_HOME"] = str(self.workdir / "helm" / "data")
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "ControlPlane":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write_pki()
+            self._start_etcd()
+            self._start_apiserver()
+            self._write_kubeconfig(self.kubeconfig, ADMIN_TOKEN)
+            self._start_controller_manager()
+            wait_until("the default ServiceAccount", lambda: self.kubectl(
+                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0, timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+        self._save_state()
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if not proc.alive():
+                raise ClusterError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+
+    def _save_state(self) -> None:
+        state = {"pids": [p.popen.pid for p in self.procs], "server": self.server, "kubeconfig": str(self.kubeconfig)}
+        (self.workdir / "state.json").write_text(json.dumps(state))
+
+    def add_process(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        self._save_state()
+        return proc
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _write_pki(self) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        # The ServiceAccount token signer (TokenRequest, used to give the operator the chart's SA).
+        _openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", str(pki / "sa.key"))
+        _openssl("ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+        # Static token of the test's cluster admin (kubectl, helm, kube-controller-manager).
+        (self.workdir / "tokens.csv").write_text(f'{ADMIN_TOKEN},e2e-admin,e2e-admin,"system:masters"\n')
+        shutil.copy(HERE / "audit-policy.yaml", self.workdir / "audit-policy.yaml")
+
+    def _start_etcd(self) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        self.add_process(start_process("etcd", [
+            str(self.bin_dir / "etcd"),
+            "--name=e2e", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=e2e=http://127.0.0.1:{peer}",
+            # A throwaway store: durability costs seconds per test on a shared disk.
+            "--unsafe-no-fsync", "--log-level=warn",
+        ], self.workdir))
+        wait_until("etcd", lambda: urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2).status == 200, timeout=30)
+
+    def _start_apiserver(self) -> None:
+        self.apiserver_port = free_port()
+        pki = self.workdir / "pki"
+        self.add_process(start_process("kube-apiserver", [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.apiserver_port}",
+            f"--cert-dir={pki}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            # The loopback address cannot be the `kubernetes` Service's endpoint; nothing needs it.
+            "--endpoint-reconciler-type=none",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={self.workdir / 'tokens.csv'}",
+            f"--service-account-issuer={SA_ISSUER}", f"--api-audiences={SA_ISSUER}",
+            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
+            # Webhooks and ValidatingAdmissionPolicy are on by default; this one is what lets the
+            # tests prove children may set blockOwnerDeletion with the chart's RBAC.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+            f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json", "--audit-log-mode=blocking",
+            "--allow-privileged=true",
+        ], self.workdir))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def ready() -> bool:
+            self.check_alive()
+            req = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            return urllib.request.urlopen(req, context=ctx, timeout=5).status == 200
+
+        wait_until("kube-apiserver /readyz", ready, timeout=120, interval=0.5)
+
+    def _write_kubeconfig(self, path: Path, token: str, namespace: str = "default") -> None:
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+            "clusters": [{"name": "e2e", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}],
+            "users": [{"name": "user", "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "user", "namespace": namespace}}],
+        }
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+
+    def _start_controller_manager(self) -> None:
+        self.add_process(start_process("kube-controller-manager", [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--controllers=garbage-collector-controller,deployment-controller,replicaset-controller,"
+            "namespace-controller,serviceaccount-controller",
+            "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
+            # Quick garbage collection and namespace deletion keep the tests short.
+            "--concurrent-gc-syncs=5", "--namespace-sync-period=10s",
+        ], self.workdir))
+        time.sleep(0.5)
+        self.check_alive()
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def run(self, tool: str, *args: str, input: str | None = None, check: bool = True,
+            kubeconfig: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = self.env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
+        out = subprocess.run([str(self.bin_dir / tool), *args], input=input, capture_output=True, text=True,
+                             env=env, timeout=timeout)
+        if check and out.returncode != 0:
+            raise ClusterError(f"{tool} {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        return out
+
+    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run("kubectl", *args, **kw)
+
+    def helm(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run("helm", *args, **kw)
+
+    def get_json(self, *args: str, **kw) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", *args, "-o", "json", **kw).stdout)
+
+    def token_kubeconfig(self, service_account: str, namespace: str, name: str) -> Path:
+        """A kubeconfig for a ServiceAccount, with a token from the TokenRequest API."""
+        token = self.kubectl("create", "token", service_account, "-n", namespace, "--duration=24h").stdout.strip()
+        path = self.workdir / f"{name}.kubeconfig"
+        self._write_kubeconfig(path, token, namespace)
+        return path
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        events = []
+        with open(self.audit_log, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    events.append(json.loads(line))
+        return events
+
+
+@dataclass
+class Operator:
+    """One operator process, running with the chart's ServiceAccount."""
+
+    proc: Proc
+    webhook_port: int
+    health_port: int
+    user: str
+
+    def metrics(self) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/metrics", timeout=5).read().decode()
+
+    def ready(self) -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2).status == 200
+        except OSError:
+            return False
+
+
+def install_chart(cp: ControlPlane, webhook_port: int, values: Mapping[str, Any] | None = None,
+                  release: str = RELEASE, namespace: str = OPERATOR_NAMESPACE, upgrade: bool = False) -> None:
+    """`helm install` the chart as a user would, wired to a webhook server on this machine.
+
+    No `--wait`: the chart's own Deployment stays Pending without a kubelet, by design here.
+    """
+    base = {
+        # The RuntimeClass the example executors name, so the ReplicaSets' pods are admitted
+        # (and stay Pending: no node runs them).
+        "runtimeClass": {"enabled": True},
+        # The API server calls https://localhost:<port> for the chart's webhook Service.
+        "webhooks": {"service": {"externalName": "localhost", "port": webhook_port}},
+        "ports": {"webhook": webhook_port},
+    }
+    merged = _merge(base, dict(values or {}))
+    values_file = cp.workdir / f"values-{release}.json"
+    values_file.write_text(json.dumps(merged))
+    verb = "upgrade" if upgrade else "install"
+    cp.helm(verb, release, str(CHART), "--namespace", namespace, "--create-namespace", "-f", str(values_file),
+            timeout=300)
+
+
+def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterable[str] = (),
+                   namespace: str = OPERATOR_NAMESPACE, service_account: str = RELEASE,
+                   wait_ready: bool = True, env: Mapping[str, str] | None = None,
+                   cert_dir: Path | None = None) -> Operator:
+    """Run the operator binary locally with a token of the chart's ServiceAccount."""
+    kubeconfig = cp.token_kubeconfig(service_account, namespace, f"operator-{name}")
+    health_port = free_port()
+    proc_env = cp.env()
+    proc_env.update({
+        "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": namespace, "POD_NAME": name,
+        "RUST_LOG": os.environ.get("SPIN_E2E_RUST_LOG", "info"),
+    })
+    proc_env.update(env or {})
+    if cert_dir is None:
+        cert_dir = cp.workdir / f"certs-{name}"
+        cert_dir.mkdir(exist_ok=True)
+    argv = [str(operator_binary()), "run", f"--webhook-addr=127.0.0.1:{webhook_port}",
+            f"--health-addr=127.0.0.1:{health_port}", f"--cert-dir={cert_dir}", "--log-format=text", *args]
+    proc = cp.add_process(start_process(f"operator-{name}", argv, cp.workdir, proc_env))
+    op = Operator(proc, webhook_port, health_port, f"system:serviceaccount:{namespace}:{service_account}")
+    if wait_ready:
+        def ready() -> bool:
+            if not proc.alive():
+                raise ClusterError(f"operator {name} exited:\n{proc.tail()}")
+            return op.ready()
+        wait_until(f"operator {name} /readyz", ready, timeout=120)
+    return op
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def cmd_up(workdir: Path) -> int:
+    if (workdir / "state.json").exists():
+        cmd_down(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("building the control plane (cached after the first build) ...", flush=True)
+    bin_dir = build_binaries()
+    print("starting etcd, kube-apiserver, kube-controller-manager ...", flush=True)
+    cp = ControlPlane(workdir, bin_dir).start()
+    try:
+        webhook_port = free_port()
+        print(f"helm install {RELEASE} ./helm/spin-operator (self-signed certificates) ...", flush=True)
+        install_chart(cp, webhook_port, {"certManager": {"enabled": False}})
+        print("starting the operator with the chart's ServiceAccount ...", flush=True)
+        start_operator(cp, "local", webhook_port, ["--self-signed"])
+    except BaseException:
+        cp.stop()
+        raise
+    print(f"control plane at {cp.server}; logs in {workdir / 'logs'}; `make cluster-down` stops it")
+    print(f"export KUBECONFIG={cp.kubeconfig}")
+    print(f"export PATH={bin_dir}:$PATH")
+    return 0
+
+
+def cmd_down(workdir: Path) -> int:
+    state_file = workdir / "state.json"
+    if not state_file.exists():
+        print(f"nothing running ({state_file} missing)")
+        return 0
+    pids = json.loads(state_file.read_text())["pids"]
+    for pid in reversed(pids):
+        _stop_group(pid)
+    state_file.unlink()
+    print(f"stopped {len(pids)} processes")
+    return 0
+
+
+def _stop_group(pid: int) -> None:
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "build"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="work directory (default: target/cluster)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            print(build_binaries())
+            return 0
+        return cmd_up(args.dir) if args.command == "up" else cmd_down(args.dir)
+    except (ClusterError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""Fixtures of the end-to-end tests: one real control plane for the session, the chart installed
+with the real Helm CLI (self-signed certificates), and the operator running as a local process
+with the chart's ServiceAccount. Every process is stopped at the end, also when a test fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controlplane import (  # noqa: E402
+    OPERATOR_NAMESPACE,
+    REPO,
+    ControlPlane,
+    Operator,
+    build_binaries,
+    free_port,
+    install_chart,
+    operator_binary,
+    start_operator,
+    wait_until,
+)
+
+EXAMPLES = REPO / "examples"
+# Short enough that a test can watch a whole resync window, long enough to be a real window.
+RESYNC_SECONDS = 15
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    return build_binaries()
+
+
+@pytest.fixture(scope="session")
+def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    cp = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir).start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+        print(f"\ncontrol plane logs: {cp.workdir / 'logs'}")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: ControlPlane) -> Operator:
+    """The chart installed in self-signed mode and one operator process serving its webhooks."""
+    webhook_port = free_port()
+    install_chart(cluster, webhook_port, {"certManager": {"enabled": False}})
+    op = start_operator(cluster, "a", webhook_port, ["--self-signed", f"--resync-seconds={RESYNC_SECONDS}"])
+    wait_for_webhooks(cluster)
+    return op
+
+
+def wait_for_webhooks(cp: ControlPlane, namespace: str = "default") -> None:
+    """Until the API server calls our webhooks successfully (caBundle in place, server serving)."""
+    probe = {
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "webhook-probe", "namespace": namespace},
+        "spec": {"createDeployment": False},
+    }
+
+    def answered() -> bool:
+        out = cp.kubectl("create", "--dry-run=server", "-f", "-", "-o", "json", input=json.dumps(probe), check=False)
+        if out.returncode != 0:
+            raise AssertionError(out.stderr)
+        return True
+
+    wait_until("the API server to call the webhooks", answered, timeout=90, interval=1)
+
+
+@pytest.fixture(scope="session")
+def apps_ns(cluster: ControlPlane, operator: Operator) -> str:
+    """A namespace with the example executors, shared by tests that only add their own apps."""
+    return new_namespace(cluster, "e2e-apps")
+
+
+def new_namespace(cp: ControlPlane, prefix: str, executors: bool = True) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cp.kubectl("create", "namespace", name)
+    if executors:
+        cp.kubectl("apply", "-n", name, "-f", str(EXAMPLES / "executors.yaml"))
+    return name
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane, operator: Operator, request) -> str:
+    """A fresh namespace with the example executors, one per test."""
+    return new_namespace(cluster, request.node.name.replace("_", "-")[:40].strip("-").lower())
+
+
+def spinapp(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": name},
+        "spec": {"image": "ghcr.io/example/app:v1.0.0", "executor": "containerd-shim-spin", **spec},
+    }
+
+
+def apply(cp: ControlPlane, namespace: str, *objects: dict[str, Any], check: bool = True,
+          extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    docs = "\n---\n".join(yaml.safe_dump(o) for o in objects)
+    return cp.kubectl("apply", "-n", namespace, "-f", "-", *extra, input=docs, check=check)
+
+
+def render(*files: Path, namespace: str, tmp: Path) -> list[dict[str, Any]]:
+    """What `spin-operator render --show-secrets` prints for these inputs placed in `namespace`."""
+    docs = [d for f in files for d in yaml.safe_load_all(f.read_text()) if d]
+    for d in docs:
+        d.setdefault("metadata", {})["namespace"] = namespace
+    placed = tmp / f"render-{uuid.uuid4().hex[:6]}.yaml"
+    placed.write_text(yaml.safe_dump_all(docs))
+    out = subprocess.run([str(operator_binary()), "render", "--show-secrets", "-f", str(placed)],
+                         capture_output=True, text=True, check=True)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def wait_for(cp: ControlPlane, what: str, kind: str, name: str, namespace: str, predicate, timeout: float = 60):
+    """Poll `kubectl get kind name` until predicate(object) holds; returns the object."""
+    def check():
+        out = cp.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        if out.returncode != 0:
+            return None
+        obj = json.loads(out.stdout)
+        return obj if predicate(obj) else None
+
+    return wait_until(what, check, timeout=timeout, interval=0.3)
+
+
+def operator_requests(cp: ControlPlane, op: Operator, since: str | None = None,
+                      until: str | None = None) -> list[dict[str, Any]]:
+    """Audit events of requests the operator made (received in [since, until), RFC 3339)."""
+    events = [e for e in cp.audit_events() if e.get("user", {}).get("username") == op.user]
+    if since:
+        events = [e for e in events if e["requestReceivedTimestamp"] >= since]
+    if until:
+        events = [e for e in events if e["requestReceivedTimestamp"] < until]
+    return events
+
+
+def resource_of(event: dict[str, Any]) -> str:
+    ref = event.get("objectRef", {})
+    return ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+
+
+__all__ = [
+    "OPERATOR_NAMESPACE", "EXAMPLES", "apply", "new_namespace", "operator_requests", "render",
+    "resource_of", "spinapp", "wait_for", "wait_for_webhooks",
+]

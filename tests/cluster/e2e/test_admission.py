@@ -1,0 +1,145 @@
+"""Admission as users meet it: `kubectl apply` through the real API server, which calls our
+webhooks through the chart's webhook configurations."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import yaml
+
+from conftest import EXAMPLES, OPERATOR_NAMESPACE, apply, new_namespace, spinapp
+
+VALID_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml"))
+
+
+def example_apps() -> list[dict]:
+    return [d for p in VALID_EXAMPLES for d in yaml.safe_load_all(p.read_text()) if d and d["kind"] == "SpinApp"]
+
+
+def admission_requests(op) -> dict[tuple[str, str], float]:
+    """spin_operator_admission_requests_total by (webhook, outcome), from the operator's /metrics."""
+    counts = {}
+    for line in op.metrics().splitlines():
+        m = re.match(r'spin_operator_admission_requests_total\{webhook="([^"]+)",outcome="([^"]+)"\} (\S+)', line)
+        if m:
+            counts[(m[1], m[2])] = float(m[3])
+    return counts
+
+
+def test_every_example_is_admitted_and_defaulted(cluster, namespace):
+    for path in VALID_EXAMPLES:
+        out = cluster.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+        assert out.returncode == 0, f"{path.name}: {out.stderr}"
+    for app in example_apps():
+        stored = cluster.get_json("spinapp", app["metadata"]["name"], "-n", namespace)
+        spec = stored["spec"]
+        # The mutating webhook fills what the example leaves out, and the API server stores it.
+        assert spec["executor"], app["metadata"]["name"]
+        if not spec.get("enableAutoscaling"):
+            assert spec["replicas"] == app["spec"].get("replicas", 1), app["metadata"]["name"]
+        else:
+            assert "replicas" not in spec
+    hello = cluster.get_json("spinapp", "hello", "-n", namespace)
+    # Defaulted to the alphabetically first executor of the app's namespace.
+    assert hello["spec"]["executor"] == "containerd-shim-spin"
+    assert hello["spec"]["replicas"] == 1
+
+
+def field_errors(stderr: str, name: str) -> list[str]:
+    """The field errors kubectl prints for object `name` (a `* ` list, or one `[a, b]` line)."""
+    part = stderr.split(f'"{name}" is invalid:')[1].split("Error from server")[0]
+    bullets = [line.strip()[2:] for line in part.splitlines() if line.strip().startswith("* ")]
+    if bullets:
+        return bullets
+    part = part.strip()
+    if part.startswith("[") and part.endswith("]"):
+        return [e.strip() for e in re.split(r", (?=[.<a-z][A-Za-z.\[\]0-9/_-]*: )", part[1:-1])]
+    return [part]
+
+
+def test_invalid_examples_are_rejected_with_every_field_error(cluster, namespace, tmp_path):
+    out = cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "invalid"), check=False)
+    assert out.returncode != 0
+    # The API server checks the CRD schema (enums, minimums, CEL) after the defaulting webhook and
+    # before the validating one, so it is the schema that rejects these two first.
+    broken = field_errors(out.stderr, "broken")
+    assert any(e.startswith('spec.imagePullPolicy: Unsupported value: "Sometimes"') for e in broken), broken
+    assert any(re.match(r"\.?spec\.replicas: Invalid value: -1", e) for e in broken), broken
+    # Every error names its field; the API server adds one note of its own about skipped CEL rules.
+    for error in broken:
+        assert re.match(r"^\.?(spec|metadata)[.\[]", error) or error.startswith("<nil>: Invalid value: null: some validation rules were not checked"), error
+    confused = field_errors(out.stderr, "confused")
+    assert confused == ["spec.deploymentConfig: Invalid value: exactly one of runtimeClassName or spinImage must be set"], confused
+    assert cluster.kubectl("get", "spinapps", "-n", namespace, "-o", "name").stdout == ""
+
+    # With those two fixed, the object reaches our validating webhook: kubectl then shows every
+    # error `spin-operator validate` reports for it, each naming its field.
+    docs = [d for d in yaml.safe_load_all((EXAMPLES / "invalid" / "bad-app.yaml").read_text()) if d]
+    app = next(d for d in docs if d["kind"] == "SpinApp")
+    app["spec"]["replicas"] = 0
+    del app["spec"]["imagePullPolicy"]
+    variant = tmp_path / "broken.yaml"
+    variant.write_text(yaml.safe_dump(app))
+    out = cluster.kubectl("apply", "-n", namespace, "-f", str(variant), check=False)
+    assert out.returncode != 0
+    online = field_errors(out.stderr, "broken")
+    offline = subprocess.run(
+        [str(cluster_binary()), "validate", "-f", str(EXAMPLES / "executors.yaml"), "-f", str(variant)],
+        capture_output=True, text=True)
+    expected = field_errors(offline.stdout + offline.stderr, "broken")
+    assert len(expected) >= 10, offline.stdout + offline.stderr
+    assert online == expected, out.stderr
+    assert "spec.replicas: Invalid value: 0: must be greater than or equal to 1" in online
+
+
+def cluster_binary():
+    from controlplane import operator_binary
+    return operator_binary()
+
+
+def test_warnings_are_printed_by_kubectl(cluster, namespace):
+    out = apply(cluster, namespace, spinapp("latest", image="ghcr.io/example/app:latest", replicas=1))
+    assert out.returncode == 0
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning:")]
+    assert any(":latest" in w for w in warnings), out.stderr
+
+
+def test_server_side_dry_run_returns_the_defaulted_object_and_stores_nothing(cluster, namespace):
+    app = spinapp("dry", replicas=None)
+    del app["spec"]["replicas"], app["spec"]["executor"]
+    out = cluster.kubectl("apply", "-n", namespace, "--dry-run=server", "-o", "json", "-f", "-",
+                          input=json.dumps(app))
+    defaulted = json.loads(out.stdout)
+    assert defaulted["spec"]["executor"] == "containerd-shim-spin"
+    assert defaulted["spec"]["replicas"] == 1
+    assert cluster.kubectl("get", "spinapp", "dry", "-n", namespace, check=False).returncode != 0
+
+    bad = spinapp("dry-bad", replicas=0)
+    out = cluster.kubectl("apply", "-n", namespace, "--dry-run=server", "-f", "-", input=json.dumps(bad), check=False)
+    assert out.returncode != 0
+    assert "spec.replicas: Invalid value: 0: must be greater than or equal to 1" in out.stderr, out.stderr
+
+
+def test_excluded_namespace_is_not_sent_to_the_webhooks(cluster, operator):
+    before = admission_requests(operator)
+    # kube-system and the release namespace are excluded by the chart's namespaceSelector.
+    app = spinapp("not-sent", replicas=1, image="ghcr.io/example/app:latest")
+    del app["spec"]["executor"]
+    out = apply(cluster, OPERATOR_NAMESPACE, app, check=False)
+    stored = cluster.get_json("spinapp", "not-sent", "-n", OPERATOR_NAMESPACE)
+    cluster.kubectl("delete", "spinapp", "not-sent", "-n", OPERATOR_NAMESPACE)
+    # Not defaulted (no executor set), no warning, and our webhook server counted nothing.
+    assert out.returncode == 0, out.stderr
+    assert stored["spec"].get("executor", "") == "", stored["spec"]
+    assert "Warning:" not in out.stderr
+    assert admission_requests(operator) == before
+
+    # The same app elsewhere is defaulted and warned about, and counted.
+    ns = new_namespace(cluster, "e2e-sent")
+    out = apply(cluster, ns, app)
+    assert "Warning:" in out.stderr
+    assert cluster.get_json("spinapp", "not-sent", "-n", ns)["spec"]["executor"] == "containerd-shim-spin"
+    after = admission_requests(operator)
+    assert after.get(("mspinapp.kb.io", "allowed"), 0) > before.get(("mspinapp.kb.io", "allowed"), 0), after
