@@ -174,6 +174,7 @@ fn program(expression: &str) -> Program {
 fn compile(target: Target) -> Compiled {
     Compiled {
         variables: vap::variables(target)
+            .unwrap()
             .into_iter()
             .map(|v| {
                 let p = program(&v.expression);

@@ -89,19 +89,23 @@ fn same(path: &str) -> String {
     )
 }
 
-/// Prefix of the policy variables that tell whether a field is unchanged by an UPDATE.
-const UNCHANGED: &str = "unchanged__";
+/// Prefix of the policy variables that tell whether a field is unchanged by an UPDATE. (Not
+/// `__`: the API server escapes `__` in names, so `variables.a__b` would not be found.)
+const UNCHANGED: &str = "unchanged_";
+
+/// The variable name for `path` (`object.spec.image` → `unchanged_spec_image`).
+fn variable_name(path: &str) -> String {
+    let rel = path.strip_prefix("object.").unwrap_or(path);
+    format!("{UNCHANGED}{}", rel.replace('.', "_"))
+}
 
 /// True on UPDATE when every path is unchanged: then an error on them is only a warning in the
 /// webhooks (ratcheting), so the policy admits it. Each path is a policy variable (see
-/// [`unchanged_variable`]), so a validation reads `<rule> || variables.unchanged__spec__image`.
+/// [`unchanged_variables`]), so a validation reads `<rule> || variables.unchanged_spec_image`.
 pub fn unchanged(paths: &[&str]) -> String {
     let all: Vec<String> = paths
         .iter()
-        .map(|p| {
-            let rel = p.strip_prefix("object.").unwrap_or(p);
-            format!("variables.{UNCHANGED}{}", rel.replace('.', "__"))
-        })
+        .map(|p| format!("variables.{}", variable_name(p)))
         .collect();
     match all.as_slice() {
         [one] => one.clone(),
@@ -109,9 +113,36 @@ pub fn unchanged(paths: &[&str]) -> String {
     }
 }
 
+/// Every `object.` selection of `expression` and its prefixes, by variable name: the fields an
+/// expression ratchets on are ones it reads (or their parents).
+fn paths_in(expression: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let bytes = expression.as_bytes();
+    for (at, _) in expression.match_indices("object.") {
+        let preceded = at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        if preceded {
+            continue;
+        }
+        let tail = &expression[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(tail.len());
+        let mut path = String::new();
+        for part in tail[..end].trim_end_matches('.').split('.') {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+            out.insert(variable_name(&path), path.clone());
+        }
+    }
+    out
+}
+
 /// The variables [`unchanged`] refers to in `expression`, in order of first use, as
-/// `(name, expression)`. Field names never contain `__`, so the name spells the path.
-pub fn unchanged_variables(expression: &str) -> Vec<(String, String)> {
+/// `(name, expression)`; `Err(name)` for one whose field the expression does not read.
+pub fn unchanged_variables(expression: &str) -> Result<Vec<(String, String)>, String> {
+    let paths = paths_in(expression);
     let mut out: Vec<(String, String)> = Vec::new();
     let marker = format!("variables.{UNCHANGED}");
     let mut rest = expression;
@@ -122,12 +153,12 @@ pub fn unchanged_variables(expression: &str) -> Vec<(String, String)> {
             .unwrap_or(tail.len());
         let name = &tail[..end];
         if !out.iter().any(|(n, _)| n == name) {
-            let path = format!("object.{}", name[UNCHANGED.len()..].replace("__", "."));
-            out.push((name.to_string(), unchanged_variable(&path)));
+            let path = paths.get(name).ok_or_else(|| name.to_string())?;
+            out.push((name.to_string(), unchanged_variable(path)));
         }
         rest = &tail[end..];
     }
-    out
+    Ok(out)
 }
 
 /// The expression of the variable for `path`.
@@ -198,28 +229,29 @@ mod tests {
 
     #[test]
     fn unchanged_fields_are_variables_named_by_path() {
+        let otel = "object.spec.deploymentConfig.otel.exporter_otlp_endpoint";
         let e = format!(
-            "x || {}",
-            unchanged(&[
-                "object.spec.image",
-                "object.spec.deploymentConfig.otel.exporter_otlp_endpoint"
-            ])
+            "object.spec.image != '' && {otel} != '' || {}",
+            unchanged(&["object.spec.image", otel])
         );
-        let names: Vec<String> = unchanged_variables(&e)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let vars = unchanged_variables(&e).unwrap();
+        let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
             [
-                "unchanged__spec__image",
-                "unchanged__spec__deploymentConfig__otel__exporter_otlp_endpoint"
+                "unchanged_spec_image",
+                "unchanged_spec_deploymentConfig_otel_exporter_otlp_endpoint"
             ]
         );
-        let (_, image) = &unchanged_variables(&e)[0];
         assert!(
-            image.contains("object.spec.image == oldObject.spec.image"),
-            "{image}"
+            vars[0]
+                .1
+                .contains("object.spec.image == oldObject.spec.image")
+        );
+        // A field the expression does not read cannot be named.
+        assert_eq!(
+            unchanged_variables(&unchanged(&["object.spec.x"])),
+            Err("unchanged_spec_x".to_string())
         );
     }
 

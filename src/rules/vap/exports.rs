@@ -184,9 +184,10 @@ fn maps(fields: &[&str], ok: impl Fn(&str) -> String) -> String {
         .join(" && ")
 }
 
-/// A quantity of a resources map: valid and not negative (int-or-string, so via `string()`).
+/// A quantity of a resources map: valid and not negative (int-or-string, so via `string()`;
+/// Kubernetes' Quantity has `compareTo`, not `sign`).
 fn quantity_ok(q: &str) -> String {
-    format!("(isQuantity(string({q})) && quantity(string({q})).sign() >= 0)")
+    format!("(isQuantity(string({q})) && quantity(string({q})).compareTo(quantity('0')) >= 0)")
 }
 
 const PROBES: [&str; 2] = ["liveness", "readiness"];
@@ -564,7 +565,7 @@ pub fn export(id: &str) -> Option<Export> {
                 absent_or(
                     &limits,
                     &format!(
-                        "!('memory' in {limits}) || (isQuantity({m}) && quantity({m}).sign() > 0) || {}",
+                        "!('memory' in {limits}) || (isQuantity({m}) && quantity({m}).isGreaterThan(quantity('0'))) || {}",
                         same_key(&limits, "'memory'")
                     ),
                 ),
@@ -589,7 +590,7 @@ pub fn export(id: &str) -> Option<Export> {
                     absent_or(
                         &limits,
                         &format!(
-                            "!('memory' in {limits}) || !(isQuantity({m}) && quantity({m}).sign() > 0) || ({})",
+                            "!('memory' in {limits}) || !(isQuantity({m}) && quantity({m}).isGreaterThan(quantity('0'))) || ({})",
                             bound("limits", &format!("({})", bound("requests", "true")))
                         ),
                     ),

@@ -30,6 +30,8 @@ pub const FILE: &str = "validating-admission-policy.yaml";
 pub enum VapError {
     #[error("serializing the admission policy: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("ratchet variable {0} names a field its validation does not read")]
+    UnresolvedVariable(String),
 }
 
 /// Objects being deleted are admitted (`SA-FINALIZING`, `SAE-FINALIZING`): finalizer removal
@@ -90,17 +92,19 @@ pub fn validations(target: Target) -> Vec<(&'static str, Validation)> {
 }
 
 /// The policy's variables: one per field whose ratchet guard the validations of `target` use
-/// (`unchanged__spec__image`: true on an UPDATE that keeps `spec.image`), in order of first use.
-pub fn variables(target: Target) -> Vec<Variable> {
+/// (`unchanged_spec_image`: true on an UPDATE that keeps `spec.image`), in order of first use.
+pub fn variables(target: Target) -> Result<Vec<Variable>, VapError> {
     let mut out: Vec<Variable> = Vec::new();
     for (_, validation) in validations(target) {
-        for (name, expression) in cel::unchanged_variables(&validation.expression) {
+        let found = cel::unchanged_variables(&validation.expression)
+            .map_err(VapError::UnresolvedVariable)?;
+        for (name, expression) in found {
             if !out.iter().any(|v| v.name == name) {
                 out.push(Variable { name, expression });
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The policy's matchConditions.
@@ -117,8 +121,8 @@ pub fn match_conditions() -> Vec<MatchCondition> {
 }
 
 /// The ValidatingAdmissionPolicy for one kind.
-pub fn policy(target: Target) -> ValidatingAdmissionPolicy {
-    ValidatingAdmissionPolicy {
+pub fn policy(target: Target) -> Result<ValidatingAdmissionPolicy, VapError> {
+    Ok(ValidatingAdmissionPolicy {
         metadata: ObjectMeta {
             name: Some(policy_name(target).to_string()),
             ..Default::default()
@@ -149,11 +153,11 @@ pub fn policy(target: Target) -> ValidatingAdmissionPolicy {
             }),
             match_conditions: Some(match_conditions()),
             validations: Some(validations(target).into_iter().map(|(_, v)| v).collect()),
-            variables: Some(variables(target)),
+            variables: Some(variables(target)?),
             ..Default::default()
         }),
         status: None,
-    }
+    })
 }
 
 /// The binding that enforces [`policy`] (`Deny`; the chart makes the actions configurable).
@@ -180,7 +184,7 @@ pub fn yaml() -> Result<String, VapError> {
     let mut out = String::from(HEADER);
     for target in [Target::SpinApp, Target::SpinAppExecutor] {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&policy(target))?);
+        out.push_str(&serde_yaml::to_string(&policy(target)?)?);
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&binding(target))?);
     }
@@ -196,7 +200,7 @@ pub fn markdown() -> String {
          can express in the API server itself, each failed validation's message starting with \
          the rule id. The API server reports only the first failing validation, and denies with \
          `reason: Invalid`. As the webhooks ratchet, a validation admits an UPDATE that keeps the \
-         old values of the fields it judges (policy variables `unchanged__spec__<field>`; a list \
+         old values of the fields it judges (policy variables `unchanged_spec_<field>`; a list \
          item or runtime-config table counts as unchanged when the old object has the same one); \
          objects being deleted and UPDATEs that leave `spec` alone are not evaluated, and an \
          explicit `null` is unset. Nothing is defaulted: without the mutating webhook an app must \
