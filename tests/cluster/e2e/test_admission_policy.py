@@ -96,7 +96,9 @@ def denied_with(out: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def policy(cluster: ControlPlane):
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    # The chart (the `operator` fixture) may have installed the CRDs already.
+    if cluster.kubectl("get", "crd", "spinapps.core.spinkube.dev", check=False).returncode != 0:
+        cluster.kubectl("apply", "-f", str(REPO / "crds"))
     if cluster.kubectl("get", "namespace", NS, check=False).returncode != 0:
         cluster.kubectl("create", "namespace", NS)
     # Until the CRDs are established and served (kubectl's discovery included).
