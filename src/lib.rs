@@ -12,4 +12,5 @@ pub mod inventory;
 pub mod manifests;
 pub mod rbac;
 pub mod rules;
+pub mod scaffold;
 pub mod tls;
