@@ -19,8 +19,13 @@ pub struct Args {
     /// Number of replicas (with --autoscaler: the minimum).
     #[arg(short = 'r', long, default_value_t = scaffold::DEFAULT_REPLICAS, allow_hyphen_values = true)]
     pub replicas: i32,
-    /// Maximum number of replicas of the autoscaler.
-    #[arg(long, requires = "autoscaler", allow_hyphen_values = true)]
+    /// Maximum number of replicas of the autoscaler [default: 3].
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "autoscaler",
+        allow_hyphen_values = true
+    )]
     pub max_replicas: Option<i32>,
     /// SpinAppExecutor to run the app with.
     #[arg(long, default_value = scaffold::DEFAULT_EXECUTOR)]
@@ -37,14 +42,24 @@ pub struct Args {
     /// Memory request (at most the limit).
     #[arg(long, value_name = "QUANTITY")]
     pub memory_request: Option<String>,
-    /// Also emit an autoscaler for the app's Deployment (see below).
+    /// Also emit an autoscaler for the app's Deployment (--help says why not the SpinApp).
     #[arg(long, value_enum)]
     pub autoscaler: Option<AutoscalerArg>,
     /// Target CPU utilization, percent of the request [default: 60].
-    #[arg(long, requires = "autoscaler", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        requires = "autoscaler",
+        allow_hyphen_values = true
+    )]
     pub autoscaler_target_cpu_utilization: Option<i32>,
     /// Target memory utilization, percent of the request [default: 60].
-    #[arg(long, requires = "autoscaler", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        requires = "autoscaler",
+        allow_hyphen_values = true
+    )]
     pub autoscaler_target_memory_utilization: Option<i32>,
     /// Spin variable as NAME=VALUE (repeatable; the value may contain '=' and ',').
     #[arg(short = 'v', long = "variable", value_name = "NAME=VALUE", value_parser = variable)]
@@ -64,7 +79,7 @@ pub struct Args {
     )]
     pub image_pull_secrets: Vec<String>,
     /// ServiceAccount for the app's pods.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub service_account_name: Option<String>,
     /// Write the manifests to FILE (mode 0600: they may hold secrets) instead of standard output.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
