@@ -146,6 +146,7 @@ const GOLDEN: &[(&str, &[&str])] = &[
             "mirror-a,mirror-b",
             "--service-account-name",
             "storefront-sa",
+            "--azure-identity",
         ],
     ),
 ];

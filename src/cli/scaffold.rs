@@ -81,6 +81,9 @@ pub struct Args {
     /// ServiceAccount for the app's pods.
     #[arg(long, value_name = "NAME")]
     pub service_account_name: Option<String>,
+    /// Label the pods for Azure Workload Identity (azure.workload.identity/use: "true").
+    #[arg(long)]
+    pub azure_identity: bool,
     /// Write the manifests to FILE (mode 0600: they may hold secrets) instead of standard output.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -202,6 +205,7 @@ fn spec(a: &Args, runtime_config: Option<RuntimeConfigFile>) -> Spec {
         components: a.components.clone(),
         image_pull_secrets: a.image_pull_secrets.clone(),
         service_account_name: a.service_account_name.clone(),
+        azure_identity: a.azure_identity,
         runtime_config,
         ..defaults
     }

@@ -35,6 +35,9 @@ pub const DEFAULT_MAX_REPLICAS: i32 = 3;
 /// CPU and memory utilization targets (percent of the request), as upstream's default.
 pub const DEFAULT_TARGET_UTILIZATION: i32 = 60;
 
+/// Pod label Azure Workload Identity's webhook looks for.
+pub const AZURE_IDENTITY_LABEL: &str = "azure.workload.identity/use";
+
 /// A `runtime-config.toml` to ship in a Secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfigFile {
@@ -66,6 +69,8 @@ pub struct Spec {
     pub components: Vec<String>,
     pub image_pull_secrets: Vec<String>,
     pub service_account_name: Option<String>,
+    /// Label the pods for Azure Workload Identity (upstream's `--azure-identity`).
+    pub azure_identity: bool,
     pub runtime_config: Option<RuntimeConfigFile>,
 }
 
@@ -90,6 +95,7 @@ impl Spec {
             components: Vec::new(),
             image_pull_secrets: Vec::new(),
             service_account_name: None,
+            azure_identity: false,
             runtime_config: None,
         }
     }
@@ -269,6 +275,9 @@ fn spin_app(spec: &Spec, name: &str, namespace: Option<&str>) -> SpinApp {
             components: non_empty(&spec.components),
             resources,
             service_account_name: spec.service_account_name.clone(),
+            pod_labels: spec
+                .azure_identity
+                .then(|| BTreeMap::from([(AZURE_IDENTITY_LABEL.to_string(), "true".to_string())])),
             runtime_config: spec.runtime_config.as_ref().map(|_| RuntimeConfig {
                 load_from_secret: Some(runtime_config::secret_name(name)),
                 ..RuntimeConfig::default()
