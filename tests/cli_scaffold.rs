@@ -263,11 +263,11 @@ fn zero_or_negative_replicas_are_refused() {
     for (n, line) in [
         (
             "0",
-            "  * spec.replicas: Invalid value: 0: must be greater than or equal to 1",
+            "  * spec.replicas: Invalid value: 0: must be greater than or equal to 1\n",
         ),
         (
             "-2",
-            "  * spec.replicas: Invalid value: -2: must be greater than or equal to 1",
+            "  * spec.replicas: Invalid value: -2: must be greater than or equal to 1\n",
         ),
     ] {
         refused(
@@ -293,7 +293,7 @@ fn bad_image_reference_is_refused() {
              case alphanumeric characters or '-', start with an alphabetic character, and end \
              with an alphanumeric character (e.g. 'my-name')",
             "  * spec.image: Invalid value: \"ghcr.io/Acme/App:\": must be a valid OCI image \
-             reference: ",
+             reference: repository name must be lowercase (path component \"Acme\")\n",
             "note: the name comes from the image; choose another with --name",
         ],
     );
@@ -329,7 +329,10 @@ fn bad_quantities_are_refused() {
     refused(
         &["-f", IMAGE, "--memory-limit", "lots"],
         1,
-        &["  * spec.resources.limits[memory]: Invalid value: \"lots\": "],
+        &[
+            "  * spec.resources.limits[memory]: Invalid value: \"lots\": quantities must match the \
+           regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'\n",
+        ],
     );
 }
 
@@ -348,12 +351,17 @@ fn bad_and_duplicate_variable_names_are_refused() {
         ],
         1,
         &[
-            "  * spec.variables[0].name: Invalid value: \"Greetee\": ",
-            "  * spec.variables[2].name: Duplicate value: \"dup\"",
+            "  * spec.variables[0].name: Invalid value: \"Greetee\": invalid character 'G': Spin \
+             variable names may contain only lowercase letters, digits and underscores\n",
+            "  * spec.variables[2].name: Duplicate value: \"dup\"\n",
         ],
     );
     assert!(!stderr.contains("do-not-print"), "{stderr}");
 }
+
+const SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+                         characters, '-' or '.', and must start and end with an alphanumeric \
+                         character (e.g. 'example.com')";
 
 #[test]
 fn bad_names_of_references_are_refused() {
@@ -370,9 +378,13 @@ fn bad_names_of_references_are_refused() {
         ],
         1,
         &[
-            "  * spec.serviceAccountName: Invalid value: \"app_sa\": ",
-            "  * spec.imagePullSecrets[0].name: Invalid value: \"Reg_Cred\": ",
-            "  * spec.components[0]: Invalid value: \"Not_Kebab\": must be a Spin component id",
+            &format!("  * spec.serviceAccountName: Invalid value: \"app_sa\": {SUBDOMAIN}\n"),
+            &format!(
+                "  * spec.imagePullSecrets[0].name: Invalid value: \"Reg_Cred\": {SUBDOMAIN}\n"
+            ),
+            "  * spec.components[0]: Invalid value: \"Not_Kebab\": must be a Spin component id \
+             (kebab-case): '-'-separated words must be all lowercase or all UPPERCASE; got \
+             \"Not_Kebab\"\n",
         ],
     );
 }
@@ -432,7 +444,8 @@ fn autoscaler_without_requests_or_limits_is_refused() {
         1,
         &[
             "  * spec.resources.limits[memory]: Required value: an autoscaler's memory \
-           utilization target is a percentage of the memory request",
+             utilization target is a percentage of the memory request: set --memory-limit or \
+             --memory-request (a request defaults to the limit)\n",
         ],
     );
 }
