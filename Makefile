@@ -55,3 +55,6 @@ demo:
 	@echo
 	@echo "== 3. render examples/: the Deployments, Services and Secrets the operator would create"
 	cargo run --quiet -- render -f examples/
+	@echo
+	@echo "== 4. scaffold a SpinApp and its HPA for an image (judged by the same rules), piped into validate"
+	cargo run --quiet -- scaffold -f ghcr.io/example/hello:v1 --autoscaler hpa --cpu-limit 100m --memory-limit 128Mi | cargo run --quiet -- validate -f examples/executors.yaml -f -
