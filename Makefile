@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down crds-check venv demo
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo
 
 test: lint rust-test helm-test e2e-test
 
@@ -41,6 +41,11 @@ e2e-test: $(VENV)/.installed cluster-build
 cluster-up: $(VENV)/.installed
 	cargo build --locked --bin spin-operator
 	$(PY) tests/cluster/controlplane.py up
+
+# Fleet convergence and admission throughput through the real API server (BENCHMARKS.md).
+bench-cluster: $(VENV)/.installed cluster-build
+	cargo build --release --locked --bin spin-operator
+	SPIN_OPERATOR_BIN=target/release/spin-operator $(PY) tests/cluster/bench.py
 
 cluster-down:
 	python3 tests/cluster/controlplane.py down

@@ -60,7 +60,10 @@ def build_binaries() -> Path:
 
 @functools.cache
 def operator_binary() -> Path:
-    """The debug build of the operator, brought up to date once per run."""
+    """The debug build of the operator, brought up to date once per run (SPIN_OPERATOR_BIN: another
+    build, e.g. target/release/spin-operator for benchmarks)."""
+    if os.environ.get("SPIN_OPERATOR_BIN"):
+        return Path(os.environ["SPIN_OPERATOR_BIN"]).resolve()
     subprocess.run(["cargo", "build", "--quiet", "--locked", "--bin", "spin-operator"], cwd=REPO, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     return target / "debug" / "spin-operator"
@@ -394,6 +397,23 @@ def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterabl
             return op.ready()
         wait_until(f"operator {name} /readyz", ready, timeout=120)
     return op
+
+
+def wait_for_webhooks(cp: ControlPlane, namespace: str = "default") -> None:
+    """Until the API server calls our webhooks successfully (caBundle in place, server serving)."""
+    probe = {
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "webhook-probe", "namespace": namespace},
+        "spec": {"createDeployment": False},
+    }
+
+    def answered() -> bool:
+        out = cp.kubectl("create", "--dry-run=server", "-f", "-", "-o", "json", input=json.dumps(probe), check=False)
+        if out.returncode != 0:
+            raise AssertionError(out.stderr)
+        return True
+
+    wait_until("the API server to call the webhooks", answered, timeout=90, interval=1)
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
