@@ -28,6 +28,7 @@ from controlplane import (  # noqa: E402
     REPO,
     ControlPlane,
     build_binaries,
+    chart_operator,
     free_port,
     install_chart,
     start_operator,
@@ -139,7 +140,8 @@ def main() -> int:
         try:
             port = free_port()
             install_chart(cp, port, {"certManager": {"enabled": False}})
-            op = start_operator(cp, "bench", port, ["--self-signed"], env={"RUST_LOG": "warn"})
+            args, service_account = chart_operator(cp)
+            op = start_operator(cp, "bench", port, args, service_account=service_account, env={"RUST_LOG": "warn"})
             wait_for_webhooks(cp)
             print("| part | result |\n|---|---|")
             for row in admission(cp):

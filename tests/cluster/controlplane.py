@@ -370,6 +370,18 @@ def install_chart(cp: ControlPlane, webhook_port: int, values: Mapping[str, Any]
             timeout=300)
 
 
+def chart_operator(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE) -> tuple[list[str], str]:
+    """The `run` arguments and ServiceAccount of the chart's operator Deployment in `namespace`,
+    so a local process runs as the chart would run it (addresses and cert dir are set locally)."""
+    deployments = cp.get_json("deployments", "-n", namespace, "-l", "app.kubernetes.io/component=operator")["items"]
+    if len(deployments) != 1:
+        raise ClusterError(f"expected one operator Deployment in {namespace}, found {len(deployments)}")
+    pod = deployments[0]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    local = ("--webhook-addr=", "--health-addr=", "--cert-dir=", "--log-format=")
+    return [a for a in args[1:] if not a.startswith(local)], pod["serviceAccountName"]
+
+
 def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterable[str] = (),
                    namespace: str = OPERATOR_NAMESPACE, service_account: str = RELEASE,
                    wait_ready: bool = True, env: Mapping[str, str] | None = None,
@@ -437,8 +449,9 @@ def cmd_up(workdir: Path) -> int:
         webhook_port = free_port()
         print(f"helm install {RELEASE} ./helm/spin-operator (self-signed certificates) ...", flush=True)
         install_chart(cp, webhook_port, {"certManager": {"enabled": False}})
-        print("starting the operator with the chart's ServiceAccount ...", flush=True)
-        start_operator(cp, "local", webhook_port, ["--self-signed"])
+        print("starting the operator with the chart's ServiceAccount and arguments ...", flush=True)
+        args, service_account = chart_operator(cp)
+        start_operator(cp, "local", webhook_port, args, service_account=service_account)
     except BaseException:
         cp.stop()
         raise

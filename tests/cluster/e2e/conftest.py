@@ -22,6 +22,7 @@ from controlplane import (  # noqa: E402
     ControlPlane,
     Operator,
     build_binaries,
+    chart_operator,
     free_port,
     install_chart,
     operator_binary,
@@ -55,7 +56,10 @@ def operator(cluster: ControlPlane) -> Operator:
     """The chart installed in self-signed mode and one operator process serving its webhooks."""
     webhook_port = free_port()
     install_chart(cluster, webhook_port, {"certManager": {"enabled": False}})
-    op = start_operator(cluster, "a", webhook_port, ["--self-signed", f"--resync-seconds={RESYNC_SECONDS}"])
+    args, service_account = chart_operator(cluster)
+    assert "--self-signed" in args, args
+    op = start_operator(cluster, "a", webhook_port, [*args, f"--resync-seconds={RESYNC_SECONDS}"],
+                        service_account=service_account)
     wait_for_webhooks(cluster)
     return op
 
