@@ -79,9 +79,11 @@ pub struct SyncOutcome {
 
 /// The self-signed certificate manager for one replica.
 pub struct SelfSigned {
-    pub(super) secrets: Api<Secret>,
-    pub(super) mutating: Api<MutatingWebhookConfiguration>,
-    pub(super) validating: Api<ValidatingWebhookConfiguration>,
+    /// For the watches of `follow` (metadata-only `Api`s of the same objects).
+    pub(super) client: Client,
+    secrets: Api<Secret>,
+    mutating: Api<MutatingWebhookConfiguration>,
+    validating: Api<ValidatingWebhookConfiguration>,
     pub(super) config: SelfSignedConfig,
     resolver: Arc<ReloadingResolver>,
 }
@@ -91,7 +93,8 @@ impl SelfSigned {
         Self {
             secrets: Api::namespaced(client.clone(), &config.namespace),
             mutating: Api::all(client.clone()),
-            validating: Api::all(client),
+            validating: Api::all(client.clone()),
+            client,
             config,
             resolver,
         }

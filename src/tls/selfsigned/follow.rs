@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 
@@ -20,14 +25,14 @@ const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
 /// Emits `()` on every change of the object `name` (and once when the initial list is done).
 /// Metadata only: a change bumps the resourceVersion, and the Secret's keys stay out of this
 /// stream. Watch errors are retried by the watcher's backoff; the fallback resync covers them.
-fn changes<K>(api: Api<K>, name: &str) -> BoxStream<'static, ()>
+fn changes<K>(api: Api<PartialObjectMeta<K>>, name: &str) -> BoxStream<'static, ()>
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
 {
     let wc = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    watcher::metadata_watcher(api, wc)
+    watcher(api, wc)
         .default_backoff()
         .filter_map(move |event| {
             futures::future::ready(match event {
@@ -49,12 +54,17 @@ impl SelfSigned {
     /// until the task is dropped. `is_leader` is asked on each pass so leadership changes take
     /// effect without restarting. Errors are logged once per change.
     pub async fn run(self, is_leader: impl Fn() -> bool + Send + 'static) {
-        let mut watches = vec![changes(self.secrets.clone(), &self.config.secret_name)];
+        let client = &self.client;
+        let secrets =
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &self.config.namespace);
+        let mut watches = vec![changes(secrets, &self.config.secret_name)];
         if let Some(name) = &self.config.mutating_webhook_configuration {
-            watches.push(changes(self.mutating.clone(), name));
+            let api = Api::<PartialObjectMeta<MutatingWebhookConfiguration>>::all(client.clone());
+            watches.push(changes(api, name));
         }
         if let Some(name) = &self.config.validating_webhook_configuration {
-            watches.push(changes(self.validating.clone(), name));
+            let api = Api::<PartialObjectMeta<ValidatingWebhookConfiguration>>::all(client.clone());
+            watches.push(changes(api, name));
         }
         let mut watches = stream::select_all(watches);
         let mut resync = tokio::time::interval(self.config.poll_interval);
