@@ -89,6 +89,8 @@ impl SelfSigned {
             let leader = is_leader();
             was_leader = Some(leader);
             self.pass(leader, &mut last_error).await;
+            // The fallback counts from the last pass, whatever triggered it.
+            resync.reset();
         }
     }
 
