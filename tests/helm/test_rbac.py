@@ -105,10 +105,10 @@ def test_self_signed_rbac_names_the_objects_of_the_release(release: str, overrid
     for kind, flag in (("MutatingWebhookConfiguration", "mutating-webhook-configuration"), ("ValidatingWebhookConfiguration", "validating-webhook-configuration")):
         name = one(docs, kind)["metadata"]["name"]
         assert args[flag] == name
-        assert cluster[("admissionregistration.k8s.io", kind.lower() + "s", (name,))] == {"get", "patch"}
+        assert cluster[("admissionregistration.k8s.io", kind.lower() + "s", (name,))] == {"get", "list", "watch", "patch"}
     secret = args["webhook-secret"]
     assert secret.startswith(one(docs, "Deployment")["metadata"]["name"])
-    assert namespaced[("", "secrets", (secret,))] == {"get", "update"}
+    assert namespaced[("", "secrets", (secret,))] == {"get", "list", "watch", "update"}
     named = [key for key in {**cluster, **namespaced} if key[2]]
     assert sorted(n for key in named for n in key[2]) == sorted([secret, args["mutating-webhook-configuration"], args["validating-webhook-configuration"]])
     assert ("coordination.k8s.io", "leases", ()) in namespaced
