@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down crds-check venv demo
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo
 
 test: lint rust-test helm-test e2e-test
 
@@ -42,6 +42,11 @@ cluster-up: $(VENV)/.installed
 	cargo build --locked --bin spin-operator
 	$(PY) tests/cluster/controlplane.py up
 
+# Fleet convergence and admission throughput through the real API server (BENCHMARKS.md).
+bench-cluster: $(VENV)/.installed cluster-build
+	cargo build --release --locked --bin spin-operator
+	SPIN_OPERATOR_BIN=target/release/spin-operator $(PY) tests/cluster/bench.py
+
 cluster-down:
 	python3 tests/cluster/controlplane.py down
 
@@ -55,3 +60,6 @@ demo:
 	@echo
 	@echo "== 3. render examples/: the Deployments, Services and Secrets the operator would create"
 	cargo run --quiet -- render -f examples/
+	@echo
+	@echo "== 4. scaffold a SpinApp and its HPA for an image (judged by the same rules), piped into validate"
+	cargo run --quiet -- scaffold -f ghcr.io/example/hello:v1 --autoscaler hpa --cpu-limit 100m --memory-limit 128Mi | cargo run --quiet -- validate -f examples/executors.yaml -f -

@@ -13,4 +13,5 @@ pub mod manifests;
 pub mod metrics;
 pub mod rbac;
 pub mod rules;
+pub mod scaffold;
 pub mod tls;

@@ -27,6 +27,8 @@ enum Command {
     Rules(cli::rules::Args),
     /// Print the objects the operator would create for the SpinApps in the inputs.
     Render(cli::render::Args),
+    /// Print a SpinApp (with runtime-config Secret and autoscaler) for an image, validated first.
+    Scaffold(cli::scaffold::Args),
     /// Run the operator: admission webhooks and controllers.
     Run(cli::run::Args),
     /// Write a local dev CA and webhook serving pair (see certs/dev-cert.sh).
@@ -47,6 +49,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Validate(args) => cli::validate::run(args),
         Command::Rules(args) => cli::rules::run(args),
         Command::Render(args) => cli::render::run(args),
+        Command::Scaffold(args) => cli::scaffold::run(args),
         Command::DevCert(args) => cli::dev_cert::run(args),
         Command::Run(args) => {
             spin_operator::controller::heap::limit_arenas(

@@ -240,3 +240,119 @@ async fn run_loop_serves_once_the_leader_has_written_and_follows_leadership() {
     );
     task.abort();
 }
+
+/// The leaf a resolver serves.
+fn served(resolver: &ReloadingResolver) -> Option<CertificateDer<'static>> {
+    resolver.current().map(|k| k.cert[0].clone())
+}
+
+/// The fallback resync is an hour, so everything here is seen through the watches alone (the
+/// old loop re-read the Secret every 10 s; with an hour it would see none of these in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_loop_acts_on_changes_by_others_without_waiting_for_the_resync() {
+    const WAIT: Duration = Duration::from_secs(60);
+    let server = TestApiServer::start().await;
+    server.put(webhook_config(
+        "MutatingWebhookConfiguration",
+        "spin-mutating",
+    ));
+    server.put(webhook_config(
+        "ValidatingWebhookConfiguration",
+        "spin-validating",
+    ));
+    let mut cfg = config();
+    cfg.poll_interval = Duration::from_secs(3600);
+    let leader_resolver = Arc::new(ReloadingResolver::default());
+    let follower_resolver = Arc::new(ReloadingResolver::default());
+    let leader = tokio::spawn(
+        SelfSigned::new(server.client(), cfg.clone(), leader_resolver.clone()).run(|| true),
+    );
+    let follower = tokio::spawn(
+        SelfSigned::new(server.client(), cfg.clone(), follower_resolver.clone()).run(|| false),
+    );
+    let serves = |ca: &[u8]| {
+        let now = jiff::Timestamp::now().as_second();
+        [&leader_resolver, &follower_resolver].iter().all(|r| {
+            served(r).is_some_and(|leaf| verifies(ca, &leaf, &format!("{SVC}.{NS}.svc"), now))
+        })
+    };
+    let current_ca = || {
+        server
+            .get_as::<Secret>(Some(NS), SECRET)
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))
+    };
+
+    // Start-up: the follower's first pass may precede the leader's create; the Secret's watch
+    // brings it the certificate.
+    assert!(spin_test_apiserver::wait_for(|| current_ca().is_some(), WAIT).await);
+    let first = secret_ca(&server);
+    assert!(spin_test_apiserver::wait_for(|| serves(&first), WAIT).await);
+    assert!(
+        spin_test_apiserver::wait_for(
+            || bundles(&server) == vec![Some(ByteString(first.clone())); 4],
+            WAIT
+        )
+        .await
+    );
+
+    // Someone else rotates the Secret: both replicas serve the new pair, the leader re-patches.
+    let now = jiff::Timestamp::now().as_second();
+    let other =
+        spin_operator::tls::selfsigned::generate(&cfg.dns_names(), now, cfg.lifetimes).unwrap();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    server.put(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": SECRET, "namespace": NS},
+        "data": {"ca.crt": b64(&other.ca_bundle_pem), "ca.key": b64(&other.ca_key_pem),
+                 "tls.crt": b64(&other.cert_pem), "tls.key": b64(&other.key_pem)}
+    }));
+    let rotated = other.ca_bundle_pem.into_bytes();
+    assert_ne!(rotated, first);
+    assert!(
+        spin_test_apiserver::wait_for(|| serves(&rotated), WAIT).await,
+        "the rotated pair is served"
+    );
+    assert!(
+        spin_test_apiserver::wait_for(
+            || bundles(&server) == vec![Some(ByteString(rotated.clone())); 4],
+            WAIT
+        )
+        .await
+    );
+
+    // Someone deletes the Secret: the leader issues a new CA at once, everyone serves it.
+    server
+        .delete(&ResourceKey::of::<Secret>(), Some(NS), SECRET)
+        .unwrap();
+    assert!(
+        spin_test_apiserver::wait_for(|| current_ca().is_some_and(|ca| ca != rotated), WAIT).await,
+        "the leader recreates the Secret"
+    );
+    let recreated = secret_ca(&server);
+    assert!(spin_test_apiserver::wait_for(|| serves(&recreated), WAIT).await);
+
+    // A `helm upgrade` resets a configuration's caBundle: the leader restores it.
+    assert!(
+        spin_test_apiserver::wait_for(
+            || bundles(&server) == vec![Some(ByteString(recreated.clone())); 4],
+            WAIT
+        )
+        .await
+    );
+    server.put(webhook_config(
+        "MutatingWebhookConfiguration",
+        "spin-mutating",
+    ));
+    assert!(bundles(&server).contains(&None), "the reset took effect");
+    assert!(
+        spin_test_apiserver::wait_for(
+            || bundles(&server) == vec![Some(ByteString(recreated.clone())); 4],
+            WAIT
+        )
+        .await,
+        "caBundle restored"
+    );
+    leader.abort();
+    follower.abort();
+}

@@ -4,4 +4,5 @@ pub mod dev_cert;
 pub mod render;
 pub mod rules;
 pub mod run;
+pub mod scaffold;
 pub mod validate;

@@ -248,15 +248,12 @@ fn spinapp(
         object: Some(&doc.object),
         old_object: None,
     };
-    let mutation = rules::mutate_spinapp(&req, inventory, opts);
-    let mut defaulted = doc.object.clone();
-    json_patch::patch(&mut defaulted, &mutation.patch)
+    let rules::Admission {
+        mutation,
+        defaulted,
+        validation,
+    } = rules::admit_spinapp(&req, inventory, opts)
         .context("applying the defaulting patch to its own input")?;
-    let req = Request {
-        object: Some(&defaulted),
-        ..req
-    };
-    let validation = rules::validate_spinapp(&req, inventory, opts);
     let id = format!("spinapp.{}/{name}", spin_operator::api::GROUP);
     print_warnings(&mutation);
     print_warnings(&validation);

@@ -150,6 +150,8 @@ pub struct ControllerState {
 struct StateInner {
     leading: AtomicBool,
     synced: AtomicBool,
+    /// Latched on the first sync: see [`ControllerState::is_ready`].
+    synced_once: AtomicBool,
 }
 
 impl ControllerState {
@@ -162,9 +164,11 @@ impl ControllerState {
         self.inner.synced.load(Ordering::SeqCst)
     }
     /// Readiness: a standby replica is ready (it serves webhooks); the leader once its caches
-    /// are synced.
+    /// are synced for the first time. Readiness only routes webhook traffic, so controllers
+    /// restarting after a lost and re-won Lease do not take a serving replica out of the
+    /// webhook Service while their fresh caches fill.
     pub fn is_ready(&self) -> bool {
-        !self.is_leader() || self.caches_synced()
+        !self.is_leader() || self.caches_synced() || self.inner.synced_once.load(Ordering::SeqCst)
     }
     fn set_leading(&self, v: bool) {
         self.inner.leading.store(v, Ordering::SeqCst);
@@ -174,21 +178,31 @@ impl ControllerState {
     }
     fn set_synced(&self, v: bool) {
         self.inner.synced.store(v, Ordering::SeqCst);
+        if v {
+            self.inner.synced_once.store(true, Ordering::SeqCst);
+        }
     }
 }
 
 /// Runs leader election and, while leading, both controllers; returns after `shutdown` resolves
 /// (releasing the lease) or when the controllers stop unexpectedly.
+///
+/// Losing the Lease (renewals failing or hanging past the renew deadline, or another holder)
+/// is not an error: the controllers are dropped at once (no write of a non-leader), the elector
+/// keeps campaigning, and on winning again the controllers restart with fresh caches.
 pub async fn run(
     client: Client,
     config: ControllerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ControllerError> {
     let Some(le) = config.leader_election.clone() else {
-        // No election: lead unconditionally while `run` lives (the sender stays in scope).
+        // No election: lead unconditionally while `run` lives (the sender stays in scope). The
+        // gauge says so too, or a "no leader" alert would fire for a single-replica install.
         let (_always, leading) = watch::channel(true);
+        config.metrics.set_leader(true);
         let result = lead_loop(client, &config, leading, shutdown).await;
         config.state.set_leading(false);
+        config.metrics.set_leader(false);
         return result;
     };
     let elector = LeaderElector::new(client.clone(), le, config.metrics.clone());
@@ -520,6 +534,30 @@ async fn run_controllers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_waits_for_the_first_sync_only() {
+        let state = ControllerState::default();
+        assert!(state.is_ready(), "a standby serves webhooks");
+
+        let leader_at_start = ControllerState::default();
+        leader_at_start.set_leading(true);
+        assert!(!leader_at_start.is_ready(), "caches not synced yet");
+        leader_at_start.set_synced(true);
+        assert!(leader_at_start.is_ready());
+        // Lease lost, then won again: the controllers restart with empty caches.
+        leader_at_start.set_leading(false);
+        assert!(leader_at_start.is_ready());
+        leader_at_start.set_leading(true);
+        assert!(!leader_at_start.caches_synced());
+        assert!(leader_at_start.is_ready(), "stays ready while re-syncing");
+
+        // A standby winning the Lease for the first time waits for its caches, as at start.
+        state.set_leading(true);
+        assert!(!state.is_ready());
+        state.set_synced(true);
+        assert!(state.is_ready());
+    }
 
     #[test]
     fn resync_is_spread_by_up_to_a_tenth_and_stable_per_object() {

@@ -116,6 +116,52 @@ pub fn validate_spinapp_view(
     Some(decide_findings(findings, None, "SA-RATCHET"))
 }
 
+/// What an offline run (`validate`, `scaffold`) decides for one SpinApp CREATE: the defaulting
+/// decision, the object with that patch applied, and the validation of the defaulted object
+/// (the order the API server calls the webhooks in).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub mutation: Decision,
+    pub defaulted: Value,
+    pub validation: Decision,
+}
+
+/// Defaults then validates `req.object` as the two webhooks would, one after the other.
+pub fn admit_spinapp(
+    req: &Request,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Result<Admission, json_patch::PatchError> {
+    let mutation = mutate_spinapp(req, lookup, opts);
+    let mut defaulted = req.object.cloned().unwrap_or(Value::Null);
+    json_patch::patch(&mut defaulted, &mutation.patch)?;
+    let validation = validate_spinapp(
+        &Request {
+            object: Some(&defaulted),
+            ..*req
+        },
+        lookup,
+        opts,
+    );
+    Ok(Admission {
+        mutation,
+        defaulted,
+        validation,
+    })
+}
+
+/// The `spec.runtimeConfig` rules alone, on a runtime config outside any app (`scaffold` checks
+/// a `runtime-config.toml` with them). Field paths are those of `spec.runtimeConfig`.
+pub fn validate_runtime_config(
+    namespace: &str,
+    rc: &crate::api::RuntimeConfig,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Decision {
+    let findings = spinapp::check_runtime_config(namespace, rc, lookup, opts);
+    decide_findings(findings, None, "SA-RATCHET")
+}
+
 /// Validation of a SpinAppExecutor (validating webhook), including the DELETE in-use check.
 pub fn validate_executor(req: &Request, lookup: &dyn Lookup, _opts: &Options) -> Decision {
     match (req.operation, req.object) {

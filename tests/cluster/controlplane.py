@@ -60,7 +60,10 @@ def build_binaries() -> Path:
 
 @functools.cache
 def operator_binary() -> Path:
-    """The debug build of the operator, brought up to date once per run."""
+    """The debug build of the operator, brought up to date once per run (SPIN_OPERATOR_BIN: another
+    build, e.g. target/release/spin-operator for benchmarks)."""
+    if os.environ.get("SPIN_OPERATOR_BIN"):
+        return Path(os.environ["SPIN_OPERATOR_BIN"]).resolve()
     subprocess.run(["cargo", "build", "--quiet", "--locked", "--bin", "spin-operator"], cwd=REPO, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     return target / "debug" / "spin-operator"
@@ -367,6 +370,18 @@ def install_chart(cp: ControlPlane, webhook_port: int, values: Mapping[str, Any]
             timeout=300)
 
 
+def chart_operator(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE) -> tuple[list[str], str]:
+    """The `run` arguments and ServiceAccount of the chart's operator Deployment in `namespace`,
+    so a local process runs as the chart would run it (addresses and cert dir are set locally)."""
+    deployments = cp.get_json("deployments", "-n", namespace, "-l", "app.kubernetes.io/component=operator")["items"]
+    if len(deployments) != 1:
+        raise ClusterError(f"expected one operator Deployment in {namespace}, found {len(deployments)}")
+    pod = deployments[0]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    local = ("--webhook-addr=", "--health-addr=", "--cert-dir=", "--log-format=")
+    return [a for a in args[1:] if not a.startswith(local)], pod["serviceAccountName"]
+
+
 def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterable[str] = (),
                    namespace: str = OPERATOR_NAMESPACE, service_account: str = RELEASE,
                    wait_ready: bool = True, env: Mapping[str, str] | None = None,
@@ -396,6 +411,23 @@ def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterabl
     return op
 
 
+def wait_for_webhooks(cp: ControlPlane, namespace: str = "default") -> None:
+    """Until the API server calls our webhooks successfully (caBundle in place, server serving)."""
+    probe = {
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "webhook-probe", "namespace": namespace},
+        "spec": {"createDeployment": False},
+    }
+
+    def answered() -> bool:
+        out = cp.kubectl("create", "--dry-run=server", "-f", "-", "-o", "json", input=json.dumps(probe), check=False)
+        if out.returncode != 0:
+            raise AssertionError(out.stderr)
+        return True
+
+    wait_until("the API server to call the webhooks", answered, timeout=90, interval=1)
+
+
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
@@ -417,8 +449,9 @@ def cmd_up(workdir: Path) -> int:
         webhook_port = free_port()
         print(f"helm install {RELEASE} ./helm/spin-operator (self-signed certificates) ...", flush=True)
         install_chart(cp, webhook_port, {"certManager": {"enabled": False}})
-        print("starting the operator with the chart's ServiceAccount ...", flush=True)
-        start_operator(cp, "local", webhook_port, ["--self-signed"])
+        print("starting the operator with the chart's ServiceAccount and arguments ...", flush=True)
+        args, service_account = chart_operator(cp)
+        start_operator(cp, "local", webhook_port, args, service_account=service_account)
     except BaseException:
         cp.stop()
         raise

@@ -105,10 +105,10 @@ def test_self_signed_rbac_names_the_objects_of_the_release(release: str, overrid
     for kind, flag in (("MutatingWebhookConfiguration", "mutating-webhook-configuration"), ("ValidatingWebhookConfiguration", "validating-webhook-configuration")):
         name = one(docs, kind)["metadata"]["name"]
         assert args[flag] == name
-        assert cluster[("admissionregistration.k8s.io", kind.lower() + "s", (name,))] == {"get", "patch"}
+        assert cluster[("admissionregistration.k8s.io", kind.lower() + "s", (name,))] == {"get", "list", "watch", "patch"}
     secret = args["webhook-secret"]
     assert secret.startswith(one(docs, "Deployment")["metadata"]["name"])
-    assert namespaced[("", "secrets", (secret,))] == {"get", "update"}
+    assert namespaced[("", "secrets", (secret,))] == {"get", "list", "watch", "update"}
     named = [key for key in {**cluster, **namespaced} if key[2]]
     assert sorted(n for key in named for n in key[2]) == sorted([secret, args["mutating-webhook-configuration"], args["validating-webhook-configuration"]])
     assert ("coordination.k8s.io", "leases", ()) in namespaced
@@ -151,9 +151,10 @@ def test_leases_are_namespaced_and_bound_to_the_operator() -> None:
 def test_self_signed_adds_only_its_own_permissions() -> None:
     docs = render(SCENARIOS["self-signed"])
     cluster, namespaced = rendered(docs, "ClusterRole"), rendered(docs, "Role")
-    assert cluster[("admissionregistration.k8s.io", "mutatingwebhookconfigurations", (one(docs, "MutatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "patch"}
-    assert cluster[("admissionregistration.k8s.io", "validatingwebhookconfigurations", (one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "patch"}
-    assert namespaced[("", "secrets", ("spin-operator-webhook-cert",))] == {"get", "update"}
+    assert cluster[("admissionregistration.k8s.io", "mutatingwebhookconfigurations", (one(docs, "MutatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "list", "watch", "patch"}
+    assert cluster[("admissionregistration.k8s.io", "validatingwebhookconfigurations", (one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "list", "watch", "patch"}
+    # list/watch by name: the operator watches these three objects with a metadata.name field selector.
+    assert namespaced[("", "secrets", ("spin-operator-webhook-cert",))] == {"get", "list", "watch", "update"}
     default = render()
     assert set(cluster) - set(rendered(default, "ClusterRole")) == {
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("spin-operator-mutating-webhook-configuration",)),

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::findings::Findings;
 use super::{Options, decode};
-use crate::api::SpinAppSpec;
+use crate::api::{RuntimeConfig, SpinAppSpec};
 use crate::inventory::Lookup;
 
 /// What every SpinApp check may look at.
@@ -100,6 +100,31 @@ pub(crate) fn check(
         check(&cx, &mut checked);
     }
     checked
+}
+
+/// Runs only the `spec.runtimeConfig` checks, on a runtime config that is not (yet) part of an
+/// app: `scaffold` checks a `runtime-config.toml` file with them before it becomes a Secret.
+pub(crate) fn check_runtime_config(
+    namespace: &str,
+    rc: &RuntimeConfig,
+    lookup: &dyn Lookup,
+    opts: &Options,
+) -> Findings {
+    let spec = SpinAppSpec {
+        runtime_config: Some(rc.clone()),
+        ..SpinAppSpec::default()
+    };
+    let cx = AppCtx {
+        namespace,
+        name: "",
+        spec: &spec,
+        lookup,
+        opts,
+        executor_creates_deployment: None,
+    };
+    let mut out = Findings::default();
+    runtime_config::check(&cx, &mut out);
+    out
 }
 
 /// Iterates a map field that may be absent.

@@ -34,7 +34,9 @@ pub struct SelfSignedConfig {
     pub mutating_webhook_configuration: Option<String>,
     pub validating_webhook_configuration: Option<String>,
     pub lifetimes: Lifetimes,
-    /// How often every replica re-reads the Secret (and the leader checks renewal/caBundle).
+    /// Fallback resync: how often every replica re-reads the Secret (and the leader checks
+    /// renewal and caBundle) even without a watch event. Changes are seen at once through the
+    /// watches (see `SelfSigned::run`); this only covers renewal due dates and lost events.
     pub poll_interval: Duration,
 }
 
@@ -53,7 +55,7 @@ impl SelfSignedConfig {
                 "spin-operator-validating-webhook-configuration".to_string(),
             ),
             lifetimes: Lifetimes::default(),
-            poll_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(300),
         }
     }
 
@@ -77,10 +79,12 @@ pub struct SyncOutcome {
 
 /// The self-signed certificate manager for one replica.
 pub struct SelfSigned {
+    /// For the watches of `follow` (metadata-only `Api`s of the same objects).
+    pub(super) client: Client,
     secrets: Api<Secret>,
     mutating: Api<MutatingWebhookConfiguration>,
     validating: Api<ValidatingWebhookConfiguration>,
-    config: SelfSignedConfig,
+    pub(super) config: SelfSignedConfig,
     resolver: Arc<ReloadingResolver>,
 }
 
@@ -89,7 +93,8 @@ impl SelfSigned {
         Self {
             secrets: Api::namespaced(client.clone(), &config.namespace),
             mutating: Api::all(client.clone()),
-            validating: Api::all(client),
+            validating: Api::all(client.clone()),
+            client,
             config,
             resolver,
         }
@@ -127,38 +132,6 @@ impl SelfSigned {
         )?;
         sync.serving = true;
         Ok(sync)
-    }
-
-    /// SyncOutcome every `poll_interval` until the task is dropped. `is_leader` is asked on each pass so
-    /// leadership changes take effect without restarting. Errors are logged once per change.
-    pub async fn run(self, is_leader: impl Fn() -> bool + Send + 'static) {
-        let mut ticker = tokio::time::interval(self.config.poll_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_error: Option<String> = None;
-        loop {
-            ticker.tick().await;
-            let now = jiff::Timestamp::now().as_second();
-            match self.sync_once(is_leader(), now).await {
-                Ok(sync) => {
-                    last_error = None;
-                    if sync.created || sync.renewed || !sync.patched.is_empty() {
-                        tracing::info!(
-                            created = sync.created,
-                            renewed = sync.renewed,
-                            patched = ?sync.patched,
-                            "self-signed webhook certificate updated"
-                        );
-                    }
-                }
-                Err(err) => {
-                    let text = err.to_string();
-                    if last_error.as_deref() != Some(text.as_str()) {
-                        tracing::error!(error = %text, "self-signed certificate sync failed");
-                        last_error = Some(text);
-                    }
-                }
-            }
-        }
     }
 
     /// Create-if-absent. Two replicas may both get here: the API server lets exactly one create

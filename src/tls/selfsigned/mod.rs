@@ -3,8 +3,11 @@
 //! The elected leader keeps one CA and one serving certificate in a Secret (created once even
 //! when replicas race, renewed at 2/3 of their lifetimes) and patches `caBundle` into our webhook
 //! configurations; every replica serves the Secret's certificate through the shared resolver.
+//! Each replica watches the Secret and the configurations by name, so a rotation, deletion or
+//! caBundle edit by someone else is acted on at once; a slow resync is only the fallback.
 
 mod bootstrap;
+mod follow;
 mod issue;
 
 pub use bootstrap::{SelfSigned, SelfSignedConfig, SyncOutcome};

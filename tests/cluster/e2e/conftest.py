@@ -22,10 +22,12 @@ from controlplane import (  # noqa: E402
     ControlPlane,
     Operator,
     build_binaries,
+    chart_operator,
     free_port,
     install_chart,
     operator_binary,
     start_operator,
+    wait_for_webhooks,
     wait_until,
 )
 
@@ -54,26 +56,12 @@ def operator(cluster: ControlPlane) -> Operator:
     """The chart installed in self-signed mode and one operator process serving its webhooks."""
     webhook_port = free_port()
     install_chart(cluster, webhook_port, {"certManager": {"enabled": False}})
-    op = start_operator(cluster, "a", webhook_port, ["--self-signed", f"--resync-seconds={RESYNC_SECONDS}"])
+    args, service_account = chart_operator(cluster)
+    assert "--self-signed" in args, args
+    op = start_operator(cluster, "a", webhook_port, [*args, f"--resync-seconds={RESYNC_SECONDS}"],
+                        service_account=service_account)
     wait_for_webhooks(cluster)
     return op
-
-
-def wait_for_webhooks(cp: ControlPlane, namespace: str = "default") -> None:
-    """Until the API server calls our webhooks successfully (caBundle in place, server serving)."""
-    probe = {
-        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-        "metadata": {"name": "webhook-probe", "namespace": namespace},
-        "spec": {"createDeployment": False},
-    }
-
-    def answered() -> bool:
-        out = cp.kubectl("create", "--dry-run=server", "-f", "-", "-o", "json", input=json.dumps(probe), check=False)
-        if out.returncode != 0:
-            raise AssertionError(out.stderr)
-        return True
-
-    wait_until("the API server to call the webhooks", answered, timeout=90, interval=1)
 
 
 @pytest.fixture(scope="session")

@@ -143,3 +143,24 @@ def test_excluded_namespace_is_not_sent_to_the_webhooks(cluster, operator):
     assert cluster.get_json("spinapp", "not-sent", "-n", ns)["spec"]["executor"] == "containerd-shim-spin"
     after = admission_requests(operator)
     assert after.get(("mspinapp.kb.io", "allowed"), 0) > before.get(("mspinapp.kb.io", "allowed"), 0), after
+
+
+def test_scaffolded_manifests_are_admitted_by_the_api_server(cluster, namespace, tmp_path):
+    """`spin-operator scaffold` output (SpinApp, runtime-config Secret, HPA) applies as it is."""
+    out_file = tmp_path / "scaffolded.yaml"
+    subprocess.run([str(cluster_binary()), "scaffold", "-f", "ghcr.io/example/scaffolded:v2.0.0",
+                    "--autoscaler", "hpa", "--cpu-limit", "100m", "--memory-limit", "128Mi",
+                    "-c", str(EXAMPLES.parent / "tests" / "fixtures" / "scaffold" / "runtime-config.toml"),
+                    "-o", str(out_file)], check=True, capture_output=True, text=True)
+    out = cluster.kubectl("apply", "-n", namespace, "-f", str(out_file), check=False)
+    assert out.returncode == 0, out.stderr
+    kinds = {line.split("/")[0] for line in out.stdout.split()  if "/" in line}
+    assert {"spinapp.core.spinkube.dev", "secret", "horizontalpodautoscaler.autoscaling"} <= kinds, out.stdout
+    stored = cluster.get_json("spinapp", "scaffolded", "-n", namespace)
+    assert stored["spec"]["enableAutoscaling"] is True and "replicas" not in stored["spec"]
+
+    # What scaffold refuses, the webhook refuses with the same words.
+    refused = subprocess.run([str(cluster_binary()), "scaffold", "-f", "ghcr.io/example/scaffolded:v2.0.0", "-r", "0"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "spec.replicas: Invalid value: 0: must be greater than or equal to 1" in refused.stderr + refused.stdout

@@ -1,0 +1,52 @@
+"""The chart under a release name and namespace of a platform team's choosing, self-signed mode:
+the operator runs with the chart's own arguments and ServiceAccount, so it can only work if the
+names the chart derives (Secret, webhook configurations, Service) and its RBAC resourceNames
+agree with each other and with the code."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from conftest import apply, new_namespace, spinapp, wait_for
+from controlplane import ControlPlane, chart_operator, free_port, install_chart, start_operator, wait_for_webhooks
+
+RELEASE, NAMESPACE = "tenant-ops", "platform"
+
+
+@pytest.fixture(scope="module")
+def renamed(bin_dir, tmp_path_factory):
+    cp = ControlPlane(tmp_path_factory.mktemp("cluster-renamed"), bin_dir).start()
+    try:
+        port = free_port()
+        install_chart(cp, port, {"certManager": {"enabled": False}}, release=RELEASE, namespace=NAMESPACE)
+        args, service_account = chart_operator(cp, NAMESPACE)
+        op = start_operator(cp, "renamed", port, args, namespace=NAMESPACE, service_account=service_account)
+        yield cp, op, args
+    finally:
+        cp.stop()
+
+
+def test_self_signed_mode_works_under_another_release_name(renamed):
+    cp, op, args = renamed
+    fullname = f"{RELEASE}-spin-operator"
+    assert f"--webhook-secret={fullname}-webhook-cert" in args, args
+    wait_for_webhooks(cp)
+    secret = cp.get_json("secret", f"{fullname}-webhook-cert", "-n", NAMESPACE)
+    ca = secret["data"]["ca.crt"]
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        prefix = "mutating" if kind.startswith("mutating") else "validating"
+        cfg = cp.get_json(kind, f"{fullname}-{prefix}-webhook-configuration")
+        assert {w["clientConfig"]["caBundle"] for w in cfg["webhooks"]} == {ca}
+        assert {w["clientConfig"]["service"]["namespace"] for w in cfg["webhooks"]} == {NAMESPACE}
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(ca)
+
+    ns = new_namespace(cp, "e2e-tenant")
+    out = apply(cp, ns, spinapp("tenant-app", replicas=0), check=False)
+    assert "spec.replicas: Invalid value: 0: must be greater than or equal to 1" in out.stderr, out.stderr
+    apply(cp, ns, spinapp("tenant-app", replicas=1))
+    wait_for(cp, "reconciled", "deployment", "tenant-app", ns, lambda o: True)
+    lease = cp.get_json("lease", "-n", NAMESPACE)["items"]
+    assert [l["spec"]["holderIdentity"] for l in lease] == ["renamed"], json.dumps(lease)[:500]
