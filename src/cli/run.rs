@@ -16,6 +16,7 @@ use spin_operator::admission::{
 };
 use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
+use spin_operator::namespaces::WatchNamespaces;
 use spin_operator::rules::Options;
 use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
 use spin_operator::tls::{self, ReloadingResolver};
@@ -115,6 +116,15 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub resync_seconds: u64,
+    /// Watch, admit and reconcile only these namespaces (comma-separated; default: all).
+    /// SpinApps elsewhere are neither reconciled nor found in the webhooks' caches.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACE,..."
+    )]
+    pub watch_namespaces: Vec<String>,
     /// Log format.
     #[arg(
         long,
@@ -184,6 +194,10 @@ async fn wait_for_signal() {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    let namespaces = WatchNamespaces::only(&args.watch_namespaces)?;
+    if !namespaces.is_cluster_wide() {
+        tracing::info!(namespaces = ?namespaces.namespaces(), "watching only these namespaces");
+    }
     let client = kube::Client::try_default()
         .await
         .context("building the Kubernetes client (in-cluster or kubeconfig)")?;
@@ -201,6 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut config = ControllerConfig::from_env();
         config.metrics = controller_metrics;
         config.settings.resync = std::time::Duration::from_secs(args.resync_seconds);
+        config.namespaces = namespaces.clone();
         if args.no_leader_election {
             config.leader_election = None;
         }
@@ -217,6 +232,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.disable_webhooks {
         start_webhooks(
             &args,
+            &namespaces,
             client.clone(),
             is_leader,
             &shutdown,
@@ -326,6 +342,7 @@ fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) 
 
 async fn start_webhooks(
     args: &Args,
+    namespaces: &WatchNamespaces,
     client: kube::Client,
     is_leader: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: &Shutdown,
@@ -361,6 +378,7 @@ async fn start_webhooks(
 
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: !args.skip_reference_watch,
+        namespaces: namespaces.clone(),
     });
     let stop = shutdown.wait();
     components.spawn(async move {
