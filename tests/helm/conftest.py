@@ -29,6 +29,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "controllers-only": {"webhooks": {"enabled": False}},
     "single-replica": {"replicaCount": 1, "podDisruptionBudget": {"enabled": False}},
     "custom-release-name": {"fullnameOverride": "spin"},
+    "watch-namespaces": {"watchNamespaces": ["team-b", "team-a"]},
     "everything-on": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "defaultExecutor": {"enabled": True, "namespaces": ["default", "apps"]},
