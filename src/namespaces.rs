@@ -9,10 +9,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::fmt::Debug;
 
-use futures::stream::{self, BoxStream};
 use futures::StreamExt;
-use kube::runtime::watcher::{self, Event};
+use futures::stream::{self, BoxStream};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -83,7 +83,9 @@ impl WatchNamespaces {
     {
         match self.0.as_slice() {
             [] => watcher::watcher(api(None), wc).default_backoff().boxed(),
-            [one] => watcher::watcher(api(Some(one)), wc).default_backoff().boxed(),
+            [one] => watcher::watcher(api(Some(one)), wc)
+                .default_backoff()
+                .boxed(),
             many => {
                 let streams = many.iter().enumerate().map(|(i, ns)| {
                     watcher::watcher(api(Some(ns)), wc.clone())
@@ -210,7 +212,9 @@ where
             Event::InitApply(obj) => {
                 let name = obj.name_any();
                 self.live[i].insert(name.clone());
-                self.relisting[i].get_or_insert_with(HashSet::new).insert(name);
+                self.relisting[i]
+                    .get_or_insert_with(HashSet::new)
+                    .insert(name);
                 vec![Ok(Event::Apply(obj))]
             }
             Event::InitDone => {
@@ -315,7 +319,10 @@ mod tests {
         feed(&mut merge, &mut writer, 0, Event::Apply(cm("a", "y")));
         feed(&mut merge, &mut writer, 1, Event::Init);
         feed(&mut merge, &mut writer, 1, Event::InitApply(cm("b", "z")));
-        assert!(names(&store).is_empty(), "not ready before every namespace listed");
+        assert!(
+            names(&store).is_empty(),
+            "not ready before every namespace listed"
+        );
         feed(&mut merge, &mut writer, 1, Event::InitDone);
         assert_eq!(names(&store), ["a/x", "a/y", "b/z"]);
     }
@@ -333,7 +340,12 @@ mod tests {
         // `a` relists: `two` was deleted while its watch was down, `three` created.
         feed(&mut merge, &mut writer, 0, Event::Init);
         feed(&mut merge, &mut writer, 0, Event::InitApply(cm("a", "one")));
-        feed(&mut merge, &mut writer, 0, Event::InitApply(cm("a", "three")));
+        feed(
+            &mut merge,
+            &mut writer,
+            0,
+            Event::InitApply(cm("a", "three")),
+        );
         feed(&mut merge, &mut writer, 0, Event::InitDone);
         assert_eq!(names(&store), ["a/one", "a/three", "b/one", "b/two"]);
         feed(&mut merge, &mut writer, 1, Event::Delete(cm("b", "one")));
@@ -348,7 +360,12 @@ mod tests {
         feed(&mut merge, &mut writer, 0, Event::Init);
         feed(&mut merge, &mut writer, 0, Event::InitApply(cm("a", "old")));
         feed(&mut merge, &mut writer, 0, Event::InitDone);
-        feed(&mut merge, &mut writer, 0, Event::Apply(cm("a", "older-change")));
+        feed(
+            &mut merge,
+            &mut writer,
+            0,
+            Event::Apply(cm("a", "older-change")),
+        );
         feed(&mut merge, &mut writer, 0, Event::Init);
         feed(&mut merge, &mut writer, 0, Event::InitApply(cm("a", "new")));
         feed(&mut merge, &mut writer, 0, Event::InitDone);

@@ -222,14 +222,12 @@ where
     S: futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
 {
     // The watches retry with their own backoff (`WatchNamespaces::watch`).
-    stream
-        .reflect(writer)
-        .for_each(move |event| {
-            if let Err(e) = event {
-                tracing::warn!(watch = what, error = %e, "watch failed, retrying");
-            }
-            futures::future::ready(())
-        })
+    stream.reflect(writer).for_each(move |event| {
+        if let Err(e) = event {
+            tracing::warn!(watch = what, error = %e, "watch failed, retrying");
+        }
+        futures::future::ready(())
+    })
 }
 
 /// `Api` of `K` in one namespace, or in all.

@@ -135,6 +135,13 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+impl Args {
+    /// `--watch-namespaces`, validated.
+    fn namespaces(&self) -> anyhow::Result<WatchNamespaces> {
+        Ok(WatchNamespaces::only(&self.watch_namespaces)?)
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -194,7 +201,7 @@ async fn wait_for_signal() {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
-    let namespaces = WatchNamespaces::only(&args.watch_namespaces)?;
+    let namespaces = args.namespaces()?;
     if !namespaces.is_cluster_wide() {
         tracing::info!(namespaces = ?namespaces.namespaces(), "watching only these namespaces");
     }
@@ -232,7 +239,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.disable_webhooks {
         start_webhooks(
             &args,
-            &namespaces,
             client.clone(),
             is_leader,
             &shutdown,
@@ -342,7 +348,6 @@ fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) 
 
 async fn start_webhooks(
     args: &Args,
-    namespaces: &WatchNamespaces,
     client: kube::Client,
     is_leader: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: &Shutdown,
@@ -378,7 +383,7 @@ async fn start_webhooks(
 
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: !args.skip_reference_watch,
-        namespaces: namespaces.clone(),
+        namespaces: args.namespaces()?,
     });
     let stop = shutdown.wait();
     components.spawn(async move {

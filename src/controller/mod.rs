@@ -395,13 +395,9 @@ async fn run_controllers(
     };
     let children = watcher::Config::default().labels(APP_NAME_LABEL);
     // Children and referenced objects are cached slim (metadata decoded, the rest as JSON text).
-    let (deployments, deployment_stream) = reflected::<Slim<Deployment>>(
-        watched,
-        children.clone(),
-        None,
-    );
-    let (services, service_stream) =
-        reflected::<Slim<Service>>(watched, children, None);
+    let (deployments, deployment_stream) =
+        reflected::<Slim<Deployment>>(watched, children.clone(), None);
+    let (services, service_stream) = reflected::<Slim<Service>>(watched, children, None);
     // Referenced Secrets/ConfigMaps can be any object in the app's namespace.
     let generated_secrets = spinapp::generated_secret_index();
     let (secrets, secret_stream) = reflected::<Slim<Secret>>(
@@ -409,26 +405,17 @@ async fn run_controllers(
         watcher::Config::default(),
         Some(generated_secrets.clone()),
     );
-    let (config_maps, config_map_stream) = reflected::<Slim<ConfigMap>>(
-        watched,
-        watcher::Config::default(),
-        None,
-    );
-    let (executors, executor_stream) = reflected::<SpinAppExecutor>(
-        watched,
-        watcher::Config::default(),
-        None,
-    );
+    let (config_maps, config_map_stream) =
+        reflected::<Slim<ConfigMap>>(watched, watcher::Config::default(), None);
+    let (executors, executor_stream) =
+        reflected::<SpinAppExecutor>(watched, watcher::Config::default(), None);
 
     let (synced_tx, synced_rx) = watch::channel(false);
     let ctl_config = controller::Config::default().concurrency(settings.concurrency);
     // The controllers' own watches go through `reflected` too, so no watch error throttles them.
     let app_refs = spinapp::app_reference_index();
-    let (apps, app_stream) = reflected::<Slim<SpinApp>>(
-        watched,
-        watcher::Config::default(),
-        Some(app_refs.clone()),
-    );
+    let (apps, app_stream) =
+        reflected::<Slim<SpinApp>>(watched, watcher::Config::default(), Some(app_refs.clone()));
     let app_controller = Controller::for_stream(app_stream, apps).with_config(ctl_config.clone());
 
     let ctx = Arc::new(spinapp::Context {
@@ -479,11 +466,8 @@ async fn run_controllers(
         Some(exec_users.clone()),
     )
     .touched_objects();
-    let (exec_main, exec_main_stream) = reflected::<SpinAppExecutor>(
-        watched,
-        watcher::Config::default(),
-        None,
-    );
+    let (exec_main, exec_main_stream) =
+        reflected::<SpinAppExecutor>(watched, watcher::Config::default(), None);
     let exec_controller =
         Controller::for_stream(exec_main_stream, exec_main).with_config(ctl_config);
     let exec_ctx = Arc::new(executor::Context {
