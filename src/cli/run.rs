@@ -430,3 +430,29 @@ async fn start_webhooks(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn watch_namespaces_split_on_commas_and_are_validated() {
+        let run = Run::try_parse_from(["run", "--watch-namespaces", "team-b,team-a"]).unwrap();
+        assert_eq!(
+            run.args.namespaces().unwrap().namespaces(),
+            ["team-a", "team-b"]
+        );
+        let run =
+            Run::try_parse_from(["run", "--watch-namespaces=a", "--watch-namespaces=b"]).unwrap();
+        assert_eq!(run.args.namespaces().unwrap().namespaces(), ["a", "b"]);
+        let run = Run::try_parse_from(["run", "--watch-namespaces=a,Not_A_Namespace"]).unwrap();
+        let err = run.args.namespaces().unwrap_err().to_string();
+        assert!(err.contains("\"Not_A_Namespace\""), "{err}");
+    }
+}
