@@ -373,4 +373,28 @@ mod tests {
         feed(&mut merge, &mut writer, 1, Event::InitDone);
         assert_eq!(names(&store), ["a/new"]);
     }
+
+    #[test]
+    fn every_cached_kind_has_a_stub_for_deletes_seen_only_by_a_relist() {
+        use crate::api::{SpinApp, SpinAppExecutor};
+        use crate::controller::slim::Slim;
+        use k8s_openapi::api::core::v1::Secret;
+        use kube::core::{DynamicObject, PartialObjectMeta};
+
+        fn check<K>(dyntype: K::DynamicType)
+        where
+            K: Resource + Clone + DeserializeOwned,
+            K::DynamicType: Clone,
+        {
+            let merge = Merge::<K>::new(vec!["a".into()], dyntype);
+            let stub = merge.stub(0, "gone").expect("stub decodes");
+            assert_eq!(stub.name_any(), "gone");
+            assert_eq!(stub.namespace().as_deref(), Some("a"));
+        }
+        check::<SpinAppExecutor>(());
+        check::<Slim<SpinApp>>(());
+        check::<Slim<Secret>>(());
+        check::<PartialObjectMeta<Secret>>(());
+        check::<DynamicObject>(crate::admission::cache::spinapp_resource());
+    }
 }
