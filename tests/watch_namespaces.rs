@@ -175,6 +175,70 @@ async fn webhook_caches_hold_only_the_watched_namespaces() {
     assert_only_watched_namespaces(&server.requests());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_after_lost_history_drops_deletes_and_keeps_the_other_namespace() {
+    let server = TestApiServer::start().await;
+    server.set_bookmark_interval(Duration::from_secs(3600));
+    for ns in ["a", "b"] {
+        server.put(executor(ns));
+        server.put(secret(ns));
+    }
+    let (lookup, writers) = cache::stores(CacheConfig {
+        namespaces: watched(),
+        ..CacheConfig::default()
+    });
+    let watches = tokio::spawn(writers.run(server.client()));
+    tokio::time::timeout(WAIT, lookup.wait_until_ready())
+        .await
+        .expect("caches sync")
+        .unwrap();
+    wait("watches open", || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.verb == Verb::Watch && r.resource == "secrets")
+            .count()
+            >= 2
+    })
+    .await;
+
+    // Re-watches are held back while `a` changes and the history is lost: each namespace
+    // relists, and a's deletion is seen only as an absence from its new list.
+    server.faults().delay(
+        spin_test_apiserver::RequestMatcher::any().verb(Verb::Watch),
+        Duration::from_millis(300),
+    );
+    server.faults().drop_watches();
+    server
+        .delete(
+            &spin_test_apiserver::ResourceKey::of::<Secret>(),
+            Some("a"),
+            "db",
+        )
+        .unwrap();
+    server.put(secret("a").tap_name("new"));
+    server.faults().expire_watch_history();
+
+    wait("a relisted", || {
+        lookup.secret("a", "db") == Presence::Absent
+            && lookup.secret("a", "new") == Presence::Present
+    })
+    .await;
+    assert_eq!(lookup.secret("b", "db"), Presence::Present);
+    assert_eq!(lookup.executor_names("b"), ["shim"]);
+    let secret_lists = |ns: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.verb == Verb::List && r.resource == "secrets")
+            .filter(|r| r.namespace.as_deref() == Some(ns))
+            .count()
+    };
+    assert!(secret_lists("a") >= 2, "a relisted");
+    watches.abort();
+    assert_only_watched_namespaces(&server.requests());
+}
+
 /// Renames a test object.
 trait TapName {
     fn tap_name(self, name: &str) -> Self;
