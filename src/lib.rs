@@ -11,6 +11,7 @@ pub mod desired;
 pub mod inventory;
 pub mod manifests;
 pub mod metrics;
+pub mod namespaces;
 pub mod rbac;
 pub mod rules;
 pub mod scaffold;

@@ -9,6 +9,9 @@
 pub enum Scope {
     /// In every namespace (ClusterRole + ClusterRoleBinding).
     Cluster,
+    /// In the namespaces the operator watches: every namespace by default (ClusterRole), or a
+    /// Role + RoleBinding in each namespace of `run --watch-namespaces` (chart `watchNamespaces`).
+    WatchedNamespaces,
     /// Only in the operator's own namespace (Role + RoleBinding), e.g. the leader Lease.
     OperatorNamespace,
 }
@@ -24,7 +27,7 @@ pub struct Permission {
     pub subresource: Option<&'static str>,
     /// Kubernetes verbs (get, list, watch, create, update, patch, delete).
     pub verbs: &'static [&'static str],
-    /// Cluster-wide or operator namespace only.
+    /// Watched namespaces, cluster-wide or operator namespace only.
     pub scope: Scope,
     /// Why the operator needs it.
     pub reason: &'static str,
@@ -47,7 +50,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinapps",
         subresource: None,
         verbs: &["list", "watch"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "SpinApp controller cache and executor in-use checks",
     },
     Permission {
@@ -55,7 +58,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinapps",
         subresource: Some("status"),
         verbs: &["patch"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "SpinApp status (merge patch, only when changed)",
     },
     Permission {
@@ -63,7 +66,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinapps",
         subresource: Some("finalizers"),
         verbs: &["update"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "children's owner references set blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) allows only with update on the owner's finalizers; never called",
     },
     Permission {
@@ -71,7 +74,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinappexecutors",
         subresource: None,
         verbs: &["list", "watch", "patch"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "executor cache; finalizer add/remove (JSON patch)",
     },
     Permission {
@@ -79,7 +82,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "deployments",
         subresource: None,
         verbs: &["list", "watch", "create", "patch", "delete"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "app Deployments: server-side apply (create: an apply that creates the object is authorized as create too), delete when the executor creates none",
     },
     Permission {
@@ -87,7 +90,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "services",
         subresource: None,
         verbs: &["list", "watch", "create", "patch"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "app Services: server-side apply (creating ones needs create)",
     },
     Permission {
@@ -95,7 +98,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "secrets",
         subresource: None,
         verbs: &["list", "watch", "create", "patch", "delete"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "referenced Secrets (read), runtime-config Secrets (apply, delete stale), CA Secret (create if absent)",
     },
     Permission {
@@ -103,7 +106,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "configmaps",
         subresource: None,
         verbs: &["list", "watch"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "ConfigMaps referenced by runtime config and variables",
     },
     Permission {
@@ -111,7 +114,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "events",
         subresource: None,
         verbs: &["create", "patch"],
-        scope: Scope::Cluster,
+        scope: Scope::WatchedNamespaces,
         reason: "Events on SpinApps and SpinAppExecutors (patch updates a repeated event's series)",
     },
     Permission {

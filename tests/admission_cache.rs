@@ -156,6 +156,7 @@ async fn without_reference_watches_presence_is_unknown_and_nothing_is_listed() {
     let client = kube::Client::new(fake_api(calls.clone()), "default");
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: false,
+        ..CacheConfig::default()
     });
     let watches = tokio::spawn(writers.run(client));
     lookup.wait_until_ready().await.unwrap();

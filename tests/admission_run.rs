@@ -202,3 +202,18 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
         "{decision}"
     );
 }
+
+#[test]
+fn run_rejects_an_invalid_watch_namespace_from_the_environment() {
+    // The variable is split on commas like the flag, and checked before any API call.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spin-operator"))
+        .arg("run")
+        .env("SPIN_OPERATOR_WATCH_NAMESPACES", "team-a,Team_B")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid namespace \"Team_B\""), "{stderr}");
+}

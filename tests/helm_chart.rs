@@ -70,6 +70,7 @@ fn permission_json(p: &spin_operator::rbac::Permission) -> serde_json::Value {
         "verbs": p.verbs,
         "scope": match p.scope {
             Scope::Cluster => "cluster",
+            Scope::WatchedNamespaces => "watched",
             Scope::OperatorNamespace => "namespace",
         },
         "reason": p.reason,

@@ -24,18 +24,22 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::api::{SpinApp, SpinAppExecutor};
 use crate::inventory::{Lookup, Presence};
+use crate::namespaces::WatchNamespaces;
 
 /// What to watch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CacheConfig {
-    /// Watch Secret and ConfigMap metadata cluster-wide for presence warnings.
+    /// Watch Secret and ConfigMap metadata (in the watched namespaces) for presence warnings.
     pub watch_references: bool,
+    /// Namespaces watched (one watch each); default all.
+    pub namespaces: WatchNamespaces,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             watch_references: true,
+            namespaces: WatchNamespaces::all(),
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct CachedLookup {
 
 /// The write side of the stores, fed by watches ([`CacheWriters::run`]) or directly by tests.
 pub struct CacheWriters {
+    /// Namespaces the watches of [`CacheWriters::run`] cover.
+    pub namespaces: WatchNamespaces,
     pub executors: Writer<SpinAppExecutor>,
     pub apps: Writer<DynamicObject>,
     pub secrets: Option<Writer<PartialObjectMeta<Secret>>>,
@@ -86,6 +92,7 @@ pub fn stores(config: CacheConfig) -> (CachedLookup, CacheWriters) {
             config_maps,
         },
         CacheWriters {
+            namespaces: config.namespaces,
             executors: executors_w,
             apps: apps_w,
             secrets: secrets_w,
@@ -214,54 +221,76 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
     S: futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
 {
-    stream
-        .default_backoff()
-        .reflect(writer)
-        .for_each(move |event| {
-            if let Err(e) = event {
-                tracing::warn!(watch = what, error = %e, "watch failed, retrying");
-            }
-            futures::future::ready(())
-        })
+    // The watches retry with their own backoff (`WatchNamespaces::watch`).
+    stream.reflect(writer).for_each(move |event| {
+        if let Err(e) = event {
+            tracing::warn!(watch = what, error = %e, "watch failed, retrying");
+        }
+        futures::future::ready(())
+    })
+}
+
+/// `Api` of `K` in one namespace, or in all.
+fn api<K>(client: &Client) -> impl Fn(Option<&str>) -> Api<K> + use<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    let client = client.clone();
+    move |namespace| match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 impl CacheWriters {
-    /// Feed the stores from cluster-wide watches. Runs until dropped.
+    /// Feed the stores from watches of the watched namespaces (one per namespace and kind).
+    /// Runs until dropped.
     pub async fn run(self, client: Client) {
         let config = watcher::Config::default().any_semantic();
+        let namespaces = self.namespaces;
+        let apps_api = {
+            let client = client.clone();
+            let resource = spinapp_resource();
+            move |namespace: Option<&str>| match namespace {
+                Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
+                None => Api::<DynamicObject>::all_with(client.clone(), &resource),
+            }
+        };
         let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = vec![
             Box::pin(drive(
                 "spinappexecutors",
                 self.executors,
-                watcher::watcher(Api::<SpinAppExecutor>::all(client.clone()), config.clone())
+                namespaces
+                    .watch(api::<SpinAppExecutor>(&client), config.clone(), ())
                     .modify(slim_executor),
             )),
             Box::pin(drive(
                 "spinapps",
                 self.apps,
-                watcher::watcher(
-                    Api::<DynamicObject>::all_with(client.clone(), &spinapp_resource()),
-                    config.clone(),
-                )
-                .modify(slim_app),
+                namespaces
+                    .watch(apps_api, config.clone(), spinapp_resource())
+                    .modify(slim_app),
             )),
         ];
         if let Some(w) = self.secrets {
             tasks.push(Box::pin(drive(
                 "secrets",
                 w,
-                watcher::watcher(
-                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                    config.clone(),
-                )
-                .modify(slim_partial),
+                namespaces
+                    .watch(
+                        api::<PartialObjectMeta<Secret>>(&client),
+                        config.clone(),
+                        (),
+                    )
+                    .modify(slim_partial),
             )));
         }
         if let Some(w) = self.config_maps {
             tasks.push(Box::pin(drive(
                 "configmaps",
                 w,
-                watcher::watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client), config)
+                namespaces
+                    .watch(api::<PartialObjectMeta<ConfigMap>>(&client), config, ())
                     .modify(slim_partial),
             )));
         }
@@ -316,6 +345,7 @@ mod tests {
     fn lookup_reads_what_the_writers_applied() {
         let (lookup, mut writers) = stores(CacheConfig {
             watch_references: false,
+            ..CacheConfig::default()
         });
         let executor: SpinAppExecutor = serde_json::from_value(serde_json::json!({
             "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",

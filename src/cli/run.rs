@@ -16,6 +16,7 @@ use spin_operator::admission::{
 };
 use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
+use spin_operator::namespaces::WatchNamespaces;
 use spin_operator::rules::Options;
 use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
 use spin_operator::tls::{self, ReloadingResolver};
@@ -115,6 +116,15 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub resync_seconds: u64,
+    /// Watch, admit and reconcile only these namespaces (comma-separated; default: all).
+    /// SpinApps elsewhere are neither reconciled nor found in the webhooks' caches.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACE,..."
+    )]
+    pub watch_namespaces: Vec<String>,
     /// Log format.
     #[arg(
         long,
@@ -123,6 +133,13 @@ pub struct Args {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+}
+
+impl Args {
+    /// `--watch-namespaces`, validated.
+    fn namespaces(&self) -> anyhow::Result<WatchNamespaces> {
+        Ok(WatchNamespaces::only(&self.watch_namespaces)?)
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -184,6 +201,10 @@ async fn wait_for_signal() {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    let namespaces = args.namespaces()?;
+    if !namespaces.is_cluster_wide() {
+        tracing::info!(namespaces = ?namespaces.namespaces(), "watching only these namespaces");
+    }
     let client = kube::Client::try_default()
         .await
         .context("building the Kubernetes client (in-cluster or kubeconfig)")?;
@@ -201,6 +222,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut config = ControllerConfig::from_env();
         config.metrics = controller_metrics;
         config.settings.resync = std::time::Duration::from_secs(args.resync_seconds);
+        config.namespaces = namespaces.clone();
         if args.no_leader_election {
             config.leader_election = None;
         }
@@ -361,6 +383,7 @@ async fn start_webhooks(
 
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: !args.skip_reference_watch,
+        namespaces: args.namespaces()?,
     });
     let stop = shutdown.wait();
     components.spawn(async move {
@@ -406,4 +429,30 @@ async fn start_webhooks(
         Ok(())
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn watch_namespaces_split_on_commas_and_are_validated() {
+        let run = Run::try_parse_from(["run", "--watch-namespaces", "team-b,team-a"]).unwrap();
+        assert_eq!(
+            run.args.namespaces().unwrap().namespaces(),
+            ["team-a", "team-b"]
+        );
+        let run =
+            Run::try_parse_from(["run", "--watch-namespaces=a", "--watch-namespaces=b"]).unwrap();
+        assert_eq!(run.args.namespaces().unwrap().namespaces(), ["a", "b"]);
+        let run = Run::try_parse_from(["run", "--watch-namespaces=a,Not_A_Namespace"]).unwrap();
+        let err = run.args.namespaces().unwrap_err().to_string();
+        assert!(err.contains("\"Not_A_Namespace\""), "{err}");
+    }
 }

@@ -39,6 +39,7 @@ pub use metrics::Metrics;
 use slim::Slim;
 
 use crate::api::{APP_NAME_LABEL, SpinApp, SpinAppExecutor};
+use crate::namespaces::WatchNamespaces;
 
 /// Tunables shared by both controllers.
 #[derive(Clone, Debug)]
@@ -90,6 +91,8 @@ pub struct ControllerConfig {
     pub metrics: Metrics,
     /// Shared state for readiness probes; keep a clone.
     pub state: ControllerState,
+    /// Namespaces whose apps are reconciled (and whose objects are watched); default all.
+    pub namespaces: WatchNamespaces,
 }
 
 impl ControllerConfig {
@@ -107,6 +110,7 @@ impl ControllerConfig {
             settings: Settings::default(),
             metrics: Metrics::default(),
             state: ControllerState::default(),
+            namespaces: WatchNamespaces::all(),
         }
     }
 }
@@ -284,7 +288,7 @@ fn slim<K: kube::Resource>(obj: &mut K) {
 
 /// What a watched and cached kind must be.
 trait Watched:
-    kube::Resource<DynamicType = ()>
+    kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
     + Clone
     + serde::de::DeserializeOwned
     + std::fmt::Debug
@@ -295,7 +299,7 @@ trait Watched:
 }
 
 impl<K> Watched for K where
-    K: kube::Resource<DynamicType = ()>
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
@@ -305,20 +309,26 @@ impl<K> Watched for K where
 {
 }
 
-/// A watch of `api` with cached objects slimmed ([`slim`]) and, when given, `index` updated from
-/// the same events. Watch errors (410 Gone, dropped connections) are retried by the watcher's own
-/// backoff; they are logged and dropped here, because an error reaching the controller's merged
+/// A watch of kind `K` in the watched namespaces (one per namespace, merged) with cached objects
+/// slimmed ([`slim`]) and, when given, `index` updated from the same events. Watch errors (410
+/// Gone, dropped connections) are retried by the watcher's own backoff; they are logged and dropped here, because an error reaching the controller's merged
 /// trigger stream throttles the triggers of every watched kind.
 fn watch_events<K>(
-    api: Api<K>,
+    watched: &Watch,
     wc: watcher::Config,
     index: Option<index::Index<K>>,
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
     K: Watched,
 {
-    watcher(api, wc)
-        .default_backoff()
+    let client = watched.client.clone();
+    let api = move |namespace: Option<&str>| match namespace {
+        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+        None => Api::<K>::all(client.clone()),
+    };
+    watched
+        .namespaces
+        .watch(api, wc, ())
         .modify(slim)
         .map(move |event| {
             if let (Some(index), Ok(event)) = (&index, &event) {
@@ -341,9 +351,15 @@ where
         })
 }
 
+/// Where the controllers' watches go: a client and the watched namespaces.
+struct Watch {
+    client: Client,
+    namespaces: WatchNamespaces,
+}
+
 /// Builds a reflector-backed trigger stream whose store doubles as the controller's cache.
 fn reflected<K>(
-    api: Api<K>,
+    watched: &Watch,
     wc: watcher::Config,
     index: Option<index::Index<K>>,
 ) -> (
@@ -354,7 +370,7 @@ where
     K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let stream = watch_events(api, wc, index)
+    let stream = watch_events(watched, wc, index)
         .reflect(writer)
         .touched_objects();
     (reader, stream)
@@ -373,42 +389,33 @@ async fn run_controllers(
             instance: Some(config.identity.clone()),
         },
     );
+    let watched = &Watch {
+        client: client.clone(),
+        namespaces: config.namespaces.clone(),
+    };
     let children = watcher::Config::default().labels(APP_NAME_LABEL);
     // Children and referenced objects are cached slim (metadata decoded, the rest as JSON text).
-    let (deployments, deployment_stream) = reflected(
-        Api::<Slim<Deployment>>::all(client.clone()),
-        children.clone(),
-        None,
-    );
-    let (services, service_stream) =
-        reflected(Api::<Slim<Service>>::all(client.clone()), children, None);
+    let (deployments, deployment_stream) =
+        reflected::<Slim<Deployment>>(watched, children.clone(), None);
+    let (services, service_stream) = reflected::<Slim<Service>>(watched, children, None);
     // Referenced Secrets/ConfigMaps can be any object in the app's namespace.
     let generated_secrets = spinapp::generated_secret_index();
-    let (secrets, secret_stream) = reflected(
-        Api::<Slim<Secret>>::all(client.clone()),
+    let (secrets, secret_stream) = reflected::<Slim<Secret>>(
+        watched,
         watcher::Config::default(),
         Some(generated_secrets.clone()),
     );
-    let (config_maps, config_map_stream) = reflected(
-        Api::<Slim<ConfigMap>>::all(client.clone()),
-        watcher::Config::default(),
-        None,
-    );
-    let (executors, executor_stream) = reflected(
-        Api::<SpinAppExecutor>::all(client.clone()),
-        watcher::Config::default(),
-        None,
-    );
+    let (config_maps, config_map_stream) =
+        reflected::<Slim<ConfigMap>>(watched, watcher::Config::default(), None);
+    let (executors, executor_stream) =
+        reflected::<SpinAppExecutor>(watched, watcher::Config::default(), None);
 
     let (synced_tx, synced_rx) = watch::channel(false);
     let ctl_config = controller::Config::default().concurrency(settings.concurrency);
     // The controllers' own watches go through `reflected` too, so no watch error throttles them.
     let app_refs = spinapp::app_reference_index();
-    let (apps, app_stream) = reflected(
-        Api::<Slim<SpinApp>>::all(client.clone()),
-        watcher::Config::default(),
-        Some(app_refs.clone()),
-    );
+    let (apps, app_stream) =
+        reflected::<Slim<SpinApp>>(watched, watcher::Config::default(), Some(app_refs.clone()));
     let app_controller = Controller::for_stream(app_stream, apps).with_config(ctl_config.clone());
 
     let ctx = Arc::new(spinapp::Context {
@@ -453,17 +460,14 @@ async fn run_controllers(
     // The executor controller indexes apps by executor from its own SpinApp watch, so the index
     // is updated before that watch's triggers fire; it caches no SpinApp objects.
     let exec_users = executor::app_executor_index();
-    let exec_app_stream = watch_events(
-        Api::<Slim<SpinApp>>::all(client.clone()),
+    let exec_app_stream = watch_events::<Slim<SpinApp>>(
+        watched,
         watcher::Config::default(),
         Some(exec_users.clone()),
     )
     .touched_objects();
-    let (exec_main, exec_main_stream) = reflected(
-        Api::<SpinAppExecutor>::all(client.clone()),
-        watcher::Config::default(),
-        None,
-    );
+    let (exec_main, exec_main_stream) =
+        reflected::<SpinAppExecutor>(watched, watcher::Config::default(), None);
     let exec_controller =
         Controller::for_stream(exec_main_stream, exec_main).with_config(ctl_config);
     let exec_ctx = Arc::new(executor::Context {

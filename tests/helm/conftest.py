@@ -30,6 +30,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "single-replica": {"replicaCount": 1, "podDisruptionBudget": {"enabled": False}},
     "custom-release-name": {"fullnameOverride": "spin"},
     "admission-policy": {"validatingAdmissionPolicy": {"enabled": True, "validationActions": ["Warn", "Audit"]}},
+    "watch-namespaces": {"watchNamespaces": ["team-b", "team-a"]},
     "everything-on": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "defaultExecutor": {"enabled": True, "namespaces": ["default", "apps"]},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import REPO, SCENARIOS, by_kind, chart, one, operator_container, render
 
 
@@ -192,3 +194,16 @@ def test_every_chart_flag_exists_in_the_operator(scenario) -> None:
     assert args[0] == "run"
     used = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")} - {"--foo"}
     assert used - flags == set()
+
+
+def test_watch_namespaces_reach_the_operator() -> None:
+    assert "--watch-namespaces" in run_flags()
+    args = operator_container(render({"watchNamespaces": ["team-b", "team-a"]}))["args"]
+    assert "--watch-namespaces=team-a,team-b" in args
+    assert not any(a.startswith("--watch-namespaces") for a in operator_container(render())["args"])
+
+
+def test_watch_namespaces_must_be_namespace_names() -> None:
+    for bad in (["Team-A"], ["a,b"], "team-a"):
+        with pytest.raises(Exception):
+            render({"watchNamespaces": bad})

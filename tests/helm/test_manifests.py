@@ -126,6 +126,10 @@ def test_namespaced_objects_live_in_the_release_namespace(scenario: tuple[str, d
             assert "namespace" not in doc["metadata"], doc["kind"]
         elif doc["kind"] == "SpinAppExecutor":
             assert doc["metadata"]["namespace"] in values["defaultExecutor"]["namespaces"]
+        elif doc["kind"] in {"Role", "RoleBinding"} and doc["metadata"]["namespace"] != NAMESPACE:
+            # watchNamespaces: the operator's grants in each watched namespace.
+            assert doc["metadata"]["namespace"] in values["watchNamespaces"], doc["metadata"]
+            assert doc["metadata"]["name"].endswith("-watched")
         else:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
 

@@ -46,20 +46,25 @@ def release_names(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def expected(values: dict[str, Any], scope: str, names: dict[str, str] | None = None) -> Grants:
-    """(group, resource, resourceNames) -> verbs, over the permission lists of the parts in use."""
+    """(group, resource, resourceNames) -> verbs, over the permission lists of the parts in use.
+    "watched" permissions are cluster-wide unless watchNamespaces is set."""
     grants: Grants = {}
+    watched_scope = "watched" if values.get("watchNamespaces") else "cluster"
     for part in parts_in_use(values):
         for p in PERMISSIONS[part]:
-            if p["scope"] == scope:
+            if (watched_scope if p["scope"] == "watched" else p["scope"]) == scope:
                 resource_names = tuple((names or {}).get(n, n) for n in p.get("resourceNames", []))
                 key = (p["group"], p["resource"], resource_names)
                 grants.setdefault(key, set()).update(p["verbs"])
     return grants
 
 
-def rendered(docs: list[dict[str, Any]], kind: str) -> Grants:
+def rendered(docs: list[dict[str, Any]], kind: str, namespace: str | None = NAMESPACE) -> Grants:
+    """Grants of the ClusterRole, or of the Roles in `namespace` (the release namespace by default)."""
     grants: Grants = {}
     for role in by_kind(docs, kind):
+        if kind == "Role" and role["metadata"]["namespace"] != namespace:
+            continue
         for rule in role["rules"]:
             assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
             for group in rule["apiGroups"]:
@@ -76,7 +81,7 @@ def test_permission_lists_are_well_formed() -> None:
         assert permissions, part
         for p in permissions:
             assert set(p) <= {"group", "resource", "verbs", "scope", "reason", "resourceNames"}, p
-            assert p["scope"] in {"cluster", "namespace"}
+            assert p["scope"] in {"cluster", "namespace", "watched"}
             assert p["verbs"] and set(p["verbs"]) <= KNOWN_VERBS, p
             assert "*" not in (p["group"], p["resource"], *p["verbs"]), p
             assert p["reason"], p
@@ -88,6 +93,8 @@ def test_rendered_rbac_equals_the_permission_lists(name: str) -> None:
     docs = render(values)
     assert rendered(docs, "ClusterRole") == expected(values, "cluster", release_names(docs))
     assert rendered(docs, "Role") == expected(values, "namespace", release_names(docs))
+    for ns in values.get("watchNamespaces", []):
+        assert rendered(docs, "Role", ns) == expected(values, "watched")
 
 
 def test_every_resource_name_is_one_the_chart_maps() -> None:
@@ -172,3 +179,60 @@ def test_service_account_off_uses_the_named_account() -> None:
     assert by_kind(docs, "ServiceAccount") == []
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"
     assert one(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "ops-sa"
+
+
+WATCHED = ["team-b", "team-a"]
+
+
+def test_permissions_on_namespaced_objects_follow_the_watched_namespaces() -> None:
+    # Everything the operator reads or writes in app namespaces is "watched"; only the webhook
+    # configurations (cluster-scoped objects) are "cluster".
+    for part, permissions in PERMISSIONS.items():
+        for p in permissions:
+            if p["scope"] == "cluster":
+                assert p["group"] == "admissionregistration.k8s.io", (part, p)
+            if p["group"] == "coordination.k8s.io":
+                assert p["scope"] == "namespace", (part, p)
+
+
+@pytest.mark.parametrize("extra", [{}, {"certManager": {"enabled": False}}, {"controllers": {"enabled": False}}])
+def test_watch_namespaces_grants_roles_per_namespace_and_nothing_cluster_wide(extra: dict[str, Any]) -> None:
+    values = {**extra, "watchNamespaces": WATCHED}
+    docs = render(values)
+    cluster = rendered(docs, "ClusterRole")
+    # No cluster-wide read of Secrets (nor of anything in app namespaces).
+    assert not any(resource in {"secrets", "configmaps", "spinapps", "spinappexecutors", "deployments", "services", "events"} for _, resource, _ in cluster), cluster
+    assert set(cluster) <= {
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", (one(docs, "MutatingWebhookConfiguration")["metadata"]["name"],)),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", (one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"],)),
+    }
+    sa = one(docs, "ServiceAccount")["metadata"]["name"]
+    for ns in WATCHED:
+        roles = [r for r in by_kind(docs, "Role") if r["metadata"]["namespace"] == ns]
+        bindings = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["namespace"] == ns]
+        assert len(roles) == 1 and len(bindings) == 1, ns
+        assert bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[0]["metadata"]["name"]}
+        assert bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+        grants = rendered(docs, "Role", ns)
+        assert grants == expected(values, "watched")
+        assert {"list", "watch"} <= grants[("", "secrets", ())]
+    # The leader Lease stays in the release namespace.
+    if values.get("controllers", {}).get("enabled", True):
+        assert ("coordination.k8s.io", "leases", ()) in rendered(docs, "Role")
+    assert {r["metadata"]["namespace"] for r in by_kind(docs, "Role")} <= {NAMESPACE, *WATCHED}
+
+
+def test_watch_namespaces_roles_are_the_cluster_grants_of_the_default() -> None:
+    # The same permissions, only moved from the ClusterRole into each namespace.
+    default = rendered(render(), "ClusterRole")
+    docs = render({"watchNamespaces": WATCHED})
+    assert rendered(docs, "Role", "team-a") == default
+    assert not by_kind(docs, "ClusterRole")
+
+
+def test_watch_namespace_in_the_release_namespace_keeps_both_roles_apart() -> None:
+    docs = render({"watchNamespaces": [NAMESPACE]})
+    names = sorted(r["metadata"]["name"] for r in by_kind(docs, "Role"))
+    assert len(names) == 2 and len(set(names)) == 2, names
+    grants = rendered(docs, "Role")
+    assert ("coordination.k8s.io", "leases", ()) in grants and ("", "secrets", ()) in grants

@@ -123,3 +123,16 @@ def test_disabling_webhooks_removes_them_and_tells_the_server() -> None:
     assert "--disable-webhooks" in container["args"]
     assert not [a for a in container["args"] if a.startswith(("--webhook-addr", "--cert-dir", "--self-signed"))]
     assert "webhook-cert" not in {v["name"] for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_watch_namespaces_limit_every_webhook_to_those_namespaces() -> None:
+    docs = render({"watchNamespaces": ["team-b", "team-a"], "webhooks": {"excludeNamespaces": ["flux-system"]}})
+    for hook in all_hooks(docs):
+        # Combined with (ANDed with) the exclusions: a watched namespace can still be excluded.
+        assert hook["namespaceSelector"]["matchExpressions"] == [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE, "flux-system"]},
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]},
+        ]
+    # Empty list: cluster-wide, as before.
+    for hook in all_hooks(render({"watchNamespaces": []})):
+        assert [e["operator"] for e in hook["namespaceSelector"]["matchExpressions"]] == ["NotIn"]

@@ -155,6 +155,13 @@ namespaceSelector:
       operator: NotIn
       values:
         {{- toYaml (uniq (concat (list "kube-system" $ctx.Release.Namespace) $values.excludeNamespaces)) | nindent 8 }}
+    {{- with include "spin-operator.watchNamespaces" $ctx | fromJsonArray }}
+    # watchNamespaces: the operator caches and reconciles only these.
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values:
+        {{- toYaml . | nindent 8 }}
+    {{- end }}
     {{- with $values.namespaceSelectorExpressions }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -171,4 +178,20 @@ objectSelector:
 matchConditions:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/*
+The namespaces the operator watches (watchNamespaces, sorted and deduplicated), as a JSON array;
+empty: cluster-wide. The Deployment's --watch-namespaces, the webhooks' namespaceSelector and
+the per-namespace Roles all read this one list.
+*/}}
+{{- define "spin-operator.watchNamespaces" -}}
+{{- $list := list }}
+{{- range .Values.watchNamespaces | default list }}
+{{- $ns := . | toString | trim }}
+{{- if $ns }}
+{{- $list = append $list $ns }}
+{{- end }}
+{{- end }}
+{{- $list | uniq | sortAlpha | toJson }}
 {{- end }}
