@@ -4,6 +4,7 @@ explained by kubectl, printed with our columns, and enforcing their CEL rules on
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import OPERATOR_NAMESPACE, apply, spinapp
 
@@ -32,11 +33,19 @@ def test_printer_columns_and_scale_subresource(cluster, apps_ns):
     header = cluster.kubectl("get", "spinapps", "-n", apps_ns).stdout.splitlines()[0].split()
     assert header[:4] == ["NAME", "READY", "DESIRED", "EXECUTOR"], header
     wide = cluster.kubectl("get", "spinapp", "columns", "-n", apps_ns, "-o", "wide").stdout.splitlines()
-    row = dict(zip(wide[0].split(), wide[1].split()))
+    row = table_row(wide[0], wide[1])
     assert row["DESIRED"] == "2" and row["EXECUTOR"] == "containerd-shim-spin", wide
     scale = json.loads(cluster.kubectl("get", "--raw",
                                        f"/apis/core.spinkube.dev/v1alpha1/namespaces/{apps_ns}/spinapps/columns/scale").stdout)
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 2, scale
+
+
+def table_row(header: str, line: str) -> dict[str, str]:
+    """A kubectl table row by the header's column positions (a cell may be empty, e.g. READY
+    before the first status, so splitting on white space would shift the cells)."""
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    bounds = list(zip(starts, starts[1:] + [None]))
+    return {header[a:b].strip(): line[a:b].strip() for a, b in bounds}
 
 
 def test_cel_rules_hold_without_the_webhooks(cluster, operator):
