@@ -74,7 +74,9 @@ def fleet(cp: ControlPlane, op, n: int) -> dict:
     events = [e for e in cp.audit_events() if e.get("user", {}).get("username") == op.user][audit_before:]
     by_verb: dict[str, int] = {}
     for e in events:
-        by_verb[e["verb"]] = by_verb.get(e["verb"], 0) + 1
+        ref = e.get("objectRef", {})
+        key = f"{e['verb']} {ref.get('resource', '')}" + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        by_verb[key] = by_verb.get(key, 0) + 1
     rss, peak = rss_mib(op.proc.popen.pid)
     return {"apps": n, "create_s": created, "converge_s": converged, "requests_per_app": len(events) / n,
             "by_verb": by_verb, "rss_mib": rss, "peak_mib": peak}
