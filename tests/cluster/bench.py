@@ -1,7 +1,7 @@
 """Benchmarks on the real control plane (`make bench-cluster`; figures go to BENCHMARKS.md).
 
 1. Fleet: N SpinApps (default 1,000 and 5,000; BENCH_FLEET="1000 5000") created through the API
-   server (and so through the webhooks): seconds until every Deployment exists and every status has
+   server (and so through the webhooks): seconds until every Deployment and Service exists and every status has
    caught up, API requests per app by the operator (the audit log), the operator's RSS.
 2. Admission: server-side dry-run creates per second with the webhooks on vs off (the namespace the
    chart excludes from them), 4 kubectl clients at once, and the API server's own
@@ -50,11 +50,12 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def count_converged(cp: ControlPlane, ns: str) -> tuple[int, int]:
+def count_converged(cp: ControlPlane, ns: str) -> tuple[int, int, int]:
     deployments = cp.kubectl("get", "deployments", "-n", ns, "-o", "name").stdout.split()
+    services = cp.kubectl("get", "services", "-n", ns, "-o", "name").stdout.split()
     observed = cp.kubectl("get", "spinapps", "-n", ns, "-o",
                           "jsonpath={range .items[*]}{.metadata.generation}={.status.observedGeneration} {end}").stdout.split()
-    return len(deployments), sum(1 for o in observed if o.split("=")[0] == o.split("=")[1])
+    return len(deployments), len(services), sum(1 for o in observed if o.split("=")[0] == o.split("=")[1])
 
 
 def fleet(cp: ControlPlane, op, n: int) -> dict:
@@ -68,7 +69,7 @@ def fleet(cp: ControlPlane, op, n: int) -> dict:
         cp.kubectl("create", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
                    timeout=600)
     created = time.monotonic() - start
-    wait_until(f"{n} apps converged", lambda: count_converged(cp, ns) == (n, n), timeout=1800, interval=2)
+    wait_until(f"{n} apps converged", lambda: count_converged(cp, ns) == (n, n, n), timeout=1800, interval=2)
     converged = time.monotonic() - start
     time.sleep(2)
     events = [e for e in cp.audit_events() if e.get("user", {}).get("username") == op.user][audit_before:]
