@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use spin_operator::fuzzing;
 
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target's harness.
+type Harness = fn(&[u8]);
+
+const TARGETS: &[(&str, Harness)] = &[
     ("admission", fuzzing::admission),
     ("admission_structured", fuzzing::admission_structured),
     ("quantity", fuzzing::quantity),
@@ -31,7 +34,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn replay(target: &str, run: fn(&[u8])) -> usize {
+fn replay(target: &str, run: Harness) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut count = 0;
     for dir in [
