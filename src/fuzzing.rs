@@ -101,13 +101,13 @@ pub fn admission(body: &[u8]) {
         .and_then(|v| v.get("request")?.get("uid")?.as_str())
         .filter(|u| !u.is_empty());
     // In a lenient body the object is read as the server read it, bad bytes replaced.
-    let lossy: Option<Value> = match lenient {
+    let repaired: Option<Value> = match lenient {
         true => serde_json::from_str(&String::from_utf8_lossy(body)).ok(),
         false => None,
     };
     let object = parsed
         .as_ref()
-        .or(lossy.as_ref())
+        .or(repaired.as_ref())
         .and_then(|v| v.get("request")?.get("object"))
         .filter(|o| !o.is_null());
     for route in ROUTES {
