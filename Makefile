@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz
 
 test: lint rust-test helm-test e2e-test
 
@@ -46,6 +46,13 @@ cluster-up: $(VENV)/.installed
 bench-cluster: $(VENV)/.installed cluster-build
 	cargo build --release --locked --bin spin-operator
 	SPIN_OPERATOR_BIN=target/release/spin-operator $(PY) tests/cluster/bench.py
+
+# Coverage-guided fuzzing (fuzz/, BENCHMARKS.md "Fuzzing"): each target for FUZZ_SECONDS (default
+# 120) on one core, then executions, coverage and findings. Not part of `make test`;
+# `cargo test` replays the seeds and saved findings (tests/fuzz_regressions.rs).
+FUZZ_SECONDS ?= 120
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 cluster-down:
 	python3 tests/cluster/controlplane.py down

@@ -8,6 +8,9 @@ pub mod api;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+/// Fuzz harnesses (`fuzz/`), here so that `cargo test` replays their saved inputs.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod manifests;
 pub mod metrics;

@@ -114,7 +114,7 @@ fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Respons
 /// `None` hands the request to [`handle_value`] — anything the typed passes do not accept, a
 /// spec that does not decode as it is, an UPDATE to ratchet — which answers it the same way
 /// the view would have, and words every error.
-fn handle_view(
+pub(crate) fn handle_view(
     state: &AdmissionState,
     route: &'static Route,
     body: &[u8],
@@ -167,7 +167,7 @@ fn decide_view<'a, S: serde::Deserialize<'a>>(
 }
 
 /// The reference path: the objects as `Value`s, for every request.
-fn handle_value(
+pub(crate) fn handle_value(
     state: &AdmissionState,
     route: &'static Route,
     body: &[u8],

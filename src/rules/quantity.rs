@@ -127,11 +127,16 @@ impl Quantity {
         if self.negative {
             return None;
         }
-        let shifted = self.mantissa.checked_mul(1u128.checked_shl(self.exp2)?)?;
+        if self.mantissa == 0 {
+            return Some(0);
+        }
         let whole = if self.exp10 >= 0 {
+            let shifted = self.mantissa.checked_mul(1u128.checked_shl(self.exp2)?)?;
             shifted.checked_mul(10u128.checked_pow(self.exp10.unsigned_abs())?)?
         } else {
-            shifted.div_ceil(10u128.checked_pow(self.exp10.unsigned_abs())?)
+            // Neither `mantissa × 2^exp2` nor `10^-exp10` need fit in 128 bits for the quotient
+            // to (`0.5Ei`, `1e-39`).
+            div_ceil_pow10(self.mantissa, self.exp2, self.exp10.unsigned_abs())?
         };
         u64::try_from(whole)
             .ok()
@@ -189,6 +194,45 @@ impl Quantity {
             + f64::from(self.exp10)
             + f64::from(self.exp2) * std::f64::consts::LOG10_2
     }
+}
+
+/// `ceil(mantissa × 2^exp2 / 10^k)` when it fits in 128 bits, computed in 64-bit limbs (the
+/// product has at most 188 bits: `exp2 <= 60`).
+fn div_ceil_pow10(mantissa: u128, exp2: u32, k: u32) -> Option<u128> {
+    if exp2 >= 64 {
+        return None;
+    }
+    // Little-endian limbs of the mantissa (the casts keep the low 64 bits on purpose).
+    let mut limbs = [mantissa as u64, (mantissa >> 64) as u64, 0, 0];
+    if exp2 > 0 {
+        for i in (0..limbs.len()).rev() {
+            let carry = if i > 0 {
+                limbs[i - 1] >> (64 - exp2)
+            } else {
+                0
+            };
+            limbs[i] = (limbs[i] << exp2) | carry;
+        }
+    }
+    let mut inexact = false;
+    for _ in 0..k {
+        if limbs.iter().all(|&l| l == 0) {
+            break;
+        }
+        let mut rem: u128 = 0;
+        for limb in limbs.iter_mut().rev() {
+            let cur = (rem << 64) | u128::from(*limb);
+            // `cur < 10 × 2^64`, so the quotient fits in a limb.
+            *limb = (cur / 10) as u64;
+            rem = cur % 10;
+        }
+        inexact |= rem != 0;
+    }
+    if limbs[2] != 0 || limbs[3] != 0 {
+        return None;
+    }
+    let floor = u128::from(limbs[0]) | (u128::from(limbs[1]) << 64);
+    floor.checked_add(u128::from(inexact))
 }
 
 impl PartialOrd for Quantity {
@@ -276,6 +320,13 @@ mod tests {
         assert_eq!(whole("-1Mi"), None);
         assert_eq!(whole("99999999999Ei"), None);
         assert_eq!(whole("1e999"), None);
+        // Found by the `quantity` fuzz target: values whose exact form overflows 128 bits on
+        // the way to a small whole number.
+        assert_eq!(whole("1e-39"), Some(1));
+        assert_eq!(whole("0e999"), Some(0));
+        assert_eq!(whole("0.5Ei"), Some(1 << 59));
+        assert_eq!(whole("2e-1000"), Some(1));
+        assert_eq!(whole("0.00000000000000000295147905179352825856Ei"), Some(4));
         assert!(q("1u") > q("1n") && q("1m") > q("1u"));
     }
 }

@@ -40,7 +40,7 @@ pub fn parse(s: &str) -> Result<Reference<'_>, String> {
 /// The common case in one bytewise pass: a valid reference without a digest or an IPv6
 /// registry. `None` leaves the string to [`parse_and_explain`], which accepts the same valid
 /// references (and the rest) and words every problem.
-fn accept(s: &str) -> Option<Reference<'_>> {
+pub(crate) fn accept(s: &str) -> Option<Reference<'_>> {
     let bytes = s.as_bytes();
     let (mut first_slash, mut last_slash) = (None, None);
     for (i, &b) in bytes.iter().enumerate() {
@@ -94,7 +94,7 @@ fn accept(s: &str) -> Option<Reference<'_>> {
 }
 
 /// The reference parse, explaining the first problem found.
-fn parse_and_explain(s: &str) -> Result<Reference<'_>, String> {
+pub(crate) fn parse_and_explain(s: &str) -> Result<Reference<'_>, String> {
     if s.is_empty() {
         return Err("must not be empty".to_string());
     }
