@@ -170,10 +170,16 @@ fn options(t: &str, ok: &str) -> String {
 
 /// Every map of `fields` (optional, at `spec.<field>`) passes `ok`, or is unchanged.
 fn maps(fields: &[&str], ok: impl Fn(&str) -> String) -> String {
-    fields
-        .iter()
-        .map(|f| {
-            let p = path(f);
+    each_ok_or_unchanged(fields.iter().map(|f| path(f)), ok)
+}
+
+/// For every optional field path: it passes `ok`, or it is unchanged (ratcheting).
+fn each_ok_or_unchanged(
+    paths: impl Iterator<Item = String>,
+    ok: impl Fn(&str) -> String,
+) -> String {
+    paths
+        .map(|p| {
             format!(
                 "({} || {})",
                 absent_or(&p, &ok(&p)),
@@ -194,18 +200,7 @@ const PROBES: [&str; 2] = ["liveness", "readiness"];
 
 /// `ok(probe)` for each configured probe, or the probe is unchanged.
 fn probes(ok: impl Fn(&str) -> String, which: &[&str]) -> String {
-    which
-        .iter()
-        .map(|name| {
-            let p = path(&format!("checks.{name}"));
-            format!(
-                "({} || {})",
-                absent_or(&p, &ok(&p)),
-                unchanged(&[p.as_str()])
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" && ")
+    each_ok_or_unchanged(which.iter().map(|name| path(&format!("checks.{name}"))), ok)
 }
 
 /// The mount path without trailing slashes (as the webhook compares them).
