@@ -9,7 +9,6 @@ are counted separately and excluded from "writes"."""
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import time
 
@@ -52,10 +51,3 @@ def test_a_converged_fleet_makes_no_writes_over_a_resync_window(cluster, operato
     assert after - before >= len(names), (before, after)
     assert writes == [], writes
     assert lease_writes, "the leader renews its Lease: the audit log must show it"
-
-
-def _admissions(op):
-    for line in op.metrics().splitlines():
-        m = re.match(r'spin_operator_admission_requests_total\{webhook="([^"]+)",outcome="([^"]+)"\} (\S+)', line)
-        if m:
-            yield (m[1], m[2]), float(m[3])
