@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 
 from controlplane import (  # noqa: E402
     OPERATOR_NAMESPACE,
@@ -35,6 +36,7 @@ from controlplane import (  # noqa: E402
     wait_for_webhooks,
     wait_until,
 )
+from conftest import wait_for_executors  # noqa: E402
 
 CHUNK = 250
 
@@ -62,6 +64,7 @@ def fleet(cp: ControlPlane, op, n: int) -> dict:
     ns = f"bench-{n}"
     cp.kubectl("create", "namespace", ns)
     cp.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "executors.yaml"))
+    wait_for_executors(cp, ns)
     audit_before = sum(1 for e in cp.audit_events() if e.get("user", {}).get("username") == op.user)
     start = time.monotonic()
     for lo in range(0, n, CHUNK):
@@ -116,6 +119,7 @@ def admission(cp: ControlPlane, per_client: int = 250, clients: int = 4) -> list
         if ns != OPERATOR_NAMESPACE:
             cp.kubectl("create", "namespace", ns, check=False)
             cp.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "executors.yaml"))
+            wait_for_executors(cp, ns)
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [app(f"adm-{i}", i) for i in range(per_client)]})
         start = time.monotonic()
         threads = [threading.Thread(target=lambda: cp.kubectl("create", "--dry-run=server", "-n", ns, "-f", "-",

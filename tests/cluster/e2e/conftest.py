@@ -75,7 +75,18 @@ def new_namespace(cp: ControlPlane, prefix: str, executors: bool = True) -> str:
     cp.kubectl("create", "namespace", name)
     if executors:
         cp.kubectl("apply", "-n", name, "-f", str(EXAMPLES / "executors.yaml"))
+        wait_for_executors(cp, name)
     return name
+
+
+def wait_for_executors(cp: ControlPlane, namespace: str) -> None:
+    """The webhooks learn of executors from a watch: until their cache has caught up, an app
+    naming one is denied with "executor not found" (as it is for a user applying both at once
+    without --allow-missing-executor). Wait for the webhooks' view, not a fixed time."""
+    probe = json.dumps(spinapp("executor-probe", replicas=1))
+    wait_until(f"the webhooks to see the executors of {namespace}", lambda: cp.kubectl(
+        "create", "--dry-run=server", "-n", namespace, "-f", "-", input=probe, check=False).returncode == 0,
+        timeout=60, interval=0.3)
 
 
 @pytest.fixture
@@ -140,5 +151,5 @@ def resource_of(event: dict[str, Any]) -> str:
 
 __all__ = [
     "OPERATOR_NAMESPACE", "EXAMPLES", "apply", "new_namespace", "operator_requests", "render",
-    "resource_of", "spinapp", "wait_for", "wait_for_webhooks",
+    "resource_of", "spinapp", "wait_for", "wait_for_executors", "wait_for_webhooks",
 ]

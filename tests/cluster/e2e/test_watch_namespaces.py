@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import EXAMPLES, apply, operator_requests, spinapp, wait_for
+from conftest import EXAMPLES, apply, operator_requests, spinapp, wait_for, wait_for_executors
 from controlplane import ControlPlane, chart_operator, free_port, install_chart, start_operator, wait_for_webhooks
 
 RELEASE, NAMESPACE = "tenant-a-ops", "tenant-a-ops"
@@ -29,6 +29,7 @@ def tenant(bin_dir, tmp_path_factory):
         wait_for_webhooks(cp, WATCHED)
         for ns in (WATCHED, UNWATCHED):
             cp.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "executors.yaml"))
+        wait_for_executors(cp, WATCHED)
         yield cp, op, args, service_account
     finally:
         cp.stop()
