@@ -3,6 +3,9 @@
 //! mode of `-o` files. `UPDATE_GOLDEN=1 cargo test --test cli_scaffold` rewrites the goldens in
 //! `tests/golden/scaffold/`; review the diff before committing it.
 
+#[path = "support/golden.rs"]
+mod golden;
+
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -153,7 +156,6 @@ const GOLDEN: &[(&str, &[&str])] = &[
 
 #[test]
 fn flag_families_match_golden_files() {
-    let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let dir = root().join("tests/golden/scaffold");
     let mut mismatched = Vec::new();
     for (case, flags) in GOLDEN {
@@ -166,17 +168,7 @@ fn flag_families_match_golden_files() {
             r.stdout
         );
         let golden = dir.join(format!("{case}.yaml"));
-        if update {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&golden, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", golden.display()));
-        if expected != actual {
-            eprintln!("--- {} differs:\n{actual}", golden.display());
-            mismatched.push(golden);
-        }
+        golden::check(&golden, &actual, &mut mismatched);
     }
     assert!(mismatched.is_empty(), "golden mismatch: {mismatched:?}");
 }

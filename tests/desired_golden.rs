@@ -5,6 +5,9 @@
 //! For readability the runtime-config Secret is shown with `stringData` (the TOML text) instead of
 //! base64 `data`, and the (large, generated) CA bundle is replaced by a summary line.
 
+#[path = "support/golden.rs"]
+mod golden;
+
 use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
@@ -88,7 +91,6 @@ fn render(example: &Path) -> String {
 
 #[test]
 fn examples_match_golden_files() {
-    let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let golden_dir = root().join("tests/golden");
     let mut examples: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
         .unwrap()
@@ -102,17 +104,7 @@ fn examples_match_golden_files() {
     for example in &examples {
         let actual = render(example);
         let golden = golden_dir.join(example.file_name().unwrap());
-        if update {
-            std::fs::create_dir_all(&golden_dir).unwrap();
-            std::fs::write(&golden, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", golden.display()));
-        if expected != actual {
-            eprintln!("--- {} differs:\n{actual}", golden.display());
-            mismatched.push(golden);
-        }
+        golden::check(&golden, &actual, &mut mismatched);
     }
     assert!(mismatched.is_empty(), "golden mismatch: {mismatched:?}");
 }
