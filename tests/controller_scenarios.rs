@@ -488,6 +488,129 @@ async fn referenced_secret_change_rolls_the_runtime_config_secret() {
     running.stop().await;
 }
 
+/// Secret and ConfigMap requests of the operator: (verb, name, metadata only, label selector).
+fn reads_of(
+    server: &TestApiServer,
+    resource: &str,
+) -> Vec<(Verb, Option<String>, bool, Option<String>)> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.group.is_empty() && r.resource == resource && !r.verb.is_write())
+        .map(|r| (r.verb, r.name, r.metadata_only, r.label_selector))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_referenced_secrets_and_config_maps_are_read_whole() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    for obj in runtime_config_objects() {
+        server.put(obj);
+    }
+    for i in 0..20 {
+        server.put(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("unrelated-{i}"), "namespace": NS},
+            "stringData": {"token": format!("unrelated-value-{i}")}}));
+        server.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("unrelated-{i}"), "namespace": NS},
+            "data": {"k": "v"}}));
+    }
+    let running = start(&server);
+    wait("Deployment with runtime config", || {
+        deployment(&server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            .is_some()
+    })
+    .await;
+    wait_reconciles(&running, 5).await;
+
+    // Whole objects come only from the children's labelled watch and from GETs of what the app
+    // references; everything else is metadata.
+    let whole_or_named = |resource: &str| -> BTreeSet<String> {
+        reads_of(&server, resource)
+            .into_iter()
+            .filter(|(_, _, metadata_only, _)| !metadata_only)
+            .map(|(verb, name, _, selector)| match (verb, name, selector) {
+                (Verb::Get, Some(name), _) => format!("get {name}"),
+                (verb, None, Some(selector)) => format!("{} {selector}", verb.as_str()),
+                (verb, name, selector) => format!("{} {name:?} {selector:?}", verb.as_str()),
+            })
+            .collect()
+    };
+    assert_eq!(
+        whole_or_named("secrets"),
+        BTreeSet::from([
+            "get app-credentials".to_string(),
+            format!("list {APP_NAME_LABEL}"),
+            format!("watch {APP_NAME_LABEL}"),
+        ])
+    );
+    assert_eq!(
+        whole_or_named("configmaps"),
+        BTreeSet::from(["get app-endpoints".to_string()])
+    );
+    let metadata_reads = reads_of(&server, "secrets")
+        .into_iter()
+        .filter(|(verb, _, metadata_only, selector)| {
+            *metadata_only && selector.is_none() && matches!(verb, Verb::List | Verb::Watch)
+        })
+        .count();
+    assert!(
+        metadata_reads >= 2,
+        "a metadata list and watch of all Secrets"
+    );
+    // The CA Secret's existence is a metadata GET; its bundle is never fetched.
+    let ca_gets: Vec<_> = reads_of(&server, "secrets")
+        .into_iter()
+        .filter(|(verb, name, _, _)| {
+            *verb == Verb::Get && name.as_deref() == Some(spin_operator::api::DEFAULT_CA_SECRET)
+        })
+        .collect();
+    assert!(
+        ca_gets
+            .iter()
+            .all(|(_, _, metadata_only, _)| *metadata_only),
+        "{ca_gets:?}"
+    );
+
+    // Fetched once, then served from the cache until it changes: resyncs GET nothing.
+    let gets_of = |resource: &str, name: &str| {
+        reads_of(&server, resource)
+            .into_iter()
+            .filter(|(verb, n, _, _)| *verb == Verb::Get && n.as_deref() == Some(name))
+            .count()
+    };
+    assert_eq!(gets_of("secrets", "app-credentials"), 1);
+    assert_eq!(gets_of("configmaps", "app-endpoints"), 1);
+
+    // Unrelated changes fetch nothing; a change of the referenced Secret fetches it once more.
+    let secrets: Api<Secret> = Api::namespaced(server.client(), NS);
+    for name in ["unrelated-3", "app-credentials"] {
+        secrets
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"redis-url": "redis://changed:6379"}})),
+            )
+            .await
+            .unwrap();
+    }
+    let first = runtime_config_secret_of(&deployment(&server, "stateful").unwrap());
+    wait("the change rolls the runtime config", || {
+        deployment(&server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            != first
+    })
+    .await;
+    wait_reconciles(&running, 5).await;
+    assert_eq!(gets_of("secrets", "app-credentials"), 2);
+    assert_eq!(gets_of("secrets", "unrelated-3"), 0);
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_executor_reports_then_converges_when_created() {
     let server = TestApiServer::start().await;

@@ -5,11 +5,12 @@
 //! - SpinApps: untyped and stripped to `spec.executor`. Only the executor DELETE check reads
 //!   them; keeping them untyped means an app that does not decode (e.g. created under an older
 //!   CRD) cannot stall the watch and with it readiness.
-//! - Secrets and ConfigMaps: metadata-only watches, stripped to namespace and name, for the
-//!   "referenced object missing" warnings. Metadata-only keeps the API server from sending
-//!   secret data at all; stripping annotations drops `kubectl.kubernetes.io/last-applied-configuration`,
-//!   which for a Secret contains its data. Can be turned off ([`CacheConfig::watch_references`]);
-//!   presence is then [`Presence::Unknown`] and no warning is raised.
+//! - Secrets and ConfigMaps: metadata-only watches kept as a set of `namespace/name` strings
+//!   ([`Names`]), for the "referenced object missing" warnings. Metadata-only keeps the API
+//!   server from sending secret data at all, and nothing else of the metadata is kept (labels,
+//!   annotations such as `kubectl.kubernetes.io/last-applied-configuration`, which for a Secret
+//!   contains its data). Can be turned off ([`CacheConfig::watch_references`]); presence is
+//!   then [`Presence::Unknown`] and no warning is raised.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::api::{SpinApp, SpinAppExecutor};
 use crate::inventory::{Lookup, Presence};
 use crate::namespaces::WatchNamespaces;
+
+use super::presence::Names;
 
 /// What to watch.
 #[derive(Debug, Clone)]
@@ -49,8 +52,8 @@ impl Default for CacheConfig {
 pub struct CachedLookup {
     executors: Store<SpinAppExecutor>,
     apps: Store<DynamicObject>,
-    secrets: Option<Store<PartialObjectMeta<Secret>>>,
-    config_maps: Option<Store<PartialObjectMeta<ConfigMap>>>,
+    secrets: Option<Names>,
+    config_maps: Option<Names>,
 }
 
 /// The write side of the stores, fed by watches ([`CacheWriters::run`]) or directly by tests.
@@ -59,8 +62,8 @@ pub struct CacheWriters {
     pub namespaces: WatchNamespaces,
     pub executors: Writer<SpinAppExecutor>,
     pub apps: Writer<DynamicObject>,
-    pub secrets: Option<Writer<PartialObjectMeta<Secret>>>,
-    pub config_maps: Option<Writer<PartialObjectMeta<ConfigMap>>>,
+    pub secrets: Option<Names>,
+    pub config_maps: Option<Names>,
 }
 
 /// The SpinApp API resource, for the untyped app store.
@@ -72,18 +75,9 @@ pub fn spinapp_resource() -> ApiResource {
 pub fn stores(config: CacheConfig) -> (CachedLookup, CacheWriters) {
     let (executors, executors_w) = reflector::store();
     let (apps, apps_w) = store_with(spinapp_resource());
-    let (secrets, secrets_w) = if config.watch_references {
-        let (r, w) = reflector::store();
-        (Some(r), Some(w))
-    } else {
-        (None, None)
-    };
-    let (config_maps, config_maps_w) = if config.watch_references {
-        let (r, w) = reflector::store();
-        (Some(r), Some(w))
-    } else {
-        (None, None)
-    };
+    let names = || config.watch_references.then(Names::default);
+    let (secrets, config_maps) = (names(), names());
+    let (secrets_w, config_maps_w) = (secrets.clone(), config_maps.clone());
     (
         CachedLookup {
             executors,
@@ -128,10 +122,6 @@ fn slim_app(app: &mut DynamicObject) {
     app.data = serde_json::json!({ "spec": { "executor": executor } });
 }
 
-fn slim_partial<K>(obj: &mut PartialObjectMeta<K>) {
-    obj.metadata = slim_meta(&obj.metadata);
-}
-
 fn slim_executor(executor: &mut SpinAppExecutor) {
     executor.managed_fields_mut().clear();
     executor.annotations_mut().clear();
@@ -142,27 +132,18 @@ impl CachedLookup {
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
         self.executors.wait_until_ready().await?;
         self.apps.wait_until_ready().await?;
-        if let Some(s) = &self.secrets {
-            s.wait_until_ready().await?;
-        }
-        if let Some(c) = &self.config_maps {
-            c.wait_until_ready().await?;
+        for names in self.secrets.iter().chain(&self.config_maps) {
+            names.wait_until_listed().await;
         }
         Ok(())
     }
 }
 
-fn presence<K>(store: Option<&Store<PartialObjectMeta<K>>>, namespace: &str, name: &str) -> Presence
-where
-    K: Resource<DynamicType = ()> + Clone,
-    PartialObjectMeta<K>: Resource<DynamicType = ()> + Clone,
-{
-    match store {
+fn presence(names: Option<&Names>, namespace: &str, name: &str) -> Presence {
+    match names {
         None => Presence::Unknown,
-        Some(store) => match store.get(&ObjectRef::new(name).within(namespace)) {
-            Some(_) => Presence::Present,
-            None => Presence::Absent,
-        },
+        Some(names) if names.contains(namespace, name) => Presence::Present,
+        Some(_) => Presence::Absent,
     }
 }
 
@@ -230,6 +211,20 @@ where
     })
 }
 
+fn drive_names<R, S>(what: &'static str, names: Names, stream: S) -> impl Future<Output = ()> + Send
+where
+    R: Resource,
+    S: futures::Stream<Item = Result<Event<R>, watcher::Error>> + Send + 'static,
+{
+    stream.for_each(move |event| {
+        match event {
+            Ok(event) => names.apply(&event),
+            Err(e) => tracing::warn!(watch = what, error = %e, "watch failed, retrying"),
+        }
+        futures::future::ready(())
+    })
+}
+
 /// `Api` of `K` in one namespace, or in all.
 fn api<K>(client: &Client) -> impl Fn(Option<&str>) -> Api<K> + use<K>
 where
@@ -272,26 +267,22 @@ impl CacheWriters {
                     .modify(slim_app),
             )),
         ];
-        if let Some(w) = self.secrets {
-            tasks.push(Box::pin(drive(
+        if let Some(names) = self.secrets {
+            tasks.push(Box::pin(drive_names(
                 "secrets",
-                w,
-                namespaces
-                    .watch(
-                        api::<PartialObjectMeta<Secret>>(&client),
-                        config.clone(),
-                        (),
-                    )
-                    .modify(slim_partial),
+                names,
+                namespaces.watch(
+                    api::<PartialObjectMeta<Secret>>(&client),
+                    config.clone(),
+                    (),
+                ),
             )));
         }
-        if let Some(w) = self.config_maps {
-            tasks.push(Box::pin(drive(
+        if let Some(names) = self.config_maps {
+            tasks.push(Box::pin(drive_names(
                 "configmaps",
-                w,
-                namespaces
-                    .watch(api::<PartialObjectMeta<ConfigMap>>(&client), config, ())
-                    .modify(slim_partial),
+                names,
+                namespaces.watch(api::<PartialObjectMeta<ConfigMap>>(&client), config, ()),
             )));
         }
         futures::future::join_all(tasks).await;
@@ -306,30 +297,9 @@ pub fn shared(lookup: CachedLookup) -> Arc<dyn Lookup> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn slimming_keeps_only_what_lookups_read() {
-        let mut secret: PartialObjectMeta<Secret> = PartialObjectMeta {
-            types: None,
-            metadata: ObjectMeta {
-                name: Some("db".into()),
-                namespace: Some("apps".into()),
-                annotations: Some(BTreeMap::from([(
-                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
-                    r#"{"data":{"password":"aHVudGVyMg=="}}"#.to_string(),
-                )])),
-                labels: Some(BTreeMap::from([("a".to_string(), "b".to_string())])),
-                ..Default::default()
-            },
-            _phantom: Default::default(),
-        };
-        slim_partial(&mut secret);
-        assert_eq!(secret.metadata.name.as_deref(), Some("db"));
-        assert_eq!(secret.metadata.namespace.as_deref(), Some("apps"));
-        assert!(secret.metadata.annotations.is_none());
-        assert!(secret.metadata.labels.is_none());
-
         let mut app: DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
             "metadata": {"name": "a", "namespace": "apps", "annotations": {"x": "y"}},

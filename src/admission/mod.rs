@@ -17,6 +17,7 @@ pub mod handler;
 pub mod health;
 mod idle;
 pub mod metrics;
+pub mod presence;
 pub mod review;
 pub mod routes;
 pub mod server;

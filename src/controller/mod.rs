@@ -9,6 +9,7 @@ pub mod compare;
 mod error;
 pub mod events;
 pub mod executor;
+pub mod fetched;
 pub mod heap;
 pub mod in_flight;
 pub mod index;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
@@ -397,16 +399,38 @@ async fn run_controllers(
     // Children and referenced objects are cached slim (metadata decoded, the rest as JSON text).
     let (deployments, deployment_stream) =
         reflected::<Slim<Deployment>>(watched, children.clone(), None);
-    let (services, service_stream) = reflected::<Slim<Service>>(watched, children, None);
-    // Referenced Secrets/ConfigMaps can be any object in the app's namespace.
+    let (services, service_stream) = reflected::<Slim<Service>>(watched, children.clone(), None);
+    // The runtime-config Secrets (ours and upstream's carry the app-name label) are compared
+    // with their desired content, so they are cached whole.
     let generated_secrets = spinapp::generated_secret_index();
-    let (secrets, secret_stream) = reflected::<Slim<Secret>>(
-        watched,
-        watcher::Config::default(),
-        Some(generated_secrets.clone()),
-    );
-    let (config_maps, config_map_stream) =
-        reflected::<Slim<ConfigMap>>(watched, watcher::Config::default(), None);
+    let (child_secrets, child_secret_stream) =
+        reflected::<Slim<Secret>>(watched, children, Some(generated_secrets.clone()));
+    // Any other Secret or ConfigMap in a namespace may be referenced: watched as metadata only,
+    // which re-triggers the apps naming one and invalidates what was fetched of it.
+    let referenced = spinapp::Referenced::default();
+    let secret_stream = {
+        let referenced = referenced.clone();
+        watch_events::<PartialObjectMeta<Secret>>(watched, watcher::Config::default(), None)
+            .map(move |event| {
+                if let Ok(event) = &event {
+                    referenced.secrets.observe(event);
+                    referenced.ca_secrets.observe(event);
+                }
+                event
+            })
+            .touched_objects()
+    };
+    let config_map_stream = {
+        let referenced = referenced.clone();
+        watch_events::<PartialObjectMeta<ConfigMap>>(watched, watcher::Config::default(), None)
+            .map(move |event| {
+                if let Ok(event) = &event {
+                    referenced.config_maps.observe(event);
+                }
+                event
+            })
+            .touched_objects()
+    };
     let (executors, executor_stream) =
         reflected::<SpinAppExecutor>(watched, watcher::Config::default(), None);
 
@@ -423,9 +447,9 @@ async fn run_controllers(
         executors: executors.clone(),
         deployments: deployments.clone(),
         services: services.clone(),
-        secrets: secrets.clone(),
-        config_maps: config_maps.clone(),
+        child_secrets: child_secrets.clone(),
         generated_secrets: generated_secrets.clone(),
+        referenced: referenced.clone(),
         in_flight: Default::default(),
         recorder: recorder.clone(),
         metrics: config.metrics.clone(),
@@ -440,11 +464,12 @@ async fn run_controllers(
     let app_run = app_controller
         .watches_stream(deployment_stream, |d| spinapp::owner_apps(&d))
         .watches_stream(service_stream, |s| spinapp::owner_apps(&s))
+        .watches_stream(child_secret_stream, |s| spinapp::owner_apps(&s))
         .watches_stream(secret_stream, move |s| {
-            spinapp::apps_for_secret(&refs_for_sec, &exec_for_sec, &s)
+            spinapp::apps_for_secret(&refs_for_sec, &exec_for_sec, &s.metadata)
         })
         .watches_stream(config_map_stream, move |c| {
-            spinapp::apps_for_config_map(&refs_for_cm, &c)
+            spinapp::apps_for_config_map(&refs_for_cm, &c.metadata)
         })
         .watches_stream(executor_stream, move |e| {
             spinapp::apps_for_executor(&refs_for_exec, &e)
@@ -498,8 +523,7 @@ async fn run_controllers(
             executors.wait_until_ready(),
             deployments.wait_until_ready(),
             services.wait_until_ready(),
-            secrets.wait_until_ready(),
-            config_maps.wait_until_ready(),
+            child_secrets.wait_until_ready(),
             generated_secrets.wait_until_ready(),
             app_refs.wait_until_ready(),
             exec_users.wait_until_ready(),
@@ -508,8 +532,12 @@ async fn run_controllers(
         state.set_synced(true);
         tracing::info!("controller caches synced");
         // The initial lists are the allocation peak; release it, then keep trimming what churn
-        // frees.
-        heap::release_free_memory_every(HEAP_TRIM_INTERVAL).await;
+        // frees, and drop what was fetched of objects no longer referenced.
+        loop {
+            heap::release_free_memory();
+            tokio::time::sleep(HEAP_TRIM_INTERVAL).await;
+            referenced.prune(&app_refs, &executors);
+        }
     };
 
     // On a graceful stop both controllers end; wait for the second too, so its in-flight

@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -20,6 +21,7 @@ use super::backoff::Backoff;
 use super::compare;
 use super::error::{ControllerError, is_conflict, is_not_found};
 use super::events::Recorder;
+use super::fetched::Fetched;
 use super::in_flight::InFlight;
 use super::index::{Index, IndexKey, ObjectKey};
 use super::metrics::Metrics;
@@ -41,10 +43,12 @@ pub struct Context {
     pub(crate) executors: Store<SpinAppExecutor>,
     pub(crate) deployments: Store<Slim<Deployment>>,
     pub(crate) services: Store<Slim<Service>>,
-    pub(crate) secrets: Store<Slim<Secret>>,
-    pub(crate) config_maps: Store<Slim<ConfigMap>>,
+    /// Secrets labelled as some app's child (the runtime-config Secrets), cached whole.
+    pub(crate) child_secrets: Store<Slim<Secret>>,
     /// Generated runtime-config Secrets by the app they were generated for.
     pub(crate) generated_secrets: Index<Slim<Secret>>,
+    /// Data of the Secrets and ConfigMaps apps reference, fetched on demand (see `fetched`).
+    pub(crate) referenced: Referenced,
     /// Writes the caches may not show yet (see `in_flight`).
     pub(crate) in_flight: InFlightWrites,
     pub(crate) recorder: Recorder,
@@ -71,7 +75,59 @@ impl Context {
     }
 }
 
-/// The referenced Secrets/ConfigMaps of one app, copied out of the caches for `desired::build`.
+/// What the controller fetches by name rather than caching from a watch: only the Secrets and
+/// ConfigMaps some app references, so the data of every other Secret stays out of the process.
+/// Each is invalidated by the metadata watch of its kind (`Fetched::observe`).
+#[derive(Clone, Default)]
+pub struct Referenced {
+    /// Secrets named in runtime config (`valueFrom`, `loadFromSecret`).
+    pub secrets: Fetched<Slim<Secret>>,
+    /// ConfigMaps named in runtime config.
+    pub config_maps: Fetched<Slim<ConfigMap>>,
+    /// Existence of the executors' CA Secrets (the operator creates them when absent; their
+    /// data, a whole CA bundle, is never read).
+    pub ca_secrets: Fetched<()>,
+}
+
+impl Referenced {
+    /// Drops the entries of objects nothing references any more: Secrets and ConfigMaps no app
+    /// names (`apps`), CA Secrets no executor mounts.
+    pub fn prune(&self, apps: &Index<Slim<SpinApp>>, executors: &Store<SpinAppExecutor>) {
+        let referenced =
+            |kind, ns: &str, name: &str| !apps.get(&IndexKey::new(kind, ns, name)).is_empty();
+        self.secrets
+            .retain(|ns, name| referenced(INDEX_SECRET, ns, name));
+        self.config_maps
+            .retain(|ns, name| referenced(INDEX_CONFIG_MAP, ns, name));
+        let executors = executors.state();
+        self.ca_secrets.retain(|ns, name| {
+            executors.iter().any(|e| {
+                e.metadata.namespace.as_deref() == Some(ns) && ca_secret_of(e) == Some(name)
+            })
+        });
+    }
+}
+
+/// GETs `namespace/name` for a [`Fetched`] cache: `None` when it does not exist.
+async fn get_slim<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(Option<String>, Slim<K>)>, ControllerError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + 'static,
+{
+    let api: Api<Slim<K>> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(found) => Ok(found.map(|obj| (obj.metadata.resource_version.clone(), obj))),
+        Err(e) => Err(ControllerError::api(
+            format!("get {} {namespace}/{name}", K::kind(&())),
+            e,
+        )),
+    }
+}
+
+/// The referenced Secrets/ConfigMaps of one app, decoded for `desired::build`.
 struct Snapshot {
     namespace: String,
     secrets: BTreeMap<String, Secret>,
@@ -188,7 +244,7 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
         return Ok(Action::await_change());
     };
 
-    let snapshot = snapshot(app, &ns, ctx)?;
+    let snapshot = snapshot(app, &ns, ctx).await?;
     let children = match desired::build(app, &executor, &snapshot) {
         Ok(c) => c,
         Err(e) => {
@@ -259,29 +315,43 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
     }
 }
 
-fn snapshot(app: &SpinApp, ns: &str, ctx: &Context) -> Result<Snapshot, ControllerError> {
+async fn snapshot(app: &SpinApp, ns: &str, ctx: &Context) -> Result<Snapshot, ControllerError> {
     let refs = desired::referenced_objects(app);
     Ok(Snapshot {
         namespace: ns.to_string(),
-        secrets: decode_cached(&ctx.secrets, ns, &refs.secrets)?,
-        config_maps: decode_cached(&ctx.config_maps, ns, &refs.config_maps)?,
+        secrets: fetch_decoded(&ctx.client, &ctx.referenced.secrets, ns, &refs.secrets).await?,
+        config_maps: fetch_decoded(
+            &ctx.client,
+            &ctx.referenced.config_maps,
+            ns,
+            &refs.config_maps,
+        )
+        .await?,
     })
 }
 
-/// The named objects present in `store`, decoded.
-fn decode_cached<K>(
-    store: &Store<Slim<K>>,
+/// The named objects that exist, from `cache` or by a GET, decoded.
+async fn fetch_decoded<K>(
+    client: &Client,
+    cache: &Fetched<Slim<K>>,
     ns: &str,
     names: &std::collections::BTreeSet<String>,
 ) -> Result<BTreeMap<String, K>, ControllerError>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned + 'static,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + DeserializeOwned
+        + 'static,
 {
-    names
-        .iter()
-        .filter_map(|n| cached(store, ns, n).map(|obj| (n, obj)))
-        .map(|(n, obj)| Ok((n.clone(), decoded(&obj)?)))
-        .collect()
+    let mut found = BTreeMap::new();
+    for name in names {
+        if let Some(obj) = cache
+            .get(ns, name, || get_slim::<K>(client, ns, name))
+            .await?
+        {
+            found.insert(name.clone(), decoded(&obj)?);
+        }
+    }
+    Ok(found)
 }
 
 /// Decodes a cached slim object.
@@ -325,7 +395,7 @@ async fn apply_children(
                 .or_insert_with(|| name.to_string());
             let applied = apply_if_changed(
                 ctx,
-                &ctx.secrets,
+                &ctx.child_secrets,
                 &ctx.in_flight.children,
                 ns,
                 secret,
@@ -472,10 +542,21 @@ async fn create_if_absent(
     ctx: &Context,
 ) -> Result<(), ControllerError> {
     let name = secret.name_any();
-    if cached(&ctx.secrets, ns, &name).is_some() {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let exists = ctx
+        .referenced
+        .ca_secrets
+        .get(ns, &name, || async {
+            match api.get_metadata_opt(&name).await {
+                Ok(found) => Ok(found.map(|m| (m.metadata.resource_version, ()))),
+                Err(e) => Err(ControllerError::api(format!("get Secret {ns}/{name}"), e)),
+            }
+        })
+        .await?
+        .is_some();
+    if exists {
         return Ok(());
     }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
             publish(
@@ -574,7 +655,7 @@ async fn delete_stale_runtime_configs(
         .get(&IndexKey::new(INDEX_SPINAPP, ns, name))
         .into_iter()
         .filter(|(_, secret_name)| Some(secret_name.as_str()) != current)
-        .filter_map(|(_, secret_name)| cached(&ctx.secrets, ns, &secret_name))
+        .filter_map(|(_, secret_name)| cached(&ctx.child_secrets, ns, &secret_name))
         .filter(|s| {
             is_generated_for(s, name) && s.metadata.deletion_timestamp.is_none() && owned_by(s, app)
         })
@@ -803,21 +884,20 @@ pub fn apps_using_executor(
 pub fn apps_for_secret(
     apps: &Index<Slim<SpinApp>>,
     executors: &Store<SpinAppExecutor>,
-    secret: &Slim<Secret>,
+    secret: &ObjectMeta,
 ) -> Vec<ObjectRef<Slim<SpinApp>>> {
-    let Some(ns) = secret.namespace() else {
+    let (Some(ns), Some(name)) = (secret.namespace.clone(), secret.name.clone()) else {
         return Vec::new();
     };
     // A Secret a SpinApp controls (its generated runtime config) concerns that app alone.
     if let Some(owner) = secret
-        .owner_references()
-        .unwrap_or_default()
+        .owner_references
         .iter()
+        .flatten()
         .find(|r| r.controller == Some(true) && r.kind == "SpinApp")
     {
         return vec![ObjectRef::new(&owner.name).within(&ns)];
     }
-    let name = secret.name_any();
     let mut found: Vec<ObjectKey> = apps.get(&IndexKey::new(INDEX_SECRET, &ns, &name));
     // Executors are few per namespace; their apps come from the index.
     for executor in executors
@@ -836,10 +916,12 @@ pub fn apps_for_secret(
 /// Apps that reference a ConfigMap.
 pub fn apps_for_config_map(
     apps: &Index<Slim<SpinApp>>,
-    cm: &Slim<ConfigMap>,
+    cm: &ObjectMeta,
 ) -> Vec<ObjectRef<Slim<SpinApp>>> {
-    let ns = cm.namespace().unwrap_or_default();
-    to_app_refs(apps.get(&IndexKey::new(INDEX_CONFIG_MAP, &ns, &cm.name_any()))).collect()
+    let (Some(ns), Some(name)) = (&cm.namespace, &cm.name) else {
+        return Vec::new();
+    };
+    to_app_refs(apps.get(&IndexKey::new(INDEX_CONFIG_MAP, ns, name))).collect()
 }
 
 /// The CA Secret an executor mounts into its apps' pods, if any.
@@ -962,7 +1044,7 @@ mod tests {
         creds.metadata.name = Some("creds".into());
         creds.metadata.namespace = Some("a".into());
         assert_eq!(
-            names(apps_for_secret(&apps, &executors, &slim(&creds))),
+            names(apps_for_secret(&apps, &executors, &creds.metadata)),
             vec!["a/uses-creds"]
         );
 
@@ -978,7 +1060,7 @@ mod tests {
             ..Default::default()
         }]);
         assert_eq!(
-            names(apps_for_secret(&apps, &executors, &slim(&owned))),
+            names(apps_for_secret(&apps, &executors, &owned.metadata)),
             vec!["a/owner"]
         );
 
@@ -986,7 +1068,7 @@ mod tests {
         ca.metadata.name = Some(crate::api::DEFAULT_CA_SECRET.into());
         ca.metadata.namespace = Some("a".into());
         assert_eq!(
-            names(apps_for_secret(&apps, &executors, &slim(&ca))),
+            names(apps_for_secret(&apps, &executors, &ca.metadata)),
             vec!["a/ca-user"]
         );
     }
@@ -1002,6 +1084,9 @@ mod tests {
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some("endpoints".into());
         cm.metadata.namespace = Some("a".into());
-        assert_eq!(names(apps_for_config_map(&apps, &slim(&cm))), vec!["a/llm"]);
+        assert_eq!(
+            names(apps_for_config_map(&apps, &cm.metadata)),
+            vec!["a/llm"]
+        );
     }
 }
