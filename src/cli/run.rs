@@ -125,6 +125,16 @@ pub struct Args {
         value_name = "NAMESPACE,..."
     )]
     pub watch_namespaces: Vec<String>,
+    /// Name of the leader-election Lease (in the operator's namespace). Operators sharing a
+    /// namespace need different names, or only one of them leads; the chart passes
+    /// `<release fullname>-leader`.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_LEADER_ELECTION_LEASE",
+        default_value = controller::DEFAULT_LEASE_NAME,
+        value_parser = lease_name
+    )]
+    pub leader_election_lease: String,
     /// Log format.
     #[arg(
         long,
@@ -226,6 +236,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.no_leader_election {
             config.leader_election = None;
         }
+        name_lease(&mut config, &args);
         config
     });
     let is_leader = leader_flag(
@@ -305,6 +316,33 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn name_lease(config: &mut ControllerConfig, args: &Args) {
+    if let Some(election) = config.leader_election.as_mut() {
+        election.lease_name = args.leader_election_lease.clone();
+    }
+}
+
+/// A Lease name: a DNS-1123 subdomain (lowercase alphanumerics, '-' and '.', at most 253).
+fn lease_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid Lease name: lowercase letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit"
+        ))
+    }
+}
+
 /// Who may write shared state (the self-signed certificate): the controllers' leader, a
 /// stand-alone Lease holder when the controllers are off, or this replica alone without election.
 fn leader_flag(
@@ -321,7 +359,8 @@ fn leader_flag(
     if args.no_leader_election || !args.self_signed {
         return Arc::new(|| true);
     }
-    let config = ControllerConfig::from_env();
+    let mut config = ControllerConfig::from_env();
+    name_lease(&mut config, args);
     let Some(election) = config.leader_election else {
         return Arc::new(|| true);
     };
@@ -454,5 +493,21 @@ mod tests {
         let run = Run::try_parse_from(["run", "--watch-namespaces=a,Not_A_Namespace"]).unwrap();
         let err = run.args.namespaces().unwrap_err().to_string();
         assert!(err.contains("\"Not_A_Namespace\""), "{err}");
+    }
+
+    #[test]
+    fn the_lease_name_defaults_to_upstream_compatible_and_is_validated() {
+        let run = Run::try_parse_from(["run"]).unwrap();
+        assert_eq!(run.args.leader_election_lease, "spin-operator-leader");
+        let run =
+            Run::try_parse_from(["run", "--leader-election-lease=tenant-a.ops-leader"]).unwrap();
+        assert_eq!(run.args.leader_election_lease, "tenant-a.ops-leader");
+        for bad in ["", "Tenant", "-a", "a-", "a..b", &"a".repeat(254)] {
+            let err = Run::try_parse_from(["run", &format!("--leader-election-lease={bad}")])
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"))
+                .to_string();
+            assert!(err.contains("not a valid Lease name"), "{bad:?}: {err}");
+        }
     }
 }

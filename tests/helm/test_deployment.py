@@ -207,3 +207,16 @@ def test_watch_namespaces_must_be_namespace_names() -> None:
     for bad in (["Team-A"], ["a,b"], "team-a"):
         with pytest.raises(Exception):
             render({"watchNamespaces": bad})
+
+
+def test_each_release_elects_its_own_leader() -> None:
+    # Two operators in one namespace (one per tenant) must not share a Lease, or only one leads.
+    def lease_of(name: str) -> str:
+        (flag,) = [a for a in operator_container(render(name=name))["args"]
+                   if a.startswith("--leader-election-lease=")]
+        return flag.split("=", 1)[1]
+
+    assert "--leader-election-lease" in run_flags()
+    assert lease_of("spin-operator") == "spin-operator-leader"  # the default release keeps its Lease
+    assert lease_of("tenant-a") == "tenant-a-spin-operator-leader"
+    assert lease_of("tenant-b") != lease_of("tenant-a")

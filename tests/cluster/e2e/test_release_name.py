@@ -49,4 +49,5 @@ def test_self_signed_mode_works_under_another_release_name(renamed):
     apply(cp, ns, spinapp("tenant-app", replicas=1))
     wait_for(cp, "reconciled", "deployment", "tenant-app", ns, lambda o: True)
     lease = cp.get_json("lease", "-n", NAMESPACE)["items"]
-    assert [l["spec"]["holderIdentity"] for l in lease] == ["renamed"], json.dumps(lease)[:500]
+    assert [(l["metadata"]["name"], l["spec"]["holderIdentity"]) for l in lease] == \
+        [(f"{fullname}-leader", "renamed")], json.dumps(lease)[:500]
