@@ -143,6 +143,17 @@ fn generated_secrets(server: &TestApiServer, app: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until app `stateful` (examples/runtime-config.yaml) has its runtime config mounted.
+async fn wait_runtime_config(server: &TestApiServer) {
+    wait("Deployment with runtime config", || {
+        deployment(server, "stateful")
+            .as_ref()
+            .and_then(runtime_config_secret_of)
+            .is_some()
+    })
+    .await;
+}
+
 /// Waits until `n` more successful reconciles happened (resyncs included).
 async fn wait_reconciles(running: &Running, n: u64) {
     let target = running.successes() + n;
@@ -411,13 +422,7 @@ async fn referenced_secret_change_rolls_the_runtime_config_secret() {
         server.put(obj);
     }
     let running = start(&server);
-    wait("Deployment with runtime config", || {
-        deployment(&server, "stateful")
-            .as_ref()
-            .and_then(runtime_config_secret_of)
-            .is_some()
-    })
-    .await;
+    wait_runtime_config(&server).await;
     let first = runtime_config_secret_of(&deployment(&server, "stateful").unwrap()).unwrap();
     let rc = server.get_as::<Secret>(Some(NS), &first).unwrap();
     assert_eq!(rc.owner_references()[0].name, "stateful");
@@ -517,13 +522,7 @@ async fn only_referenced_secrets_and_config_maps_are_read_whole() {
             "data": {"k": "v"}}));
     }
     let running = start(&server);
-    wait("Deployment with runtime config", || {
-        deployment(&server, "stateful")
-            .as_ref()
-            .and_then(runtime_config_secret_of)
-            .is_some()
-    })
-    .await;
+    wait_runtime_config(&server).await;
     wait_reconciles(&running, 5).await;
 
     // Whole objects come only from the children's labelled watch and from GETs of what the app

@@ -378,6 +378,26 @@ where
     (reader, stream)
 }
 
+/// Metadata-only watch of `K` in the watched namespaces as a trigger stream; `observe` sees every
+/// event first (to invalidate what was fetched of a changed object).
+fn metadata_triggers<K>(
+    watched: &Watch,
+    observe: impl Fn(&watcher::Event<PartialObjectMeta<K>>) + Send + 'static,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Watched,
+    PartialObjectMeta<K>: Watched,
+{
+    watch_events::<PartialObjectMeta<K>>(watched, watcher::Config::default(), None)
+        .map(move |event| {
+            if let Ok(event) = &event {
+                observe(event);
+            }
+            event
+        })
+        .touched_objects()
+}
+
 async fn run_controllers(
     client: Client,
     config: &ControllerConfig,
@@ -408,29 +428,17 @@ async fn run_controllers(
     // Any other Secret or ConfigMap in a namespace may be referenced: watched as metadata only,
     // which re-triggers the apps naming one and invalidates what was fetched of it.
     let referenced = spinapp::Referenced::default();
-    let secret_stream = {
+    let secret_stream = metadata_triggers::<Secret>(watched, {
         let referenced = referenced.clone();
-        watch_events::<PartialObjectMeta<Secret>>(watched, watcher::Config::default(), None)
-            .map(move |event| {
-                if let Ok(event) = &event {
-                    referenced.secrets.observe(event);
-                    referenced.ca_secrets.observe(event);
-                }
-                event
-            })
-            .touched_objects()
-    };
-    let config_map_stream = {
+        move |event| {
+            referenced.secrets.observe(event);
+            referenced.ca_secrets.observe(event);
+        }
+    });
+    let config_map_stream = metadata_triggers::<ConfigMap>(watched, {
         let referenced = referenced.clone();
-        watch_events::<PartialObjectMeta<ConfigMap>>(watched, watcher::Config::default(), None)
-            .map(move |event| {
-                if let Ok(event) = &event {
-                    referenced.config_maps.observe(event);
-                }
-                event
-            })
-            .touched_objects()
-    };
+        move |event| referenced.config_maps.observe(event)
+    });
     let (executors, executor_stream) =
         reflected::<SpinAppExecutor>(watched, watcher::Config::default(), None);
 
