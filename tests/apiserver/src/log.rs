@@ -58,6 +58,8 @@ pub struct RequestRecord {
     pub label_selector: Option<String>,
     /// `fieldSelector` of a list, watch or deletecollection.
     pub field_selector: Option<String>,
+    /// The client asked for metadata only (`Accept: ...;as=PartialObjectMetadata`).
+    pub metadata_only: bool,
     /// The client's `X-Client-Id` header (see [`crate::TestApiServer::client_named`]), so a
     /// test can tell which of several clients made a request.
     pub client: Option<String>,
@@ -95,6 +97,7 @@ impl RequestRecord {
             field_manager: None,
             label_selector: None,
             field_selector: None,
+            metadata_only: false,
             client: None,
             arrival_seq: 0,
             completion_seq: 0,
