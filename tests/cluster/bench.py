@@ -6,12 +6,22 @@
 2. Admission: server-side dry-run creates per second with the webhooks on vs off (the namespace the
    chart excludes from them), 4 kubectl clients at once, and the API server's own
    apiserver_admission_webhook_admission_duration_seconds p50/p99 for our webhooks.
+3. Unrelated Secrets (not run by default): the operator's RSS with N Secrets of 10 KiB nobody
+   references (BENCH_SECRETS, default 2,000) vs without them, next to a small fleet
+   (BENCH_SECRET_APPS, default 100; every 4th app reads a Secret, every 8th a ConfigMap). A fresh
+   operator on the converged fleet is the baseline; the Secrets are then created while it runs;
+   then a fresh operator starts with them present. Each RSS is read once the operator has
+   reconciled every app and BENCH_SETTLE_SECS (default 35: one heap-trim interval and a margin)
+   have passed.
+
+Parts: BENCH_PARTS (default "admission fleet"; e.g. BENCH_PARTS=secrets for the third alone).
 
 Not a test: it asserts nothing but that the run completes, and prints one table per part.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -19,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +39,7 @@ from controlplane import (  # noqa: E402
     OPERATOR_NAMESPACE,
     REPO,
     ControlPlane,
+    Operator,
     build_binaries,
     chart_operator,
     free_port,
@@ -139,8 +151,141 @@ def admission(cp: ControlPlane, per_client: int = 250, clients: int = 4) -> list
     return rows
 
 
+def secret_app(name: str, i: int) -> dict:
+    """A fleet app; every 4th reads a Secret of its own, every 8th (offset 2) a ConfigMap of its own."""
+    spec = app(name, i)
+    runtime_config: dict = {}
+    if i % 4 == 0:
+        runtime_config["keyValueStores"] = [{"name": "default", "type": "redis", "options": [
+            {"name": "url", "valueFrom": {"secretKeyRef": {"name": f"{name}-creds", "key": "redis-url"}}}]}]
+    if i % 8 == 2:
+        runtime_config["llmCompute"] = {"type": "remote_http", "options": [
+            {"name": "url", "valueFrom": {"configMapKeyRef": {"name": f"{name}-endpoints", "key": "llm-url"}}}]}
+    if runtime_config:
+        spec["spec"]["runtimeConfig"] = runtime_config
+    return spec
+
+
+def create_in_chunks(cp: ControlPlane, items: list[dict], chunk: int = 100, clients: int = 4) -> None:
+    """`kubectl create` of `items` (each with its namespace), `chunk` per call, `clients` calls at once."""
+    def create(part: list[dict]) -> None:
+        cp.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": part}),
+                   timeout=600)
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(create, [items[lo:lo + chunk] for lo in range(0, len(items), chunk)]))
+
+
+def spinapp_reconciles(op: Operator) -> int:
+    m = re.search(r'^spin_operator_controller_reconciles_total\{controller="spinapp",result="success"\} (\S+)$',
+                  op.metrics(), re.M)
+    return int(float(m[1])) if m else 0
+
+
+def operator_requests(cp: ControlPlane, op: Operator, since: int) -> tuple[int, dict[str, int]]:
+    """The operator's requests in the audit log from event `since` on: (events so far, by verb)."""
+    events = [e for e in cp.audit_events() if e.get("user", {}).get("username") == op.user]
+    by_verb: dict[str, int] = {}
+    for e in events[since:]:
+        ref = e.get("objectRef", {})
+        key = f"{e['verb']} {ref.get('resource', '')}" + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        by_verb[key] = by_verb.get(key, 0) + 1
+    return len(events), by_verb
+
+
+def unrelated_secrets(cp: ControlPlane, op: Operator, restart) -> tuple[list[dict], Operator]:
+    """RSS without and with N unrelated 10 KiB Secrets (module docstring, part 3). `restart(name)`
+    stops the running operator and starts a fresh one; returns the rows and the last operator."""
+    n = int(os.environ.get("BENCH_SECRETS", "2000"))
+    apps = int(os.environ.get("BENCH_SECRET_APPS", "100"))
+    nbytes = int(os.environ.get("BENCH_SECRET_BYTES", str(10 * 1024)))
+    settle = float(os.environ.get("BENCH_SETTLE_SECS", "35"))
+    ns, tenant = "bench-secrets", "bench-tenant"
+    for name in (ns, tenant):
+        cp.kubectl("create", "namespace", name)
+    cp.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "executors.yaml"))
+    wait_for_executors(cp, ns)
+    referenced: list[dict] = []
+    for i in range(apps):
+        if i % 4 == 0:
+            referenced.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"app-{i}-creds", "namespace": ns},
+                               "stringData": {"redis-url": f"redis://redis.{ns}.svc:6379/{i}"}})
+        if i % 8 == 2:
+            referenced.append({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": f"app-{i}-endpoints", "namespace": ns},
+                               "data": {"llm-url": f"https://llm-{i}.example.com"}})
+    create_in_chunks(cp, referenced)
+    fleet_apps = [secret_app(f"app-{i}", i) for i in range(apps)]
+    for a in fleet_apps:
+        a["metadata"]["namespace"] = ns
+    create_in_chunks(cp, fleet_apps, clients=1)
+    wait_until(f"{apps} apps converged", lambda: count_converged(cp, ns) == (apps, apps, apps), timeout=1800, interval=2)
+
+    rows: list[dict] = []
+
+    def ready(o: Operator) -> float:
+        """Seconds until `o` has reconciled every app in the cluster (it starts ready: /readyz)."""
+        start = time.monotonic()
+        total = len(cp.kubectl("get", "spinapps", "-A", "-o", "name").stdout.split())
+        wait_until(f"{total} apps reconciled by a fresh operator", lambda: spinapp_reconciles(o) >= total,
+                   timeout=1800, interval=1)
+        return time.monotonic() - start
+
+    def measure(o: Operator, scenario: str, unrelated: int, ready_s: float, audit_from: int) -> dict:
+        rss_ready, _ = rss_mib(o.proc.popen.pid)
+        time.sleep(settle)
+        rss, peak = rss_mib(o.proc.popen.pid)
+        _, by_verb = operator_requests(cp, o, audit_from)
+        row = {"scenario": scenario, "apps": apps, "unrelated_secrets": unrelated, "ready_s": round(ready_s, 1),
+               "rss_ready_mib": round(rss_ready, 1), "rss_mib": round(rss, 1), "peak_mib": round(peak, 1),
+               "requests": sum(by_verb.values()), "by_verb": by_verb}
+        rows.append(row)
+        return row
+
+    # 1. Baseline: a fresh operator on the converged fleet.
+    audit_from, _ = operator_requests(cp, op, 0)
+    op = restart("bench-baseline")
+    measure(op, "baseline (no unrelated Secrets)", 0, ready(op), audit_from)
+
+    # 2. The unrelated Secrets created while it runs: half in their own namespace, half next to the apps.
+    audit_from, _ = operator_requests(cp, op, 0)
+    start = time.monotonic()
+    create_in_chunks(cp, [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                           "metadata": {"name": f"unrelated-{i:05}", "namespace": tenant if i % 2 == 0 else ns,
+                                        "labels": {"team": f"team-{i % 17}"}},
+                           "data": {"blob": base64.b64encode(os.urandom(nbytes)).decode()}} for i in range(n)])
+    measure(op, "added while running", n, time.monotonic() - start, audit_from)
+
+    # 3. A fresh operator with them present.
+    audit_from, _ = operator_requests(cp, op, 0)
+    op = restart("bench-present")
+    measure(op, "present at start", n, ready(op), audit_from)
+
+    base = rows[0]
+    for row in rows:
+        row["rss_growth_pct"] = round((row["rss_mib"] / base["rss_mib"] - 1) * 100, 1)
+        row["peak_growth_pct"] = round((row["peak_mib"] / base["peak_mib"] - 1) * 100, 1)
+    return rows, op
+
+
+def print_secret_table(rows: list[dict]) -> None:
+    print("\n| scenario | apps | unrelated Secrets | ready s | RSS at ready MiB | RSS MiB | peak MiB | "
+          "RSS growth | peak growth | API requests |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['apps']} | {r['unrelated_secrets']} | {r['ready_s']} | {r['rss_ready_mib']} | "
+              f"{r['rss_mib']} | {r['peak_mib']} | {r['rss_growth_pct']:+.1f} % | {r['peak_growth_pct']:+.1f} % | "
+              f"{r['requests']} |")
+
+
+PARTS = ("admission", "fleet", "secrets")
+
+
 def main() -> int:
     sizes = [int(s) for s in os.environ.get("BENCH_FLEET", "1000 5000").split()]
+    parts = os.environ.get("BENCH_PARTS", "admission fleet").split()
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        print(f"unknown BENCH_PARTS {unknown}; known: {' '.join(PARTS)}", file=sys.stderr)
+        return 2
     bin_dir = build_binaries()
     with tempfile.TemporaryDirectory(prefix="spin-bench-") as tmp:
         cp = ControlPlane(Path(tmp), bin_dir).start()
@@ -150,11 +295,26 @@ def main() -> int:
             args, service_account = chart_operator(cp)
             op = start_operator(cp, "bench", port, args, service_account=service_account, env={"RUST_LOG": "warn"})
             wait_for_webhooks(cp)
+
+            def restart(name: str) -> Operator:
+                """Stops the operator (it releases the Lease) and starts a fresh one as the chart runs it."""
+                nonlocal op
+                op.proc.stop()
+                op = start_operator(cp, name, port, args, service_account=service_account, env={"RUST_LOG": "warn"})
+                return op
+
             print("| part | result |\n|---|---|")
-            for row in admission(cp):
-                print(f"| admission | {json.dumps(row)} |", flush=True)
-            for n in sizes:
-                print(f"| fleet | {json.dumps(fleet(cp, op, n))} |", flush=True)
+            if "admission" in parts:
+                for row in admission(cp):
+                    print(f"| admission | {json.dumps(row)} |", flush=True)
+            if "fleet" in parts:
+                for n in sizes:
+                    print(f"| fleet | {json.dumps(fleet(cp, op, n))} |", flush=True)
+            if "secrets" in parts:
+                rows, op = unrelated_secrets(cp, op, restart)
+                for row in rows:
+                    print(f"| secrets | {json.dumps(row)} |", flush=True)
+                print_secret_table(rows)
         finally:
             cp.stop()
     return 0

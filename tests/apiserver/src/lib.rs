@@ -68,10 +68,12 @@
 //! - Errors are `Status` objects with reason, code, message and details.
 //!
 //! # Not modelled
-//! Admission webhooks are not called; namespaces need not exist; lists ignore `limit`/`continue`
-//! and `resourceVersionMatch` (always the latest state, in one page); field ownership treats lists
-//! as atomic (no merge keys); quantities are not canonicalized; Foreground deletion behaves like
-//! Background; no scale subresource. kube's client retries 429/503/504 by itself, so inject 500
+//! Admission webhooks are not called; namespaces need not exist; lists are paginated
+//! (`limit`/`continue`) but later pages read the current state, not a snapshot, and
+//! `resourceVersionMatch` is ignored (always the latest state); list items carry `apiVersion`
+//! and `kind` (the real API server leaves them out of items of built-in kinds); field ownership
+//! treats lists as atomic (no merge keys); quantities are not canonicalized; Foreground deletion
+//! behaves like Background; no scale subresource. kube's client retries 429/503/504 by itself, so inject 500
 //! or 409 to make a failure visible to the caller.
 
 mod crd;

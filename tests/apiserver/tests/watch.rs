@@ -345,4 +345,13 @@ async fn metadata_watcher_works() {
         )
         .await
     );
+    // The log tells metadata-only lists and watches from full ones.
+    let log = server.requests();
+    assert!(!log.is_empty());
+    assert!(log.iter().all(|r| r.metadata_only), "{log:?}");
+    let _ = Api::<ConfigMap>::default_namespaced(server.client())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(!server.requests().last().unwrap().metadata_only);
 }
