@@ -611,6 +611,35 @@ async fn only_referenced_secrets_and_config_maps_are_read_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_writes_nothing_for_a_converged_fleet() {
+    // Its caches start from lists, whose items of built-in kinds carry no apiVersion/kind on a
+    // real API server (found with kube-apiserver: every child was re-applied after a restart).
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    for obj in runtime_config_objects() {
+        server.put(obj);
+    }
+    server.put(app("hello", "containerd-shim-spin"));
+    let first = start(&server);
+    wait_runtime_config(&server).await;
+    wait("hello converged", || deployment(&server, "hello").is_some()).await;
+    wait_reconciles(&first, 6).await;
+    first.stop().await;
+
+    server.clear_requests();
+    let second = start(&server);
+    wait_reconciles(&second, 6).await;
+    let writes: Vec<String> = server
+        .writes()
+        .iter()
+        .filter(|w| w.resource != "events")
+        .map(|w| format!("{} {}/{:?}", w.verb.as_str(), w.resource, w.name))
+        .collect();
+    assert!(writes.is_empty(), "{writes:#?}");
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_executor_reports_then_converges_when_created() {
     let server = TestApiServer::start().await;
     server.put(app("hello", "later"));

@@ -20,17 +20,39 @@ pub const APPLIED_HASH_ANNOTATION: &str = "core.spinkube.dev/applied-hash";
 /// element-wise as subsets; `null` in `desired` matches an absent field.
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
-            Some(lv) => is_subset(dv, lv),
-            // An empty desired map/list is satisfied by an absent live field (the API drops them).
-            None => dv.is_null() || is_empty_collection(dv),
-        }),
+        (Value::Object(d), Value::Object(l)) => fields_subset(d.iter(), l),
         (Value::Array(d), Value::Array(l)) => {
             d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
         }
         (Value::Null, _) => true,
         (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
         (d, l) => d == l,
+    }
+}
+
+fn fields_subset<'a>(
+    mut desired: impl Iterator<Item = (&'a String, &'a Value)>,
+    live: &serde_json::Map<String, Value>,
+) -> bool {
+    desired.all(|(k, dv)| match live.get(k) {
+        Some(lv) => is_subset(dv, lv),
+        // An empty desired map/list is satisfied by an absent live field (the API drops them).
+        None => dv.is_null() || is_empty_collection(dv),
+    })
+}
+
+/// [`is_subset`] of a whole object, its type aside: `apiVersion` and `kind` are not compared.
+/// A cache holds one kind, and the real API server leaves both out of the list items of built-in
+/// kinds, so every object a cache got from its initial list lacks them (comparing them made a
+/// restarted operator re-apply every child).
+pub fn object_matches(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => fields_subset(
+            d.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind")),
+            l,
+        ),
+        _ => is_subset(desired, live),
     }
 }
 
@@ -81,7 +103,7 @@ pub fn applied_hash(stamped: &Value) -> &str {
 pub fn up_to_date<K: Serialize>(stamped: &Value, live: Option<&K>) -> bool {
     let Some(live) = live else { return false };
     match serde_json::to_value(live) {
-        Ok(live) => is_subset(stamped, &live),
+        Ok(live) => object_matches(stamped, &live),
         Err(_) => false,
     }
 }
@@ -110,6 +132,25 @@ mod tests {
             "template": {"containers": [{"name": "a", "terminationMessagePath": "/dev"}]}},
             "status": {"readyReplicas": 1}});
         assert!(is_subset(&d, &l));
+    }
+
+    #[test]
+    fn objects_match_without_their_type_as_list_items_come() {
+        let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "a"}, "spec": {"replicas": 2}});
+        let listed = json!({"metadata": {"name": "a", "uid": "u"}, "spec": {"replicas": 2}});
+        assert!(!is_subset(&desired, &listed));
+        assert!(object_matches(&desired, &listed));
+        assert!(!object_matches(
+            &desired,
+            &json!({"metadata": {"name": "a"}, "spec": {"replicas": 3}})
+        ));
+        // Nested `kind` fields (e.g. an owner reference's) are still compared.
+        let owned = json!({"metadata": {"ownerReferences": [{"kind": "SpinApp"}]}});
+        assert!(!object_matches(
+            &owned,
+            &json!({"metadata": {"ownerReferences": [{"kind": "X"}]}})
+        ));
     }
 
     #[test]

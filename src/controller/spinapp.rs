@@ -500,7 +500,7 @@ where
     if let Some(live) = &live
         && live
             .to_value()
-            .is_ok_and(|value| compare::is_subset(&stamped_json, &value))
+            .is_ok_and(|value| compare::object_matches(&stamped_json, &value))
     {
         in_flight.forget(&key);
         return Ok(Live::Cached(live.clone()));

@@ -95,6 +95,16 @@ fn meta_only(obj: &Value) -> Value {
            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
 }
 
+/// A list item of a built-in kind as the real API server sends it: without `apiVersion` and
+/// `kind` (kube-apiserver v1.37 omits them; custom resources keep them).
+fn untyped(mut item: Value) -> Value {
+    if let Some(obj) = item.as_object_mut() {
+        obj.remove("apiVersion");
+        obj.remove("kind");
+    }
+    item
+}
+
 fn wants_meta(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -331,7 +341,11 @@ fn serve_inner(
                     .map(|c| (c.namespace.as_str(), c.name.as_str())),
                 limit,
             );
-            let items: Vec<Value> = items.into_iter().map(out).collect();
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(out)
+                .map(|item| if rt.custom { item } else { untyped(item) })
+                .collect();
             let mut list_meta = json!({"resourceVersion": list_rv.to_string()});
             if let Some((namespace, name)) = next {
                 list_meta["continue"] = json!(

@@ -70,8 +70,8 @@
 //! # Not modelled
 //! Admission webhooks are not called; namespaces need not exist; lists are paginated
 //! (`limit`/`continue`) but later pages read the current state, not a snapshot, and
-//! `resourceVersionMatch` is ignored (always the latest state); list items carry `apiVersion`
-//! and `kind` (the real API server leaves them out of items of built-in kinds); field ownership
+//! `resourceVersionMatch` is ignored (always the latest state); as on the real API server, list
+//! items of built-in kinds carry no `apiVersion`/`kind` (custom resources' do); field ownership
 //! treats lists as atomic (no merge keys); quantities are not canonicalized; Foreground deletion
 //! behaves like Background; no scale subresource. kube's client retries 429/503/504 by itself, so inject 500
 //! or 409 to make a failure visible to the caller.

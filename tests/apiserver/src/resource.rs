@@ -63,6 +63,9 @@ pub(crate) struct ResourceType {
     pub generation: bool,
     /// PUT without `metadata.resourceVersion` is allowed (false for custom resources).
     pub unconditional_update: bool,
+    /// A custom resource: list items keep `apiVersion` and `kind`. The real API server leaves
+    /// them out of the items of built-in kinds (clients must not rely on them there).
+    pub custom: bool,
 }
 
 impl ResourceType {
@@ -93,6 +96,7 @@ const fn rt(
         status_subresource,
         generation,
         unconditional_update: true,
+        custom: false,
     }
 }
 
@@ -106,6 +110,7 @@ const fn custom(plural: &'static str, kind: &'static str) -> ResourceType {
         status_subresource: true,
         generation: true,
         unconditional_update: false,
+        custom: true,
     }
 }
 

@@ -305,6 +305,13 @@ def lease_holder(cp: ControlPlane) -> str | None:
     return json.loads(out.stdout)["spec"].get("holderIdentity") if out.returncode == 0 else None
 
 
+def reconciles(op) -> float:
+    """Successful SpinApp reconciles of one operator, from its metrics."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in op.metrics().splitlines()
+               if line.startswith("spin_operator_controller_reconciles_total{")
+               and 'controller="spinapp"' in line and 'result="success"' in line)
+
+
 def test_leader_handover_on_a_real_lease(cm_cluster, webhook_replica):
     ns = new_namespace(cm_cluster, "e2e-leader")
     replicas = {name: start_operator(cm_cluster, name, free_port(), ["--disable-webhooks"]) for name in ("b", "c")}
@@ -317,6 +324,7 @@ def test_leader_handover_on_a_real_lease(cm_cluster, webhook_replica):
     replicas[first].proc.stop()
     second = next(n for n in replicas if n != first)
     wait_until(f"{second} to take the Lease", lambda: lease_holder(cm_cluster) == second, timeout=60)
+    handover = now_rfc3339()
     lease = cm_cluster.get_json("lease", "spin-operator-leader", "-n", OPERATOR_NAMESPACE)
     assert lease["spec"].get("leaseTransitions", 0) >= 1, lease["spec"]
     apply(cm_cluster, ns, spinapp("after", replicas=1))
@@ -324,4 +332,15 @@ def test_leader_handover_on_a_real_lease(cm_cluster, webhook_replica):
     deployment = cm_cluster.get_json("deployment", "after", "-n", ns, "--show-managed-fields")
     managers = {m["manager"] for m in deployment["metadata"]["managedFields"]}
     assert "spin-operator" in managers, managers
+    # The new leader's caches start from lists (whose items carry no apiVersion/kind): every app
+    # it took over, here and in the other tests' namespaces, was already converged, so it wrote
+    # nothing but the new app's children.
+    wait_until("the new leader's first reconciles", lambda: reconciles(replicas[second]) >= 2, timeout=30)
+    time.sleep(2)
+    writes = [f"{e['verb']} {resource_of(e)} {e['objectRef'].get('namespace')}/{e['objectRef'].get('name')}"
+              for e in operator_requests(cm_cluster, replicas[second], since=handover)
+              if e["verb"] in ("create", "update", "patch", "delete")
+              and resource_of(e) in ("deployments", "services", "secrets")
+              and not e["objectRef"].get("name", "").startswith("after")]
+    assert writes == [], writes
     replicas[second].proc.stop()
