@@ -28,10 +28,18 @@ pub fn limit_arenas(arenas: i32) {
     // created afterwards.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, arenas);
+        // Setting the mmap threshold also turns off glibc's dynamic threshold, which rises to
+        // the size of every mmapped block freed (up to 32 MiB): list pages and response bodies
+        // would then come from the heap and leave holes between long-lived objects allocated
+        // meanwhile. Kept at 128 KiB, they are mapped and unmapped whole.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = arenas;
 }
+
+/// Allocations from this size up are mapped and unmapped on their own ([`limit_arenas`]).
+const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// The arena cap the operator runs with ([`limit_arenas`]).
 pub const OPERATOR_ARENAS: i32 = 2;
