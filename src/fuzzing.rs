@@ -217,8 +217,10 @@ pub fn admission_structured(data: &[u8]) {
 ///
 /// Oracles: comparison is a consistent total order on what parses; spellings of the same value
 /// (`+` sign, a leading zero, a trailing fractional zero, a decimal suffix as an exponent)
-/// compare equal; and the whole-unit value re-serializes to a quantity that brackets the
-/// original (`w - 1 < q <= w`, rounding up).
+/// compare equal; the whole-unit value re-serializes to a quantity that brackets the original
+/// (`w - 1 < q <= w`, rounding up); and comparisons (with each other and with fixed anchors),
+/// sign and whole units agree with [`ReferenceQuantity`], an independent model of
+/// apimachinery's value in unbounded decimal digits.
 pub fn quantity(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -228,6 +230,11 @@ pub fn quantity(data: &[u8]) {
     let qb = check_quantity(b);
     if let (Some(x), Some(y)) = (qa, qb) {
         assert_eq!(x.cmp(&y), y.cmp(&x).reverse(), "{a:?} vs {b:?}");
+        assert_eq!(
+            x.cmp(&y),
+            ReferenceQuantity::new(a).cmp(&ReferenceQuantity::new(b)),
+            "{a:?} vs {b:?} differs from the reference model"
+        );
         if let (Some(wx), Some(wy)) = (x.to_whole_units(), y.to_whole_units()) {
             // Rounding up is monotone.
             if x < y {
@@ -240,10 +247,43 @@ pub fn quantity(data: &[u8]) {
     }
 }
 
+/// Quantities `check_quantity` compares every input with, through both models: zero, the
+/// nano boundary, the binary cap and its decimal neighbours.
+const QUANTITY_ANCHORS: &[&str] = &[
+    "0",
+    "1n",
+    "-1n",
+    "999999999n",
+    "1",
+    "1Ki",
+    "1k",
+    "9223372036854775807",
+    "8Ei",
+    "1e19",
+];
+
 fn check_quantity(s: &str) -> Option<Quantity> {
     let q = Quantity::parse(s).ok()?;
     let parse = |t: &str| Quantity::parse(t);
     assert_eq!(q.cmp(&q), Ordering::Equal, "{s:?}");
+    let model = ReferenceQuantity::new(s);
+    assert_eq!(q.is_negative(), model.negative, "{s:?}: sign");
+    assert_eq!(q.is_zero(), model.digits.is_empty(), "{s:?}: zero");
+    assert_eq!(
+        q.to_whole_units(),
+        model.whole_units(),
+        "{s:?}: whole units differ from the reference model"
+    );
+    for anchor in QUANTITY_ANCHORS {
+        let (Ok(other), reference) = (parse(anchor), ReferenceQuantity::new(anchor)) else {
+            panic!("{anchor:?} does not parse");
+        };
+        assert_eq!(
+            q.cmp(&other),
+            model.cmp(&reference),
+            "{s:?} vs {anchor:?} differs from the reference model"
+        );
+    }
     assert!(
         !(q.is_negative() && q.is_zero()),
         "{s:?} is a negative zero"
@@ -330,6 +370,173 @@ fn check_quantity(s: &str) -> Option<Quantity> {
         None => {}
     }
     Some(q)
+}
+
+/// An independent model of the value k8s.io/apimachinery's `ParseQuantity` gives a string
+/// `Quantity::parse` accepts, in unbounded decimal digits (slow and simple, no fixed width):
+/// the exact value, rounded away from zero to a whole number of nanos, and a binary-suffixed
+/// magnitude capped at `2^63 - 1`. Magnitude is `digits × 10^exp10`, digits most significant
+/// first with no leading or trailing zeros (none for zero).
+#[derive(Debug)]
+struct ReferenceQuantity {
+    negative: bool,
+    digits: Vec<u8>,
+    exp10: i64,
+}
+
+impl ReferenceQuantity {
+    fn new(s: &str) -> Self {
+        let (negative, rest) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, suffix) = rest.split_at(split);
+        let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+        let mut digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .skip_while(|&d| d == 0)
+            .collect();
+        let mut exp10 = -(frac_part.len() as i64);
+        let doublings = match suffix {
+            "Ki" => 10,
+            "Mi" => 20,
+            "Gi" => 30,
+            "Ti" => 40,
+            "Pi" => 50,
+            "Ei" => 60,
+            _ => 0,
+        };
+        exp10 += match suffix {
+            "" => 0,
+            "n" => -9,
+            "u" => -6,
+            "m" => -3,
+            "k" => 3,
+            "M" => 6,
+            "G" => 9,
+            "T" => 12,
+            "P" => 15,
+            "E" => 18,
+            _ if doublings > 0 => 0,
+            e => e[1..].parse::<i64>().expect("a parsed quantity's exponent"),
+        };
+        for _ in 0..doublings {
+            let mut carry = 0;
+            for d in digits.iter_mut().rev() {
+                let v = *d * 2 + carry;
+                *d = v % 10;
+                carry = v / 10;
+            }
+            if carry > 0 {
+                digits.insert(0, carry);
+            }
+        }
+        // Round away from zero to nanos: drop the digits below 1n, add one if any was not zero.
+        if exp10 < -9 {
+            let drop = usize::try_from(-9 - exp10).unwrap_or(usize::MAX);
+            let keep = digits.len().saturating_sub(drop);
+            let inexact = digits[keep..].iter().any(|&d| d != 0);
+            digits.truncate(keep);
+            exp10 = -9;
+            if inexact {
+                let mut i = digits.len();
+                loop {
+                    if i == 0 {
+                        digits.insert(0, 1);
+                        break;
+                    }
+                    i -= 1;
+                    if digits[i] == 9 {
+                        digits[i] = 0;
+                    } else {
+                        digits[i] += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        let mut model = ReferenceQuantity {
+            negative,
+            digits,
+            exp10,
+        };
+        model.normalize();
+        let cap = ReferenceQuantity {
+            negative: false,
+            digits: i64::MAX.to_string().bytes().map(|b| b - b'0').collect(),
+            exp10: 0,
+        };
+        if doublings > 0 && model.cmp_magnitude(&cap) == Ordering::Greater {
+            model.digits = cap.digits;
+            model.exp10 = 0;
+        }
+        model
+    }
+
+    fn normalize(&mut self) {
+        let leading = self.digits.iter().take_while(|&&d| d == 0).count();
+        self.digits.drain(..leading);
+        while self.digits.last() == Some(&0) {
+            self.digits.pop();
+            self.exp10 += 1;
+        }
+        if self.digits.is_empty() {
+            self.negative = false;
+            self.exp10 = 0;
+        }
+    }
+
+    fn cmp_magnitude(&self, other: &Self) -> Ordering {
+        match (self.digits.is_empty(), other.digits.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            // Without leading zeros, the position of the first digit decides; then the digits
+            // (without trailing zeros, a proper prefix is the smaller value).
+            (false, false) => (self.digits.len() as i64 + self.exp10)
+                .cmp(&(other.digits.len() as i64 + other.exp10))
+                .then_with(|| self.digits.cmp(&other.digits)),
+        }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+        }
+    }
+
+    /// The value rounded up to a whole number, when not negative and within `i64`.
+    fn whole_units(&self) -> Option<u64> {
+        if self.negative {
+            return None;
+        }
+        let int_len = self.digits.len() as i64 + self.exp10;
+        if int_len > 19 {
+            return None;
+        }
+        let mut whole: u64 = 0;
+        for i in 0..int_len.max(0) {
+            let d = usize::try_from(i)
+                .ok()
+                .and_then(|i| self.digits.get(i))
+                .copied()
+                .unwrap_or(0);
+            whole = whole.checked_mul(10)?.checked_add(u64::from(d))?;
+        }
+        // Without trailing zeros, any digit past the integer part is a non-zero fraction.
+        if self.exp10 < 0 {
+            whole = whole.checked_add(1)?;
+        }
+        Some(whole).filter(|w| i64::try_from(*w).is_ok())
+    }
 }
 
 /// Target `reference`: an image reference.
