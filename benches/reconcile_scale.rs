@@ -33,27 +33,9 @@ use spin_test_apiserver::{ResourceKey, TestApiServer, Verb};
 const NS: &str = "default";
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MiB.
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    status_mib(pid, "VmRSS:")
-}
-
-/// The process's peak RSS so far (what a memory limit must allow).
-fn peak_mib(pid: u32) -> f64 {
-    status_mib(pid, "VmHWM:")
-}
+#[path = "support/proc_memory.rs"]
+mod proc_memory;
+use proc_memory::{peak_mib, rss_mib};
 
 fn app(i: usize) -> Value {
     json!({

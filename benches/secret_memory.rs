@@ -52,26 +52,9 @@ const NS: &str = "default";
 const TENANT: &str = "tenant";
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MiB.
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    status_mib(pid, "VmRSS:")
-}
-
-fn peak_mib(pid: u32) -> f64 {
-    status_mib(pid, "VmHWM:")
-}
+#[path = "support/proc_memory.rs"]
+mod proc_memory;
+use proc_memory::{peak_mib, rss_mib};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -350,6 +333,31 @@ struct Row {
     requests: BTreeMap<String, usize>,
 }
 
+/// One row for operator `pid`, ready after `ready_s`: RSS now, then RSS, peak and the requests
+/// after `settle` (one heap-trim interval and a margin).
+async fn measure_row(
+    server: &TestApiServer,
+    pid: u32,
+    settle: Duration,
+    ready_s: f64,
+    scenario: &'static str,
+    apps: usize,
+    unrelated: usize,
+) -> Row {
+    let rss_ready = rss_mib(pid);
+    tokio::time::sleep(settle).await;
+    Row {
+        scenario,
+        apps,
+        unrelated,
+        ready_s,
+        rss_ready,
+        rss: rss_mib(pid),
+        peak: peak_mib(pid),
+        requests: requests_by_kind(server),
+    }
+}
+
 fn requests_by_kind(server: &TestApiServer) -> BTreeMap<String, usize> {
     let mut by_kind = BTreeMap::new();
     for r in server.requests() {
@@ -404,18 +412,18 @@ async fn measure(p: Params) {
     server.clear_requests();
     let mut op = Operator::start(&server.url(), "baseline", &marker, components);
     let ready_s = op.wait_ready(&server, apps).await;
-    let rss_ready = rss_mib(op.pid());
-    tokio::time::sleep(settle).await;
-    rows.push(Row {
-        scenario: "baseline (no unrelated Secrets)",
-        apps,
-        unrelated: 0,
-        ready_s,
-        rss_ready,
-        rss: rss_mib(op.pid()),
-        peak: peak_mib(op.pid()),
-        requests: requests_by_kind(&server),
-    });
+    rows.push(
+        measure_row(
+            &server,
+            op.pid(),
+            settle,
+            ready_s,
+            "baseline (no unrelated Secrets)",
+            apps,
+            0,
+        )
+        .await,
+    );
     eprintln!("baseline measured");
 
     // 2. Added while running.
@@ -440,18 +448,18 @@ async fn measure(p: Params) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let ready_s = t.elapsed().as_secs_f64();
-        let rss_ready = rss_mib(op.pid());
-        tokio::time::sleep(settle).await;
-        rows.push(Row {
-            scenario: "added while running",
-            apps,
-            unrelated: n,
-            ready_s,
-            rss_ready,
-            rss: rss_mib(op.pid()),
-            peak: peak_mib(op.pid()),
-            requests: requests_by_kind(&server),
-        });
+        rows.push(
+            measure_row(
+                &server,
+                op.pid(),
+                settle,
+                ready_s,
+                "added while running",
+                apps,
+                n,
+            )
+            .await,
+        );
         eprintln!("added while running measured");
         drop(op);
     }
@@ -460,18 +468,18 @@ async fn measure(p: Params) {
     server.clear_requests();
     let mut op = Operator::start(&server.url(), "present", &marker, components);
     let ready_s = op.wait_ready(&server, apps).await;
-    let rss_ready = rss_mib(op.pid());
-    tokio::time::sleep(settle).await;
-    rows.push(Row {
-        scenario: "present at start",
-        apps,
-        unrelated: n,
-        ready_s,
-        rss_ready,
-        rss: rss_mib(op.pid()),
-        peak: peak_mib(op.pid()),
-        requests: requests_by_kind(&server),
-    });
+    rows.push(
+        measure_row(
+            &server,
+            op.pid(),
+            settle,
+            ready_s,
+            "present at start",
+            apps,
+            n,
+        )
+        .await,
+    );
     drop(op);
 
     print_tables(&rows, bytes, settle, components);
