@@ -27,15 +27,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use spin_operator::api::SpinApp;
-use spin_operator::controller::{ControllerConfig, Settings, heap};
+use spin_operator::controller::{ControllerConfig, Settings};
 use spin_test_apiserver::{ResourceKey, TestApiServer, Verb};
 
 const NS: &str = "default";
 const LIMIT: Duration = Duration::from_secs(600);
 
-#[path = "support/proc_memory.rs"]
-mod proc_memory;
-use proc_memory::{peak_mib, rss_mib};
+#[path = "support/child.rs"]
+mod child;
+use child::{block_on_client, peak_mib, publish, rss_mib};
 
 fn app(i: usize) -> Value {
     json!({
@@ -245,16 +245,7 @@ async fn run(n: usize, resync: Duration) -> Row {
 
 /// The child: the real controllers against the parent's API server until killed.
 fn operator(url: &str, resync: Duration) {
-    // As `spin-operator run` does before starting its runtime.
-    heap::limit_arenas(heap::OPERATOR_ARENAS);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut kc = kube::Config::new(url.parse().unwrap());
-        kc.default_namespace = NS.to_string();
-        let client = kube::Client::try_from(kc).unwrap();
+    block_on_client(url, NS, |client| async move {
         let mut config = ControllerConfig::new("bench", NS);
         config.leader_election = None;
         config.settings = Settings {
@@ -267,11 +258,7 @@ fn operator(url: &str, resync: Duration) {
             tokio::spawn(async move {
                 loop {
                     let n = metrics.reconcile_count("spinapp", "success");
-                    // Write then rename: the parent never reads a half-written file.
-                    let tmp = format!("{path}.tmp");
-                    if std::fs::write(&tmp, n.to_string()).is_ok() {
-                        let _ = std::fs::rename(&tmp, &path);
-                    }
+                    publish(&path, &n.to_string());
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });

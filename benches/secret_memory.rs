@@ -44,7 +44,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::api::SpinApp;
-use spin_operator::controller::{self, ControllerConfig, Settings, heap};
+use spin_operator::controller::{self, ControllerConfig, Settings};
 use spin_operator::inventory::{Lookup, Presence};
 use spin_test_apiserver::{ResourceKey, TestApiServer};
 
@@ -52,9 +52,9 @@ const NS: &str = "default";
 const TENANT: &str = "tenant";
 const LIMIT: Duration = Duration::from_secs(600);
 
-#[path = "support/proc_memory.rs"]
-mod proc_memory;
-use proc_memory::{peak_mib, rss_mib};
+#[path = "support/child.rs"]
+mod child;
+use child::{block_on_client, peak_mib, publish, rss_mib};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -544,17 +544,7 @@ fn print_tables(rows: &[Row], bytes: usize, settle: Duration, components: Compon
 
 /// The child: controllers and webhook caches against the parent's API server until killed.
 fn operator(url: &str) {
-    // As `spin-operator run` does before starting its runtime.
-    heap::limit_arenas(heap::OPERATOR_ARENAS);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut kc = kube::Config::new(url.parse().unwrap());
-        kc.default_namespace = NS.to_string();
-        let client = kube::Client::try_from(kc).unwrap();
-
+    block_on_client(url, NS, |client| async move {
         // The webhooks' caches, as `spin-operator run` builds them (default: every namespace,
         // reference watches on).
         let components = Components::from_env();
@@ -594,11 +584,7 @@ fn operator(url: &str) {
                         u8::from(state.caches_synced() || !components.controllers()),
                         u8::from(marker_seen()),
                     );
-                    // Write then rename: the parent never reads a half-written file.
-                    let tmp = format!("{path}.tmp");
-                    if std::fs::write(&tmp, line).is_ok() {
-                        let _ = std::fs::rename(&tmp, &path);
-                    }
+                    publish(&path, &line);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
