@@ -5,7 +5,9 @@
 //! connections itself (handshake / header-read deadlines). More idle TLS connections than the
 //! connection cap neither lock a normal client out: the cap evicts the connection idle the
 //! longest and the idle timeout reaps the rest, also for HTTP/1.1 keep-alive clients that were
-//! answered and then sit idle. Bounded: a few seconds.
+//! answered and then sit idle. Thousands of silent connects from one peer, renewed as fast as
+//! the server closes them, hold neither the connection slots nor the handshake budget of a
+//! client from another address. Bounded: a few seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 /// Short server deadlines keep the test short; the behaviour is the same as with the defaults.
 const LIMITS: ServerLimits = ServerLimits {
     tls_handshake_timeout: Duration::from_secs(1),
+    max_handshaking: 64,
+    max_handshaking_per_peer: 16,
     header_read_timeout: Duration::from_secs(1),
     max_connections: 512,
     idle_timeout: Duration::from_secs(60),
@@ -146,10 +150,15 @@ async fn abusive_clients_do_not_starve_a_normal_client() {
         .unwrap();
     let url = format!("https://{HOST}:{}{VALIDATE_APP}", addr.port());
 
-    // 100 TCP connections that never start TLS.
+    // 100 TCP connections that never start TLS, from addresses of their own (one address may
+    // hold only `max_handshaking_per_peer` handshaking connections; the rest are closed at once).
     let mut raw = Vec::new();
-    for _ in 0..100 {
-        raw.push(TcpStream::connect(addr).await.unwrap());
+    for i in 0..100u8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 1, i % 8 + 1], 0)))
+            .unwrap();
+        raw.push(socket.connect(addr).await.unwrap());
     }
     // 50 TLS connections idle after the handshake.
     let mut idle = Vec::new();
@@ -413,4 +422,68 @@ async fn idle_keep_alive_clients_beyond_the_cap_are_closed_after_the_idle_timeou
     admitted(&client(&pki, addr), addr).await;
     let mut fresh = tls_connect(&pki, addr).await;
     keep_alive_admission(&mut fresh).await;
+}
+
+/// `n` TCP connects from 127.0.0.1 that never send a byte, each renewed as soon as the server
+/// closes it, until `stop` is set (the renewals of an attacker that keeps its connects alive).
+fn silent_connects(
+    addr: SocketAddr,
+    n: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let mut stop = stop.clone();
+        tasks.spawn(async move {
+            while !*stop.borrow() {
+                let Ok(mut s) = TcpStream::connect(addr).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let mut buf = [0u8; 16];
+                tokio::select! {
+                    _ = s.read(&mut buf) => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+                // Bounded renewal rate per connection: no busy loop on a shared machine.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+    tasks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connects_from_one_peer_do_not_lock_out_a_fresh_client() {
+    let pki = pki(HOST);
+    // The default deadlines and budgets: what a silent connect can hold in production.
+    let addr = start(&pki, ServerLimits::default()).await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let attacker = silent_connects(addr, 2000, stop);
+    // Give the attacker time to fill every slot it can get (and then some renewals).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A client on another address, with a fresh connection each time and a timeout shorter
+    // than the server's handshake deadline: it must not wait behind the silent connects.
+    for i in 0..5 {
+        let fresh = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_der(pki.ca.der()).unwrap())
+            .resolve(HOST, addr)
+            .local_address(Some("127.0.0.2".parse().unwrap()))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let url = format!("https://{HOST}:{}{VALIDATE_APP}", addr.port());
+        let resp = fresh
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(review())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("fresh client {i} not served: {e}"));
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["response"]["allowed"], true, "{body}");
+    }
+    let _ = stop_tx.send(true);
+    attacker.join_all().await;
 }

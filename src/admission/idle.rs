@@ -139,6 +139,14 @@ impl Connections {
     }
 }
 
+/// Who is calling over a connection, as far as its transport proves it; every request carries
+/// it as an extension, so the audit line never takes a review's own `userInfo` for proof.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The client presented a certificate that chains to `--client-ca-file`.
+    pub authenticated: bool,
+}
+
 /// A connection's entry in [`Connections`]; removes it on drop.
 pub(crate) struct Registration {
     connections: Connections,
@@ -151,11 +159,13 @@ impl Registration {
         &self.activity
     }
 
-    /// The router as this connection's hyper service, counting requests in flight.
-    pub(crate) fn service(&self, router: Router) -> Tracked {
+    /// The router as this connection's hyper service, counting requests in flight and
+    /// marking each with the connection's [`Caller`].
+    pub(crate) fn service(&self, router: Router, caller: Caller) -> Tracked {
         Tracked {
             router,
             activity: self.activity.clone(),
+            caller,
         }
     }
 }
@@ -171,6 +181,7 @@ impl Drop for Registration {
 pub(crate) struct Tracked {
     router: Router,
     activity: Arc<Activity>,
+    caller: Caller,
 }
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -180,7 +191,8 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Error = Infallible;
     type Future = ResponseFuture;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.caller);
         let busy = self.activity.begin();
         let response = self.router.clone().oneshot(req);
         Box::pin(async move {

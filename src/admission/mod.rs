@@ -4,9 +4,9 @@
 //! - [`review`]: AdmissionReview parsing and responses (pure); [`view`]: the fast path's
 //!   borrowed, typed reading of a review.
 //! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard.
-//! - [`server`]: the TLS accept loop with idle timeout, eviction at the connection cap and
-//!   graceful drain (rustls configuration and certificates
-//!   come from [`crate::tls`]).
+//! - [`server`]: the accept loop (TLS or plain HTTP) with a handshake budget per peer, idle
+//!   timeout, eviction at the connection cap and graceful drain (rustls configuration and
+//!   certificates come from [`crate::tls`]).
 //! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per request).
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
@@ -16,6 +16,7 @@ pub mod config;
 pub mod handler;
 pub mod health;
 mod idle;
+mod pending;
 pub mod metrics;
 pub mod presence;
 pub mod review;
@@ -27,4 +28,5 @@ pub use handler::{AdmissionState, MAX_BODY_BYTES, REQUEST_TIMEOUT, router};
 pub use health::{Readiness, ReadinessCheck, health_router};
 pub use metrics::AdmissionMetrics;
 pub use routes::{ROUTES, Route};
-pub use server::{HttpsServer, ServerLimits};
+pub use idle::Caller;
+pub use server::{HttpsServer, Server, ServerLimits};

@@ -1,8 +1,11 @@
-//! The HTTPS accept loop: TLS handshake with a deadline, HTTP/1.1 or HTTP/2 via hyper-util,
-//! a connection limit with an idle timeout (and, at the limit, the connection idle the longest
-//! makes room for a new one), and a bounded graceful drain on shutdown.
+//! The accept loop of the admission (HTTPS) and health (plain HTTP) servers: a handshake with a
+//! deadline under its own small budget (per peer, too), HTTP/1.1 or HTTP/2 via hyper-util, a
+//! limit on established connections with an idle timeout (at the limit, the connection idle the
+//! longest makes room for a newly established one, never for one still handshaking), and a
+//! bounded graceful drain on shutdown.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,22 +13,33 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::idle::Connections;
+use super::idle::{Caller, Connections};
+use super::pending::{Pending, PendingPermit};
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
-    /// Deadline for the TLS handshake of a new connection.
+    /// Deadline for the TLS handshake of a new connection (plain HTTP: for its first byte),
+    /// including the wait for a connection slot after it.
     pub tls_handshake_timeout: Duration,
+    /// Connections still handshaking, at once. Apart from `max_connections`: at this limit the
+    /// one handshaking the longest is closed, and established connections are never evicted
+    /// for a handshaking one.
+    pub max_handshaking: usize,
+    /// Connections one peer address may have handshaking at once; more are closed at accept.
+    pub max_handshaking_per_peer: usize,
     /// Deadline for an HTTP/1 request's headers.
     pub header_read_timeout: Duration,
-    /// Connections served at once. At the limit a new client makes the connection idle the
-    /// longest close; when none is idle, it waits in the listen backlog.
+    /// Established connections served at once. At the limit a newly established connection
+    /// makes the connection idle the longest close; when none is idle, it waits for a slot
+    /// until its handshake deadline.
     pub max_connections: usize,
     /// A connection with no request in flight for this long is closed (gracefully: HTTP/2 gets
     /// a GOAWAY). Covers TLS clients that never send a request and idle HTTP/2 connections;
@@ -40,6 +54,10 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             tls_handshake_timeout: Duration::from_secs(3),
+            // The API server speaks HTTP/2 to webhooks: a handful of connections, each
+            // handshaking once. These bound only clients that have not proven anything yet.
+            max_handshaking: 64,
+            max_handshaking_per_peer: 16,
             header_read_timeout: Duration::from_secs(3),
             max_connections: 512,
             // Longer than the apiserver's own idle timeout for pooled connections (Go's
@@ -65,19 +83,48 @@ pub enum ServerError {
     LocalAddr(std::io::Error),
 }
 
-/// A bound HTTPS server; call [`HttpsServer::serve`] to run it.
-pub struct HttpsServer {
+/// How a connection's bytes arrive.
+#[derive(Clone)]
+enum Transport {
+    Tls(TlsAcceptor),
+    /// Plain HTTP (the health and metrics server).
+    Plain,
+}
+
+/// A bound server; call [`Server::serve`] to run it.
+pub struct Server {
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    transport: Transport,
     router: Router,
     limits: ServerLimits,
 }
 
-impl HttpsServer {
-    /// Bind `addr` (port 0 picks a free one).
+/// The admission webhook server (TLS).
+pub type HttpsServer = Server;
+
+impl Server {
+    /// Bind `addr` (port 0 picks a free one) for HTTPS.
     pub async fn bind(
         addr: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
+        router: Router,
+        limits: ServerLimits,
+    ) -> Result<Self, ServerError> {
+        Self::bind_with(addr, Transport::Tls(TlsAcceptor::from(tls)), router, limits).await
+    }
+
+    /// Bind `addr` for plain HTTP, with the same limits as HTTPS.
+    pub async fn bind_plain(
+        addr: SocketAddr,
+        router: Router,
+        limits: ServerLimits,
+    ) -> Result<Self, ServerError> {
+        Self::bind_with(addr, Transport::Plain, router, limits).await
+    }
+
+    async fn bind_with(
+        addr: SocketAddr,
+        transport: Transport,
         router: Router,
         limits: ServerLimits,
     ) -> Result<Self, ServerError> {
@@ -86,7 +133,7 @@ impl HttpsServer {
             .map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Self {
             listener,
-            tls,
+            transport,
             router,
             limits,
         })
@@ -101,26 +148,25 @@ impl HttpsServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let Self {
             listener,
-            tls,
+            transport,
             router,
             limits,
         } = self;
-        let acceptor = TlsAcceptor::from(tls);
-        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        let open = Connections::default();
+        let shared = Shared {
+            transport,
+            router,
+            limits,
+            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            open: Connections::default(),
+        };
+        let pending = Pending::new(limits.max_handshaking, limits.max_handshaking_per_peer);
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
 
         loop {
-            // Without a free slot, accept anyway (one client at a time) and make room by
-            // closing the connection idle the longest, rather than leaving the client in the
-            // backlog behind connections that do nothing.
-            let permit = match slots.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(TryAcquireError::NoPermits) => None,
-                Err(TryAcquireError::Closed) => break,
-            };
+            // Accept at once, always: what a connection may hold is decided per phase, so no
+            // client waits in the backlog behind connections that do nothing.
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -133,39 +179,28 @@ impl HttpsServer {
                     }
                 },
             };
-            let permit = match permit {
-                Some(permit) => permit,
-                None => {
-                    if open.evict_oldest_idle() {
-                        tracing::debug!(%peer, "connection limit reached: closing the connection idle the longest");
-                    }
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        permit = slots.clone().acquire_owned() => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => break,
-                        },
-                    }
+            let handshaking = match pending.admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refused) => {
+                    tracing::debug!(%peer, ?refused, "closing a new connection: too many handshaking from this peer");
+                    continue;
                 }
             };
             // Small request/response exchanges: do not wait for Nagle.
             let _ = stream.set_nodelay(true);
             while connections.try_join_next().is_some() {}
-            connections.spawn(serve_connection(
+            connections.spawn(connection(
                 stream,
                 peer,
-                acceptor.clone(),
-                router.clone(),
-                limits,
-                open.clone(),
+                shared.clone(),
+                handshaking,
                 drain_rx.clone(),
-                permit,
             ));
         }
 
         drop(listener);
         let open = connections.len();
-        tracing::info!(open, "admission server draining");
+        tracing::info!(open, "server draining");
         let _ = drain_tx.send(true);
         let drained = tokio::time::timeout(limits.drain_timeout, async {
             while connections.join_next().await.is_some() {}
@@ -178,37 +213,145 @@ impl HttpsServer {
             );
             connections.shutdown().await;
         }
-        tracing::info!("admission server stopped");
+        tracing::info!("server stopped");
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_connection(
+/// What every connection task of one server shares.
+#[derive(Clone)]
+struct Shared {
+    transport: Transport,
+    router: Router,
+    limits: ServerLimits,
+    /// Established connections' slots.
+    slots: Arc<Semaphore>,
+    open: Connections,
+}
+
+/// Resolves when the server starts draining.
+async fn draining(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|draining| *draining).await;
+}
+
+/// One connection: handshake and a slot under the handshaking budget, then served.
+async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    shared: Shared,
+    handshaking: PendingPermit,
+    drain: watch::Receiver<bool>,
+) {
+    let deadline = Instant::now() + shared.limits.tls_handshake_timeout;
+    match shared.transport.clone() {
+        Transport::Tls(acceptor) => {
+            let Some(tls) = handshake(acceptor.accept(stream), deadline, &handshaking, peer, drain.clone()).await else {
+                return;
+            };
+            // Only a verified client certificate makes the caller known (`--client-ca-file`).
+            let caller = Caller {
+                authenticated: tls.get_ref().1.peer_certificates().is_some(),
+            };
+            established(tls, peer, shared, caller, handshaking, deadline, drain).await;
+        }
+        Transport::Plain => {
+            let first_byte = async move {
+                let mut byte = [0u8; 1];
+                match stream.peek(&mut byte).await? {
+                    0 => Err(io::ErrorKind::UnexpectedEof.into()),
+                    _ => Ok(stream),
+                }
+            };
+            let Some(stream) = handshake(first_byte, deadline, &handshaking, peer, drain.clone()).await else {
+                return;
+            };
+            let caller = Caller {
+                authenticated: false,
+            };
+            established(stream, peer, shared, caller, handshaking, deadline, drain).await;
+        }
+    }
+}
+
+/// Runs a connection's handshake until `deadline`; `None` when it failed, timed out, was
+/// evicted for a newer one or the server is draining (no request can be in flight yet).
+async fn handshake<S>(
+    handshake: impl Future<Output = io::Result<S>>,
+    deadline: Instant,
+    handshaking: &PendingPermit,
+    peer: SocketAddr,
+    mut drain: watch::Receiver<bool>,
+) -> Option<S> {
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, handshake) => match done {
+            Ok(Ok(io)) => Some(io),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "handshake timed out");
+                None
+            }
+        },
+        () = handshaking.evicted() => {
+            tracing::debug!(%peer, "handshaking connections at their limit: closing the oldest");
+            None
+        }
+        () = draining(&mut drain) => None,
+    }
+}
+
+/// Takes an established connection's slot (at the cap, the connection idle the longest makes
+/// room) and serves the connection.
+async fn established<S>(
+    io: S,
+    peer: SocketAddr,
+    shared: Shared,
+    caller: Caller,
+    handshaking: PendingPermit,
+    deadline: Instant,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let permit = match shared.slots.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(TryAcquireError::Closed) => return,
+        Err(TryAcquireError::NoPermits) => {
+            if shared.open.evict_oldest_idle() {
+                tracing::debug!(%peer, "connection limit reached: closing the connection idle the longest");
+            }
+            // Still under the handshaking budget and deadline while it waits.
+            tokio::select! {
+                permit = tokio::time::timeout_at(deadline, shared.slots.clone().acquire_owned()) => match permit {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        tracing::debug!(%peer, "no connection slot before the handshake deadline");
+                        return;
+                    }
+                },
+                () = handshaking.evicted() => return,
+                () = draining(&mut drain) => return,
+            }
+        }
+    };
+    drop(handshaking);
+    serve_connection(io, peer, shared.router, shared.limits, shared.open, caller, drain, permit).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<S>(
+    io: S,
+    peer: SocketAddr,
     router: Router,
     limits: ServerLimits,
     open: Connections,
+    caller: Caller,
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
-) {
-    let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
-    let tls = tokio::select! {
-        done = handshake => match done {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        },
-        // No request can be in flight before the handshake: drop it when draining.
-        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => return,
-    };
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -217,7 +360,7 @@ async fn serve_connection(
     builder.http2().timer(TokioTimer::new());
     let registration = open.register();
     let activity = registration.activity().clone();
-    let conn = builder.serve_connection(TokioIo::new(tls), registration.service(router));
+    let conn = builder.serve_connection(TokioIo::new(io), registration.service(router, caller));
     tokio::pin!(conn);
     let why = tokio::select! {
         result = conn.as_mut() => {
@@ -226,7 +369,7 @@ async fn serve_connection(
             }
             return;
         }
-        _ = async { drain.wait_for(|draining| *draining).await.map(|_| ()) } => "draining",
+        () = draining(&mut drain) => "draining",
         () = activity.idle_for(limits.idle_timeout) => "idle timeout",
         () = activity.evicted() => "evicted for a new connection",
     };
