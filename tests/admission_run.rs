@@ -1,6 +1,9 @@
 //! `spin-operator run` as a process: against a fake API server (kubeconfig over loopback HTTP)
 //! it becomes ready once its caches sync, answers admissions over HTTPS, logs one JSON line per
-//! decision without object contents, serves metrics, and exits cleanly on SIGTERM.
+//! decision without object contents (the review's user only as claimed, the caller
+//! unauthenticated), serves metrics, and on SIGTERM turns /readyz to 503 at once while the
+//! webhook still answers (the lame-duck period, ended early by a second signal), then exits
+//! cleanly.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::Stdio;
@@ -74,6 +77,8 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
             "--cert-dir",
             dir.path().to_str().unwrap(),
             "--disable-controllers",
+            // Far beyond the test: only the second signal ends it.
+            "--shutdown-lame-duck-seconds=600",
         ])
         .env("KUBECONFIG", &config_path)
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -164,11 +169,51 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
     );
 
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
+    let sigterm = || {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    };
+    sigterm();
+    // Not ready as soon as the signal is handled (bounded polling: the signal is asynchronous).
+    let mut not_ready = None;
+    for _ in 0..200 {
+        let resp = http.get(&readyz).send().await.unwrap();
+        if resp.status() == 503 {
+            not_ready = Some(resp.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let not_ready = not_ready.expect("/readyz still 200 after SIGTERM");
+    assert!(not_ready.contains("[-] not-shutting-down"), "{not_ready}");
+    // Meanwhile the webhook answers, also on a new connection.
+    let fresh = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], webhook_port)))
+        .build()
         .unwrap();
-    assert!(killed.success());
+    for client in [&client, &fresh] {
+        let resp = client
+            .post(format!(
+                "https://{HOST}:{webhook_port}/mutate-core-spinkube-dev-v1alpha1-spinapp"
+            ))
+            .json(&review)
+            .send()
+            .await
+            .expect("webhook answers during the lame-duck period");
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["response"]["allowed"], true, "{body}");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited during the lame-duck period"
+    );
+    // A second signal ends the lame-duck period.
+    sigterm();
     let status = child.wait().await.unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 
@@ -190,7 +235,10 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
         .find(|l| l["message"] == "admission decision")
         .unwrap_or_else(|| panic!("no decision log line in:\n{out}"));
     assert_eq!(decision["uid"], "run-uid-1");
-    assert_eq!(decision["user"], "alice");
+    // Anyone who reaches the port can write any userInfo: logged as claimed, never as proof.
+    assert_eq!(decision["claimed_user"], "alice");
+    assert_eq!(decision["caller_authenticated"], false);
+    assert!(decision.get("user").is_none(), "{decision}");
     assert_eq!(decision["namespace"], "apps");
     assert_eq!(decision["name"], "web");
     assert_eq!(decision["operation"], "CREATE");
@@ -201,6 +249,27 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
         decision["rules"].as_str().unwrap().contains("SA-"),
         "{decision}"
     );
+}
+
+#[test]
+fn run_rejects_unknown_tls_settings_by_name() {
+    for (flag, name) in [
+        ("--tls-min-version=VersionTLS10", "\"VersionTLS10\""),
+        (
+            "--tls-cipher-suites=TLS_AES_128_GCM_SHA256,TLS_RSA_WITH_RC4_128_SHA",
+            "\"TLS_RSA_WITH_RC4_128_SHA\"",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spin-operator"))
+            .args(["run", flag])
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{flag}: {stderr}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,6 +16,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use super::idle::Caller;
 use super::metrics::{AdmissionMetrics, Outcome};
 use super::review::{self, RawRequest, Rejection, Reviewed};
 use super::routes::{Action, ROUTES, Route};
@@ -56,8 +57,11 @@ pub fn router(state: AdmissionState) -> Router {
         app = app.route(
             route.path,
             post(
-                move |State(state): State<AdmissionState>, body: Bytes| async move {
-                    handle(&state, route, &body)
+                move |State(state): State<AdmissionState>,
+                      caller: Option<Extension<Caller>>,
+                      body: Bytes| async move {
+                    let caller = caller.map(|Extension(c)| c).unwrap_or_default();
+                    with_caller(caller, || handle(&state, route, &body))
                 },
             ),
         );
@@ -291,13 +295,29 @@ fn reject(
     }
 }
 
+std::thread_local! {
+    /// The caller of the decision being made on this thread (the handlers are synchronous).
+    static CALLER: std::cell::Cell<Caller> = const { std::cell::Cell::new(Caller { authenticated: false }) };
+}
+
+/// Runs `f` with `caller` as the audit line's caller, on this thread only.
+fn with_caller<T>(caller: Caller, f: impl FnOnce() -> T) -> T {
+    let previous = CALLER.with(|c| c.replace(caller));
+    let out = f();
+    CALLER.with(|c| c.set(previous));
+    out
+}
+
 /// One line per decision, for audit. Identifies the request and what fired; never object
-/// contents (they may hold secrets or runtime config).
+/// contents (they may hold secrets or runtime config). The review's `userInfo` is only what
+/// the caller claims: unless its client certificate was verified (`--client-ca-file`), anyone
+/// who can reach the port can write any user there, so it is logged as `claimed_user`.
 fn log_decision<R: Reviewed>(route: &Route, req: &R, decision: &Decision, outcome: Outcome) {
     tracing::info!(
         target: "spin_operator::admission",
         uid = %req.uid(),
-        user = req.user(),
+        caller_authenticated = CALLER.with(|c| c.get()).authenticated,
+        claimed_user = req.user(),
         namespace = req.namespace().unwrap_or_default(),
         name = req.name(),
         operation = review::rules_operation(req.operation()).as_str(),

@@ -1,16 +1,22 @@
 //! Readiness shared by all components, and the plain-HTTP health/metrics server
 //! (`/healthz`, `/readyz`, `/metrics`). Kept off the admission port: probes and scrapes need
-//! no TLS, and the admission port serves nothing but AdmissionReviews.
+//! no TLS, and the admission port serves nothing but AdmissionReviews. `/metrics` may require
+//! authentication and authorization ([`MetricsAuth`]); the probes never do.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+
+pub use super::metrics_auth::MetricsAuth;
+
+/// Path of the metrics endpoint (the non-resource URL the metrics-reader ClusterRole grants).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Named readiness checks. The process is ready when every registered check is ready; a check
 /// starts not ready. Cheap to clone: all clones share the same checks.
@@ -82,17 +88,23 @@ impl ReadinessCheck {
 struct HealthState {
     readiness: Readiness,
     registry: Arc<Registry>,
+    metrics_auth: Option<MetricsAuth>,
 }
 
-/// Router of the health/metrics server.
-pub fn health_router(readiness: Readiness, registry: Arc<Registry>) -> Router {
+/// Router of the health/metrics server; `/metrics` checks `metrics_auth` when given.
+pub fn health_router(
+    readiness: Readiness,
+    registry: Arc<Registry>,
+    metrics_auth: Option<MetricsAuth>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(METRICS_PATH, get(metrics))
         .with_state(HealthState {
             readiness,
             registry,
+            metrics_auth,
         })
 }
 
@@ -110,7 +122,12 @@ async fn readyz(State(state): State<HealthState>) -> Response {
     (status, body).into_response()
 }
 
-async fn metrics(State(state): State<HealthState>) -> Response {
+async fn metrics(State(state): State<HealthState>, headers: HeaderMap) -> Response {
+    if let Some(auth) = &state.metrics_auth
+        && let Err(refused) = auth.check(&headers).await
+    {
+        return refused;
+    }
     let mut out = String::new();
     match prometheus_client::encoding::text::encode(&mut out, &state.registry) {
         Ok(()) => (
@@ -158,7 +175,7 @@ mod tests {
     async fn readyz_reflects_checks() {
         let r = Readiness::new();
         let check = r.register("caches");
-        let app = health_router(r, Arc::new(Registry::default()));
+        let app = health_router(r, Arc::new(Registry::default()), None);
         let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
         let resp = app.clone().oneshot(get("/readyz")).await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);

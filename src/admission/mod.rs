@@ -18,6 +18,7 @@ pub mod health;
 mod idle;
 mod pending;
 pub mod metrics;
+mod metrics_auth;
 pub mod presence;
 pub mod review;
 pub mod routes;

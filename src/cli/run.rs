@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spin_operator::admission::cache::{self, CacheConfig};
+use spin_operator::admission::health::{METRICS_PATH, MetricsAuth};
 use spin_operator::admission::{
-    AdmissionState, HttpsServer, Readiness, ReadinessCheck, ServerLimits, health_router, router,
+    AdmissionState, HttpsServer, Readiness, ReadinessCheck, Server, ServerLimits, health_router,
+    router,
 };
 use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
@@ -22,6 +25,9 @@ use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
 use spin_operator::tls::{self, ReloadingResolver};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+/// The readiness check that goes false as soon as shutdown begins.
+const SERVING_CHECK: &str = "not-shutting-down";
 
 /// Log output format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +141,30 @@ pub struct Args {
         value_parser = lease_name
     )]
     pub leader_election_lease: String,
+    /// Seconds to keep serving after SIGTERM with /readyz answering 503, so that Endpoints drop
+    /// the pod before its servers stop accepting (the lame-duck period). A second signal ends it.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_SHUTDOWN_LAME_DUCK_SECONDS",
+        default_value_t = 10
+    )]
+    pub shutdown_lame_duck_seconds: u64,
+    /// Seconds in-flight requests may still run once the servers stop accepting (after the
+    /// lame-duck period). Lame duck + drain must fit the pod's terminationGracePeriodSeconds.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_SHUTDOWN_DRAIN_SECONDS",
+        default_value_t = 15
+    )]
+    pub shutdown_drain_seconds: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Serve /metrics only to callers whose bearer token the API server authenticates
+    /// (TokenReview) and authorizes for `get` on the non-resource URL /metrics
+    /// (SubjectAccessReview), as controller-runtime's metrics filter does. /healthz and /readyz
+    /// stay open for the kubelet's probes.
+    #[arg(long, env = "SPIN_OPERATOR_METRICS_AUTH")]
+    pub metrics_auth: bool,
     /// Log format.
     #[arg(
         long,
@@ -143,6 +173,39 @@ pub struct Args {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+}
+
+/// TLS settings of the webhook server.
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
+    /// Lowest TLS version the webhook server accepts: VersionTLS12 or VersionTLS13 (also 1.2, 1.3).
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_TLS_MIN_VERSION",
+        default_value = "VersionTLS12"
+    )]
+    pub tls_min_version: String,
+    /// Cipher suites the webhook server offers (comma-separated IANA names, e.g.
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256); default: all that rustls
+    /// supports. TLS 1.3 suites listed here apply to TLS 1.3.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_TLS_CIPHER_SUITES",
+        value_delimiter = ',',
+        value_name = "SUITE,..."
+    )]
+    pub tls_cipher_suites: Vec<String>,
+    /// Serve only clients whose certificate chains to a CA in this PEM file (the API server
+    /// presents one through its AdmissionConfiguration kubeconfig). Re-read when it changes.
+    /// Without it every caller is unauthenticated, and the audit line says so.
+    #[arg(long, env = "SPIN_OPERATOR_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn options(&self) -> Result<tls::TlsOptions, tls::TlsError> {
+        tls::TlsOptions::parse(&self.tls_min_version, &self.tls_cipher_suites)
+    }
 }
 
 impl Args {
@@ -163,22 +226,34 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// A shutdown signal every component can wait on; fires on SIGTERM or ctrl-c.
+/// A shutdown signal every component can wait on. On SIGTERM or ctrl-c, readiness goes false at
+/// once; the components are told to stop only after the lame-duck period (or a second signal),
+/// so the API server keeps being served while Endpoints drop the pod.
 #[derive(Clone)]
 pub struct Shutdown(watch::Receiver<bool>);
 
 impl Shutdown {
-    fn install() -> Self {
+    fn install(lame_duck: Duration, serving: ReadinessCheck) -> Self {
+        serving.set_ready(true);
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutdown signal received");
+            serving.set_ready(false);
+            tracing::info!(
+                lame_duck_seconds = lame_duck.as_secs(),
+                "shutdown signal received: not ready, still serving for the lame-duck period"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(lame_duck) => {}
+                () = wait_for_signal() => tracing::info!("second signal: ending the lame-duck period"),
+            }
+            tracing::info!("lame-duck period over: stopping");
             let _ = tx.send(true);
         });
         Self(rx)
     }
 
-    /// Completes once shutdown has begun.
+    /// Completes once the components are to stop.
     pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.0.clone();
         async move {
@@ -212,14 +287,23 @@ async fn wait_for_signal() {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let namespaces = args.namespaces()?;
+    // Checked before any API call: a typo in a suite name fails fast and says which.
+    args.tls.options()?;
     if !namespaces.is_cluster_wide() {
         tracing::info!(namespaces = ?namespaces.namespaces(), "watching only these namespaces");
     }
     let client = kube::Client::try_default()
         .await
         .context("building the Kubernetes client (in-cluster or kubeconfig)")?;
-    let shutdown = Shutdown::install();
     let readiness = Readiness::new();
+    let shutdown = Shutdown::install(
+        Duration::from_secs(args.shutdown_lame_duck_seconds),
+        readiness.register(SERVING_CHECK),
+    );
+    let limits = ServerLimits {
+        drain_timeout: Duration::from_secs(args.shutdown_drain_seconds),
+        ..ServerLimits::default()
+    };
     let mut registry = Registry::default();
     let metrics = spin_operator::metrics::register(
         &mut registry,
@@ -255,6 +339,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             &shutdown,
             &readiness,
             &metrics,
+            limits,
             &mut components,
         )
         .await?;
@@ -281,24 +366,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(())
         });
     }
-    if readiness.checks().is_empty() {
-        // Nothing to wait for: ready as soon as the health server answers.
-        readiness.register("started").set_ready(true);
-    }
-
-    // The health server starts last so /metrics sees every registered metric.
+    // The health server starts last so /metrics sees every registered metric. Same accept
+    // loop and limits as the webhook server: a slowloris here must not exhaust descriptors.
     let registry = Arc::new(registry);
-    let listener = tokio::net::TcpListener::bind(args.health_addr)
+    let metrics_auth = args
+        .metrics_auth
+        .then(|| MetricsAuth::new(client.clone(), METRICS_PATH));
+    let health = health_router(readiness.clone(), registry, metrics_auth);
+    let server = Server::bind_plain(args.health_addr, health, limits)
         .await
         .with_context(|| format!("binding the health server on {}", args.health_addr))?;
-    tracing::info!(addr = %args.health_addr, "health and metrics server listening");
-    let health = health_router(readiness.clone(), registry);
+    tracing::info!(addr = %server.local_addr()?, metrics_auth = args.metrics_auth, "health and metrics server listening");
     let stop = shutdown.wait();
     components.spawn(async move {
-        axum::serve(listener, health)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("health server")
+        server.serve(stop).await;
+        Ok(())
     });
 
     // Run until shutdown; a component failing on its own is fatal.
@@ -403,6 +485,7 @@ async fn start_webhooks(
     shutdown: &Shutdown,
     readiness: &Readiness,
     metrics: &OperatorMetrics,
+    limits: ServerLimits,
     components: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let caches_synced = readiness.register("webhook-caches");
@@ -429,7 +512,16 @@ async fn start_webhooks(
     follow(readiness.register("webhook-certificate"), move || {
         has_certificate.has_certificate()
     });
-    let tls = Arc::new(tls::server_config(resolver)?);
+    let mut tls_options = args.tls.options()?;
+    if let Some(ca_file) = &args.tls.client_ca_file {
+        let verifier = Arc::new(
+            tls::ReloadingClientVerifier::load(ca_file.clone())
+                .with_context(|| format!("loading --client-ca-file {}", ca_file.display()))?,
+        );
+        tokio::spawn(verifier.clone().watch(tls::DEFAULT_POLL_INTERVAL));
+        tls_options.client_verifier = Some(verifier);
+    }
+    let tls = Arc::new(tls::server_config_with(resolver, &tls_options)?);
 
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: !args.skip_reference_watch,
@@ -469,7 +561,7 @@ async fn start_webhooks(
         args.webhook_addr,
         tls,
         router(state),
-        ServerLimits::default(),
+        limits,
     )
     .await?;
     tracing::info!(addr = %server.local_addr()?, "admission webhook server listening");

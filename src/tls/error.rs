@@ -18,6 +18,10 @@ pub enum TlsError {
     Pem(String),
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
+    #[error("TLS option: {0}")]
+    Option(String),
+    #[error("client CA file {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
     #[error("unusable private key: {0}")]
     Key(rustls::Error),
     #[error("private key does not match the certificate's public key")]

@@ -5,6 +5,7 @@
 //! webhook server takes [`server_config`] built around that resolver, so a rotation never needs a
 //! restart and never interrupts a handshake.
 
+mod client_ca;
 mod config;
 pub mod dir;
 mod error;
@@ -13,7 +14,8 @@ mod pair;
 mod resolver;
 pub mod selfsigned;
 
-pub use config::server_config;
+pub use client_ca::ReloadingClientVerifier;
+pub use config::{TlsOptions, server_config, server_config_with};
 pub use dir::{
     DEFAULT_POLL_INTERVAL, read_pair, reload_from_dir, spawn_cert_dir_reloader, watch_cert_dir,
 };
