@@ -127,6 +127,27 @@ pub const PERMISSIONS: &[Permission] = &[
     },
 ];
 
+/// The API calls of `run --metrics-auth` (`MetricsAuth`): granted only with the chart's
+/// `metrics.auth.enabled` (files/permissions.json, part "metrics-auth").
+pub const METRICS_AUTH_PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        subresource: None,
+        verbs: &["create"],
+        scope: Scope::Cluster,
+        reason: "--metrics-auth: authenticate a /metrics caller's bearer token",
+    },
+    Permission {
+        group: "authorization.k8s.io",
+        resource: "subjectaccessreviews",
+        subresource: None,
+        verbs: &["create"],
+        scope: Scope::Cluster,
+        reason: "--metrics-auth: authorize a /metrics caller for get on the non-resource URL /metrics",
+    },
+];
+
 impl Permission {
     /// True for a permission no request uses, which an admission plugin checks instead
     /// (`spinapps/finalizers`: see its reason).

@@ -79,20 +79,23 @@ fn permission_json(p: &spin_operator::rbac::Permission) -> serde_json::Value {
 
 #[test]
 fn chart_controller_permissions_equal_rbac_permissions() {
-    // The chart grants the controllers exactly `rbac::PERMISSIONS`, nothing more or less.
+    // The chart grants the controllers exactly `rbac::PERMISSIONS` and `--metrics-auth` exactly
+    // `rbac::METRICS_AUTH_PERMISSIONS`, nothing more or less.
     let path = chart().join("files/permissions.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let generated: Vec<serde_json::Value> = spin_operator::rbac::PERMISSIONS
-        .iter()
-        .map(permission_json)
-        .collect();
-    pretty_assertions::assert_eq!(
-        committed["controllers"],
-        serde_json::Value::Array(generated),
-        "{} \"controllers\" drifted from src/rbac.rs PERMISSIONS",
-        path.display()
-    );
+    for (part, permissions) in [
+        ("controllers", spin_operator::rbac::PERMISSIONS),
+        ("metrics-auth", spin_operator::rbac::METRICS_AUTH_PERMISSIONS),
+    ] {
+        let generated: Vec<serde_json::Value> = permissions.iter().map(permission_json).collect();
+        pretty_assertions::assert_eq!(
+            committed[part],
+            serde_json::Value::Array(generated),
+            "{} {part:?} drifted from src/rbac.rs",
+            path.display()
+        );
+    }
 }
 
 #[test]

@@ -177,12 +177,16 @@ def test_docker_context_keeps_what_cargo_needs() -> None:
 
 
 def run_flags() -> set[str]:
-    """Long flags of `spin-operator run`, from the clap Args struct in src/cli/run.rs."""
+    """Long flags of `spin-operator run`, from the clap Args struct in src/cli/run.rs (and the
+    TlsArgs it flattens)."""
     source = (REPO / "src" / "cli" / "run.rs").read_text()
-    body = source[source.index("pub struct Args {"):]
-    body = body[: body.index("\n}\n")]
-    fields = re.findall(r"#\[arg\(([^\]]*)\)\]\s*(?:///[^\n]*\n\s*)*pub (\w+):", body)
-    return {"--" + name.replace("_", "-") for attrs, name in fields if re.search(r"\blong\b", attrs)}
+    flags = set()
+    for struct in ("pub struct Args {", "pub struct TlsArgs {"):
+        body = source[source.index(struct):]
+        body = body[: body.index("\n}\n")]
+        fields = re.findall(r"#\[arg\(([^\]]*)\)\]\s*(?:///[^\n]*\n\s*)*pub (\w+):", body)
+        flags |= {"--" + name.replace("_", "-") for attrs, name in fields if re.search(r"\blong\b", attrs)}
+    return flags
 
 
 def test_every_chart_flag_exists_in_the_operator(scenario) -> None:
@@ -220,3 +224,30 @@ def test_each_release_elects_its_own_leader() -> None:
     assert lease_of("spin-operator") == "spin-operator-leader"  # the default release keeps its Lease
     assert lease_of("tenant-a") == "tenant-a-spin-operator-leader"
     assert lease_of("tenant-b") != lease_of("tenant-a")
+
+
+def test_shutdown_periods_reach_the_operator_and_fit_the_grace_period() -> None:
+    docs = render()
+    args = operator_container(docs)["args"]
+    assert "--shutdown-lame-duck-seconds=10" in args and "--shutdown-drain-seconds=15" in args
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] >= 10 + 15
+    assert {"--shutdown-lame-duck-seconds", "--shutdown-drain-seconds"} <= run_flags()
+    longer = {"shutdown": {"lameDuckSeconds": 30, "drainSeconds": 20}}
+    with pytest.raises(Exception, match="terminationGracePeriodSeconds"):
+        render(longer)
+    docs = render({**longer, "terminationGracePeriodSeconds": 50})
+    assert "--shutdown-lame-duck-seconds=30" in operator_container(docs)["args"]
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] == 50
+
+
+def test_tls_settings_reach_the_webhook_server() -> None:
+    assert {"--tls-min-version", "--tls-cipher-suites", "--metrics-auth"} <= run_flags()
+    args = operator_container(render())["args"]
+    assert "--tls-min-version=VersionTLS12" in args
+    assert not any(a.startswith("--tls-cipher-suites") for a in args)
+    suites = ["TLS_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]
+    args = operator_container(render({"tls": {"minVersion": "VersionTLS13", "cipherSuites": suites}}))["args"]
+    assert "--tls-min-version=VersionTLS13" in args
+    assert f"--tls-cipher-suites={','.join(suites)}" in args
+    with pytest.raises(Exception):
+        render({"tls": {"minVersion": "VersionTLS10"}})

@@ -28,6 +28,8 @@ def parts_in_use(values: dict[str, Any]) -> set[str]:
         parts.add("controllers")
     if self_signed:
         parts.add("self-signed")
+    if values.get("metrics", {}).get("auth", {}).get("enabled", False):
+        parts.add("metrics-auth")
     return parts
 
 
@@ -65,6 +67,8 @@ def rendered(docs: list[dict[str, Any]], kind: str, namespace: str | None = NAME
     for role in by_kind(docs, kind):
         if kind == "Role" and role["metadata"]["namespace"] != namespace:
             continue
+        if role["metadata"]["name"].endswith("-metrics-reader"):
+            continue  # for scrapers, not the operator (test_metrics_auth_*)
         for rule in role["rules"]:
             assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
             for group in rule["apiGroups"]:
@@ -76,7 +80,7 @@ def rendered(docs: list[dict[str, Any]], kind: str, namespace: str | None = NAME
 
 
 def test_permission_lists_are_well_formed() -> None:
-    assert sorted(PERMISSIONS) == ["controllers", "self-signed", "webhook-references", "webhooks"]
+    assert sorted(PERMISSIONS) == ["controllers", "metrics-auth", "self-signed", "webhook-references", "webhooks"]
     for part, permissions in PERMISSIONS.items():
         assert permissions, part
         for p in permissions:
@@ -190,7 +194,7 @@ def test_permissions_on_namespaced_objects_follow_the_watched_namespaces() -> No
     for part, permissions in PERMISSIONS.items():
         for p in permissions:
             if p["scope"] == "cluster":
-                assert p["group"] == "admissionregistration.k8s.io", (part, p)
+                assert p["group"] == "admissionregistration.k8s.io" or part == "metrics-auth", (part, p)
             if p["group"] == "coordination.k8s.io":
                 assert p["scope"] == "namespace", (part, p)
 
@@ -236,3 +240,25 @@ def test_watch_namespace_in_the_release_namespace_keeps_both_roles_apart() -> No
     assert len(names) == 2 and len(set(names)) == 2, names
     grants = rendered(docs, "Role")
     assert ("coordination.k8s.io", "leases", ()) in grants and ("", "secrets", ()) in grants
+
+
+METRICS_AUTH = {"metrics": {"auth": {"enabled": True}}}
+
+
+@pytest.mark.parametrize("extra", [{}, {"watchNamespaces": WATCHED}, SCENARIOS["webhooks-only"]])
+def test_metrics_auth_grants_reviews_and_provides_the_reader_role_only_when_on(extra: dict[str, Any]) -> None:
+    reviews = {("authentication.k8s.io", "tokenreviews", ()): {"create"}, ("authorization.k8s.io", "subjectaccessreviews", ()): {"create"}}
+    off = render(extra)
+    assert not set(reviews) & set(rendered(off, "ClusterRole"))
+    assert not [r for r in by_kind(off, "ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader")]
+    assert "--metrics-auth" not in operator_container(off)["args"]
+
+    on = render({**extra, **METRICS_AUTH})
+    cluster = rendered(on, "ClusterRole")
+    assert {k: cluster[k] for k in reviews} == reviews
+    assert set(cluster) - set(rendered(off, "ClusterRole")) == set(reviews)
+    assert "--metrics-auth" in operator_container(on)["args"]
+    (reader,) = [r for r in by_kind(on, "ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader")]
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    # Nothing binds it to the operator: it is for scrapers.
+    assert all(b["roleRef"]["name"] != reader["metadata"]["name"] for b in by_kind(on, "ClusterRoleBinding"))
