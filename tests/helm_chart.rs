@@ -86,7 +86,10 @@ fn chart_controller_permissions_equal_rbac_permissions() {
     let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
     for (part, permissions) in [
         ("controllers", spin_operator::rbac::PERMISSIONS),
-        ("metrics-auth", spin_operator::rbac::METRICS_AUTH_PERMISSIONS),
+        (
+            "metrics-auth",
+            spin_operator::rbac::METRICS_AUTH_PERMISSIONS,
+        ),
     ] {
         let generated: Vec<serde_json::Value> = permissions.iter().map(permission_json).collect();
         pretty_assertions::assert_eq!(

@@ -9,13 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use spin_operator::admission::{
-    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, Server, ServerLimits,
-    health_router, router,
+    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, Server, ServerLimits, health_router,
+    router,
 };
 use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
@@ -92,7 +90,10 @@ async fn the_health_server_sheds_silent_and_slowloris_clients_and_keeps_answerin
     };
     trickle.await;
     assert!(closed_by_server(&mut slow).await, "slowloris kept open");
-    assert!(closed_by_server(&mut silent).await, "silent connection kept open");
+    assert!(
+        closed_by_server(&mut silent).await,
+        "silent connection kept open"
+    );
 }
 
 fn admission_router() -> axum::Router {
@@ -219,23 +220,27 @@ async fn with_a_client_ca_only_clients_it_signed_are_served_and_it_follows_the_f
         ..TlsOptions::default()
     };
     let addr = start_tls(&pki, &options).await;
-    let with = |ca: &ClientCa| {
-        client(&pki, addr)
-            .identity(identity(ca))
-            .build()
-            .unwrap()
-    };
+    let with = |ca: &ClientCa| client(&pki, addr).identity(identity(ca)).build().unwrap();
 
     admitted(&with(&first), addr).await.unwrap();
     let anonymous = client(&pki, addr).build().unwrap();
-    assert!(admitted(&anonymous, addr).await.is_err(), "no certificate served");
-    assert!(admitted(&with(&second), addr).await.is_err(), "foreign CA served");
+    assert!(
+        admitted(&anonymous, addr).await.is_err(),
+        "no certificate served"
+    );
+    assert!(
+        admitted(&with(&second), addr).await.is_err(),
+        "foreign CA served"
+    );
 
     // The file changes: the next handshakes verify against the new CA.
     std::fs::write(&ca_file, &second.pem).unwrap();
     assert!(verifier.reload().unwrap());
     admitted(&with(&second), addr).await.unwrap();
-    assert!(admitted(&with(&first), addr).await.is_err(), "old CA still served");
+    assert!(
+        admitted(&with(&first), addr).await.is_err(),
+        "old CA still served"
+    );
     // A broken file is refused and the last good CA stays.
     std::fs::write(&ca_file, "not a certificate").unwrap();
     let err = verifier.reload().unwrap_err().to_string();

@@ -124,7 +124,7 @@ async fn readyz(State(state): State<HealthState>) -> Response {
 
 async fn metrics(State(state): State<HealthState>, headers: HeaderMap) -> Response {
     if let Some(auth) = &state.metrics_auth
-        && let Err(refused) = auth.check(&headers).await
+        && let Some(refused) = auth.refusal(&headers).await
     {
         return refused;
     }

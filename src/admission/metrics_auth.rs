@@ -58,14 +58,14 @@ impl MetricsAuth {
         }))
     }
 
-    /// `Ok` when the request may be served; otherwise the 401/403/503 to answer.
-    pub async fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+    /// `None` when the request may be served; otherwise the 401/403/503 to answer.
+    pub async fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         let Some(token) = bearer(headers) else {
-            return Err(verdict_response(Verdict::Unauthenticated));
+            return refusal(Verdict::Unauthenticated);
         };
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(verdict) = self.cached(&key) {
-            return into_result(verdict);
+            return refusal(verdict);
         }
         let review = async {
             let _permit = self.0.reviews.acquire().await;
@@ -74,15 +74,15 @@ impl MetricsAuth {
         match tokio::time::timeout(REVIEW_TIMEOUT, review).await {
             Ok(Ok(verdict)) => {
                 self.remember(key, verdict);
-                into_result(verdict)
+                refusal(verdict)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "metrics authorization: review failed");
-                Err(unavailable())
+                Some(unavailable())
             }
             Err(_) => {
                 tracing::warn!("metrics authorization: review timed out");
-                Err(unavailable())
+                Some(unavailable())
             }
         }
     }
@@ -154,22 +154,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn into_result(verdict: Verdict) -> Result<(), Response> {
+fn refusal(verdict: Verdict) -> Option<Response> {
     match verdict {
-        Verdict::Allowed => Ok(()),
-        other => Err(verdict_response(other)),
-    }
-}
-
-fn verdict_response(verdict: Verdict) -> Response {
-    match verdict {
-        Verdict::Unauthenticated => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "Unauthorized\n",
-        )
-            .into_response(),
-        _ => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
+        Verdict::Allowed => None,
+        Verdict::Unauthenticated => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "Unauthorized\n",
+            )
+                .into_response(),
+        ),
+        Verdict::Forbidden => Some((StatusCode::FORBIDDEN, "Forbidden\n").into_response()),
     }
 }
 

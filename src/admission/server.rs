@@ -244,7 +244,15 @@ async fn connection(
     let deadline = Instant::now() + shared.limits.tls_handshake_timeout;
     match shared.transport.clone() {
         Transport::Tls(acceptor) => {
-            let Some(tls) = handshake(acceptor.accept(stream), deadline, &handshaking, peer, drain.clone()).await else {
+            let Some(tls) = handshake(
+                acceptor.accept(stream),
+                deadline,
+                &handshaking,
+                peer,
+                drain.clone(),
+            )
+            .await
+            else {
                 return;
             };
             // Only a verified client certificate makes the caller known (`--client-ca-file`).
@@ -261,7 +269,9 @@ async fn connection(
                     _ => Ok(stream),
                 }
             };
-            let Some(stream) = handshake(first_byte, deadline, &handshaking, peer, drain.clone()).await else {
+            let Some(stream) =
+                handshake(first_byte, deadline, &handshaking, peer, drain.clone()).await
+            else {
                 return;
             };
             let caller = Caller {
@@ -336,7 +346,17 @@ async fn established<S>(
         }
     };
     drop(handshaking);
-    serve_connection(io, peer, shared.router, shared.limits, shared.open, caller, drain, permit).await;
+    serve_connection(
+        io,
+        peer,
+        shared.router,
+        shared.limits,
+        shared.open,
+        caller,
+        drain,
+        permit,
+    )
+    .await;
 }
 
 #[allow(clippy::too_many_arguments)]

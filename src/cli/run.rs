@@ -209,6 +209,14 @@ impl TlsArgs {
 }
 
 impl Args {
+    /// Limits of both servers: the defaults, with the drain period of `--shutdown-drain-seconds`.
+    fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            drain_timeout: Duration::from_secs(self.shutdown_drain_seconds),
+            ..ServerLimits::default()
+        }
+    }
+
     /// `--watch-namespaces`, validated.
     fn namespaces(&self) -> anyhow::Result<WatchNamespaces> {
         Ok(WatchNamespaces::only(&self.watch_namespaces)?)
@@ -227,18 +235,24 @@ fn init_logging(format: LogFormat) {
 }
 
 /// A shutdown signal every component can wait on. On SIGTERM or ctrl-c, readiness goes false at
-/// once; the components are told to stop only after the lame-duck period (or a second signal),
-/// so the API server keeps being served while Endpoints drop the pod.
+/// once and [`Shutdown::begun`] fires (the controllers stop and hand over leadership); the
+/// servers are told to stop ([`Shutdown::wait`]) only after the lame-duck period (or a second
+/// signal), so the API server keeps being served while Endpoints drop the pod.
 #[derive(Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown {
+    begun: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+}
 
 impl Shutdown {
     fn install(lame_duck: Duration, serving: ReadinessCheck) -> Self {
         serving.set_ready(true);
-        let (tx, rx) = watch::channel(false);
+        let (begun_tx, begun) = watch::channel(false);
+        let (stop_tx, stop) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             serving.set_ready(false);
+            let _ = begun_tx.send(true);
             tracing::info!(
                 lame_duck_seconds = lame_duck.as_secs(),
                 "shutdown signal received: not ready, still serving for the lame-duck period"
@@ -248,17 +262,26 @@ impl Shutdown {
                 () = wait_for_signal() => tracing::info!("second signal: ending the lame-duck period"),
             }
             tracing::info!("lame-duck period over: stopping");
-            let _ = tx.send(true);
+            let _ = stop_tx.send(true);
         });
-        Self(rx)
+        Self { begun, stop }
     }
 
-    /// Completes once the components are to stop.
-    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.clone();
+    fn fired(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = rx.clone();
         async move {
             let _ = rx.wait_for(|down| *down).await;
         }
+    }
+
+    /// Completes as soon as a shutdown signal arrives (for what serves no clients).
+    pub fn begun(&self) -> impl Future<Output = ()> + Send + 'static {
+        Self::fired(&self.begun)
+    }
+
+    /// Completes once the servers (and what they need) are to stop: after the lame-duck period.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        Self::fired(&self.stop)
     }
 }
 
@@ -300,10 +323,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.shutdown_lame_duck_seconds),
         readiness.register(SERVING_CHECK),
     );
-    let limits = ServerLimits {
-        drain_timeout: Duration::from_secs(args.shutdown_drain_seconds),
-        ..ServerLimits::default()
-    };
     let mut registry = Registry::default();
     let metrics = spin_operator::metrics::register(
         &mut registry,
@@ -339,7 +358,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             &shutdown,
             &readiness,
             &metrics,
-            limits,
             &mut components,
         )
         .await?;
@@ -347,7 +365,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(config) = controllers {
         let state = config.state.clone();
         follow(readiness.register("controllers"), move || state.is_ready());
-        let stop = shutdown.wait();
+        // The controllers serve no clients: they stop (and hand the Lease over) at once.
+        let stop = shutdown.begun();
         let client = client.clone();
         components.spawn(async move {
             controller::run(client, config, stop)
@@ -373,7 +392,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .metrics_auth
         .then(|| MetricsAuth::new(client.clone(), METRICS_PATH));
     let health = health_router(readiness.clone(), registry, metrics_auth);
-    let server = Server::bind_plain(args.health_addr, health, limits)
+    let server = Server::bind_plain(args.health_addr, health, args.server_limits())
         .await
         .with_context(|| format!("binding the health server on {}", args.health_addr))?;
     tracing::info!(addr = %server.local_addr()?, metrics_auth = args.metrics_auth, "health and metrics server listening");
@@ -459,7 +478,7 @@ fn leader_flag(
     };
     let elector = LeaderElector::new(client.clone(), election, Metrics::default());
     let leading = elector.subscribe();
-    let stop = shutdown.wait();
+    let stop = shutdown.begun();
     components.spawn(async move {
         elector.run(stop).await;
         Ok(())
@@ -485,7 +504,6 @@ async fn start_webhooks(
     shutdown: &Shutdown,
     readiness: &Readiness,
     metrics: &OperatorMetrics,
-    limits: ServerLimits,
     components: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let caches_synced = readiness.register("webhook-caches");
@@ -557,13 +575,8 @@ async fn start_webhooks(
         },
         metrics.admission.clone().unwrap_or_default(),
     );
-    let server = HttpsServer::bind(
-        args.webhook_addr,
-        tls,
-        router(state),
-        limits,
-    )
-    .await?;
+    let server =
+        HttpsServer::bind(args.webhook_addr, tls, router(state), args.server_limits()).await?;
     tracing::info!(addr = %server.local_addr()?, "admission webhook server listening");
     let stop = shutdown.wait();
     components.spawn(async move {

@@ -3,7 +3,7 @@
 //! valid file replaces the verifier for the next handshake; a broken one keeps the last good.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -36,9 +36,9 @@ impl fmt::Debug for ReloadingClientVerifier {
     }
 }
 
-fn verifier(path: &PathBuf, pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+fn verifier(path: &Path, pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let error = |reason: String| TlsError::ClientCa {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let mut roots = RootCertStore::empty();
@@ -57,9 +57,9 @@ fn verifier(path: &PathBuf, pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, T
         .map_err(|e| error(e.to_string()))
 }
 
-fn read(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })
 }

@@ -11,7 +11,7 @@ use rustls::{ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use super::TlsError;
 
 /// TLS settings beyond the certificate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     /// TLS 1.3 only, rather than 1.2 and 1.3.
     pub tls13_only: bool,
@@ -19,16 +19,6 @@ pub struct TlsOptions {
     pub cipher_suites: Option<Vec<SupportedCipherSuite>>,
     /// Verifies client certificates (and requires one) when set.
     pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
-}
-
-impl Default for TlsOptions {
-    fn default() -> Self {
-        Self {
-            tls13_only: false,
-            cipher_suites: None,
-            client_verifier: None,
-        }
-    }
 }
 
 /// Accepted spellings of the minimum version (Go's `tls.VersionTLS12`, as cert-manager and
@@ -45,7 +35,11 @@ fn suite_names(suite: &SupportedCipherSuite) -> Vec<String> {
         .map(str::to_string)
         .unwrap_or_else(|| format!("{:?}", suite.suite()));
     let go = name.replacen("TLS13_", "TLS_", 1);
-    if go == name { vec![name] } else { vec![name, go] }
+    if go == name {
+        vec![name]
+    } else {
+        vec![name, go]
+    }
 }
 
 impl TlsOptions {
@@ -63,12 +57,19 @@ impl TlsOptions {
         };
         let available = rustls::crypto::ring::default_provider().cipher_suites;
         let mut chosen = Vec::new();
-        for wanted in cipher_suites.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        for wanted in cipher_suites
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             let Some(suite) = available
                 .iter()
                 .find(|s| suite_names(s).iter().any(|n| n == wanted))
             else {
-                let known: Vec<String> = available.iter().map(|s| suite_names(s)[0].clone()).collect();
+                let known: Vec<String> = available
+                    .iter()
+                    .map(|s| suite_names(s)[0].clone())
+                    .collect();
                 return Err(TlsError::Option(format!(
                     "unknown cipher suite {wanted:?}: use one of {}",
                     known.join(", ")
@@ -170,8 +171,13 @@ mod tests {
 
     #[test]
     fn unknown_names_are_clear_errors() {
-        let err = TlsOptions::parse("VersionTLS10", &[]).unwrap_err().to_string();
-        assert!(err.contains("\"VersionTLS10\"") && err.contains("VersionTLS13"), "{err}");
+        let err = TlsOptions::parse("VersionTLS10", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"VersionTLS10\"") && err.contains("VersionTLS13"),
+            "{err}"
+        );
         let err = TlsOptions::parse("1.2", &names(&["TLS_RSA_WITH_RC4_128_SHA"]))
             .unwrap_err()
             .to_string();

@@ -143,6 +143,10 @@ class ControlPlane:
     bin_dir: Path
     procs: list[Proc] = field(default_factory=list)
     apiserver_port: int = 0
+    # The API server presents a client certificate (signed by `webhook_client_ca`) to every
+    # webhook, through its AdmissionConfiguration's kubeconfig, for `run --client-ca-file`.
+    # A webhook server that asks for no client certificate never gets one: harmless for others.
+    webhook_client_cert: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -151,6 +155,10 @@ class ControlPlane:
     @property
     def audit_log(self) -> Path:
         return self.workdir / "audit.log"
+
+    @property
+    def webhook_client_ca(self) -> Path:
+        return self.workdir / "pki" / "webhook-client-ca.crt"
 
     @property
     def server(self) -> str:
@@ -220,6 +228,33 @@ class ControlPlane:
         # Static token of the test's cluster admin (kubectl, helm, kube-controller-manager).
         (self.workdir / "tokens.csv").write_text(f'{ADMIN_TOKEN},e2e-admin,e2e-admin,"system:masters"\n')
         shutil.copy(HERE / "audit-policy.yaml", self.workdir / "audit-policy.yaml")
+        if self.webhook_client_cert:
+            self._write_webhook_client_config(pki)
+
+    def _write_webhook_client_config(self, pki: Path) -> None:
+        """A CA, a client certificate (clientAuth) it signs, and the AdmissionConfiguration whose
+        kubeconfig makes the API server present that certificate to every webhook ("*")."""
+        ca_key, ca, key, csr, cert = (pki / n for n in (
+            "webhook-client-ca.key", "webhook-client-ca.crt", "webhook-client.key", "webhook-client.csr", "webhook-client.crt"))
+        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+        _openssl("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=e2e-webhook-client-ca", "-days", "7")
+        _openssl("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=kube-apiserver")
+        ext = pki / "webhook-client.ext"
+        ext.write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+                 "-out", str(cert), "-days", "7", "-extfile", str(ext))
+        kubeconfig = self.workdir / "webhook-client.kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config",
+            "users": [{"name": "*", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        }))
+        webhook = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "WebhookAdmissionConfiguration",
+                   "kubeConfigFile": str(kubeconfig)}
+        (self.workdir / "admission-config.json").write_text(json.dumps({
+            "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration",
+            "plugins": [{"name": name, "configuration": webhook}
+                        for name in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")],
+        }))
 
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
@@ -258,6 +293,8 @@ class ControlPlane:
             # No rotation (0 would mean lumberjack's 100 MB): a 5,000-app benchmark writes more.
             "--audit-log-format=json", "--audit-log-mode=blocking", "--audit-log-maxsize=100000",
             "--allow-privileged=true",
+            *([f"--admission-control-config-file={self.workdir / 'admission-config.json'}"]
+              if self.webhook_client_cert else []),
         ], self.workdir))
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -380,7 +417,7 @@ def chart_operator(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE) -> tup
         raise ClusterError(f"expected one operator Deployment in {namespace}, found {len(deployments)}")
     pod = deployments[0]["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
-    local = ("--webhook-addr=", "--health-addr=", "--cert-dir=", "--log-format=")
+    local = ("--webhook-addr=", "--health-addr=", "--cert-dir=", "--log-format=", "--shutdown-lame-duck-seconds=")
     return [a for a in args[1:] if not a.startswith(local)], pod["serviceAccountName"]
 
 
@@ -400,6 +437,10 @@ def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterabl
     if cert_dir is None:
         cert_dir = cp.workdir / f"certs-{name}"
         cert_dir.mkdir(exist_ok=True)
+    args = list(args)
+    if not any(a.startswith("--shutdown-lame-duck-seconds") for a in args):
+        # Nothing routes to these processes by Endpoints: stop at once unless a test asks.
+        args.append("--shutdown-lame-duck-seconds=0")
     argv = [str(operator_binary()), "run", f"--webhook-addr=127.0.0.1:{webhook_port}",
             f"--health-addr=127.0.0.1:{health_port}", f"--cert-dir={cert_dir}", "--log-format=text", *args]
     proc = cp.add_process(start_process(f"operator-{name}", argv, cp.workdir, proc_env))

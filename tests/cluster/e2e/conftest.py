@@ -43,7 +43,8 @@ def bin_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    cp = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir).start()
+    # The API server presents a client certificate to webhooks that ask (test_server_hardening).
+    cp = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir, webhook_client_cert=True).start()
     try:
         yield cp
     finally:
