@@ -7,7 +7,9 @@
 //! longest and the idle timeout reaps the rest, also for HTTP/1.1 keep-alive clients that were
 //! answered and then sit idle. Thousands of silent connects from one peer, renewed as fast as
 //! the server closes them, hold neither the connection slots nor the handshake budget of a
-//! client from another address. Bounded: a few seconds.
+//! client from another address. The plain-HTTP health server, on the same accept loop, sheds
+//! silent and slowloris clients the same way while its probes are answered. Bounded: a few
+//! seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,8 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use spin_operator::admission::{
-    AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, ServerLimits, router,
+    AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, Readiness, Server, ServerLimits,
+    health_router, router,
 };
 use spin_operator::api::SpinAppExecutor;
 use spin_operator::inventory::Inventory;
@@ -486,4 +489,48 @@ async fn silent_connects_from_one_peer_do_not_lock_out_a_fresh_client() {
     }
     let _ = stop_tx.send(true);
     attacker.join_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_server_sheds_silent_and_slowloris_clients_and_keeps_answering_probes() {
+    let readiness = Readiness::new();
+    readiness.register("test").set_ready(true);
+    let server = Server::bind_plain(
+        "127.0.0.1:0".parse().unwrap(),
+        health_router(readiness, Arc::new(Registry::default()), None),
+        LIMITS,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.serve(std::future::pending()));
+
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let resp = http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let trickle = async {
+        for _ in 0..30 {
+            if slow.write_all(b"X").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    trickle.await;
+    assert!(closed_by_server(&mut slow).await, "slowloris kept open");
+    assert!(
+        closed_by_server(&mut silent).await,
+        "silent connection kept open"
+    );
 }

@@ -115,11 +115,15 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
     }
     assert!(ready, "never became ready");
 
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], webhook_port)))
-        .build()
-        .unwrap();
+    // A new client (and so a new connection) each time.
+    let new_client = || {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], webhook_port)))
+            .build()
+            .unwrap()
+    };
+    let client = new_client();
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -139,14 +143,15 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
             },
         },
     });
-    let resp = client
-        .post(format!(
-            "https://{HOST}:{webhook_port}/mutate-core-spinkube-dev-v1alpha1-spinapp"
-        ))
-        .json(&review)
-        .send()
-        .await
-        .unwrap();
+    let mutate = |client: &reqwest::Client| {
+        client
+            .post(format!(
+                "https://{HOST}:{webhook_port}/mutate-core-spinkube-dev-v1alpha1-spinapp"
+            ))
+            .json(&review)
+            .send()
+    };
+    let resp = mutate(&client).await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["response"]["uid"], "run-uid-1");
@@ -190,18 +195,8 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
     let not_ready = not_ready.expect("/readyz still 200 after SIGTERM");
     assert!(not_ready.contains("[-] not-shutting-down"), "{not_ready}");
     // Meanwhile the webhook answers, also on a new connection.
-    let fresh = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], webhook_port)))
-        .build()
-        .unwrap();
-    for client in [&client, &fresh] {
-        let resp = client
-            .post(format!(
-                "https://{HOST}:{webhook_port}/mutate-core-spinkube-dev-v1alpha1-spinapp"
-            ))
-            .json(&review)
-            .send()
+    for client in [&client, &new_client()] {
+        let resp = mutate(client)
             .await
             .expect("webhook answers during the lame-duck period");
         assert_eq!(resp.status(), 200);

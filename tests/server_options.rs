@@ -1,6 +1,4 @@
-//! The accept loop's other uses and the TLS settings of `spin-operator run`: the plain-HTTP
-//! health server closes silent and slowloris connections by itself while probes are answered
-//! (it shares the webhook server's deadlines); `--tls-min-version` refuses older clients; and
+//! The TLS settings of `spin-operator run`: `--tls-min-version` refuses older clients, and
 //! `--client-ca-file` serves only clients whose certificate chains to the CA, following the
 //! file when it changes.
 
@@ -12,14 +10,11 @@ use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use spin_operator::admission::{
-    AdmissionMetrics, AdmissionState, HttpsServer, Readiness, Server, ServerLimits, health_router,
-    router,
+    AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
 };
 use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use spin_operator::tls::{self, ReloadingClientVerifier, TlsOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[path = "support/pki.rs"]
 mod support_pki;
@@ -27,74 +22,6 @@ use support_pki::{Pki, pki};
 
 const HOST: &str = "webhook.test";
 const WAIT: Duration = Duration::from_secs(10);
-const LIMITS: ServerLimits = ServerLimits {
-    tls_handshake_timeout: Duration::from_secs(1),
-    max_handshaking: 64,
-    max_handshaking_per_peer: 16,
-    header_read_timeout: Duration::from_secs(1),
-    max_connections: 512,
-    idle_timeout: Duration::from_secs(60),
-    drain_timeout: Duration::from_secs(2),
-};
-
-/// Resolves true when the server closes the connection (EOF or reset) within `WAIT`.
-async fn closed_by_server(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_health_server_sheds_silent_and_slowloris_clients_and_keeps_answering_probes() {
-    let readiness = Readiness::new();
-    readiness.register("test").set_ready(true);
-    let server = Server::bind_plain(
-        "127.0.0.1:0".parse().unwrap(),
-        health_router(readiness, Arc::new(Registry::default()), None),
-        LIMITS,
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve(std::future::pending()));
-
-    let mut silent = TcpStream::connect(addr).await.unwrap();
-    let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
-    for path in ["/healthz", "/readyz", "/metrics"] {
-        let resp = http
-            .get(format!("http://{addr}{path}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
-    }
-    let trickle = async {
-        for _ in 0..30 {
-            if slow.write_all(b"X").await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    trickle.await;
-    assert!(closed_by_server(&mut slow).await, "slowloris kept open");
-    assert!(
-        closed_by_server(&mut silent).await,
-        "silent connection kept open"
-    );
-}
 
 fn admission_router() -> axum::Router {
     let state = AdmissionState::new(
@@ -118,7 +45,7 @@ async fn start_tls(pki: &Pki, options: &TlsOptions) -> SocketAddr {
         "127.0.0.1:0".parse().unwrap(),
         config,
         admission_router(),
-        LIMITS,
+        ServerLimits::default(),
     )
     .await
     .unwrap();

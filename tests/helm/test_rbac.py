@@ -262,3 +262,11 @@ def test_metrics_auth_grants_reviews_and_provides_the_reader_role_only_when_on(e
     assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
     # Nothing binds it to the operator: it is for scrapers.
     assert all(b["roleRef"]["name"] != reader["metadata"]["name"] for b in by_kind(on, "ClusterRoleBinding"))
+
+
+def test_metrics_auth_makes_the_service_monitor_send_a_token() -> None:
+    monitor = {"metrics": {"serviceMonitor": {"enabled": True}}}
+    (endpoint,) = one(render(monitor), "ServiceMonitor")["spec"]["endpoints"]
+    assert "bearerTokenFile" not in endpoint
+    (endpoint,) = one(render({"metrics": {"serviceMonitor": {"enabled": True}, "auth": {"enabled": True}}}), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"

@@ -15,6 +15,7 @@ the session's operator and tests are untouched):
 from __future__ import annotations
 
 import json
+import re
 import signal
 import ssl
 import threading
@@ -179,7 +180,7 @@ def test_with_a_client_ca_the_api_server_is_served_and_anonymous_clients_are_not
             for _ in range(3):
                 ok, detail = admit(cluster, apps, "clientca")
                 assert ok, detail
-            log = op.proc.log.read_text(errors="replace")
+            log = re.sub(r"\x1b\[[0-9;]*m", "", op.proc.log.read_text(errors="replace"))  # text format's colours
             decisions = [line for line in log.splitlines() if "admission decision" in line]
             assert decisions and all("caller_authenticated=true" in line for line in decisions), decisions[-3:]
             # A client without a certificate gets no answer (the handshake is refused).
