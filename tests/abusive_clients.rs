@@ -534,3 +534,34 @@ async fn the_health_server_sheds_silent_and_slowloris_clients_and_keeps_answerin
         "silent connection kept open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connects_never_evict_established_connections() {
+    let pki = pki(HOST);
+    // Every slot taken by an established, idle keep-alive connection (the API server's pool).
+    let limits = ServerLimits {
+        max_connections: 8,
+        idle_timeout: Duration::from_secs(600),
+        header_read_timeout: Duration::from_secs(600),
+        ..LIMITS
+    };
+    let addr = start(&pki, limits).await;
+    let mut pooled = Vec::new();
+    for _ in 0..8 {
+        let mut s = tls_connect(&pki, addr).await;
+        keep_alive_admission(&mut s).await;
+        pooled.push(s);
+    }
+    // 200 connects that never start TLS, each closed by the client after a moment.
+    for _ in 0..200 {
+        let s = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        drop(s);
+    }
+    // Let the handshake deadline pass for the ones the server still held.
+    tokio::time::sleep(LIMITS.tls_handshake_timeout * 2).await;
+    // Every pooled connection is still open and answers.
+    for s in &mut pooled {
+        keep_alive_admission(s).await;
+    }
+}
