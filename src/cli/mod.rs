@@ -5,4 +5,5 @@ pub mod render;
 pub mod rules;
 pub mod run;
 pub mod scaffold;
+mod shutdown;
 pub mod validate;
