@@ -246,6 +246,20 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
     );
 }
 
+/// `run` with `args` and `env`, without a cluster: fails, and its stderr is returned.
+fn run_fails_before_any_api_call(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spin-operator"))
+        .arg("run")
+        .args(args)
+        .envs(env.iter().copied())
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn run_rejects_unknown_tls_settings_by_name() {
     for (flag, name) in [
@@ -255,14 +269,7 @@ fn run_rejects_unknown_tls_settings_by_name() {
             "\"TLS_RSA_WITH_RC4_128_SHA\"",
         ),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spin-operator"))
-            .args(["run", flag])
-            .env("KUBECONFIG", "/nonexistent/kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = run_fails_before_any_api_call(&[flag], &[]);
         assert!(stderr.contains(name), "{flag}: {stderr}");
     }
 }
@@ -270,14 +277,7 @@ fn run_rejects_unknown_tls_settings_by_name() {
 #[test]
 fn run_rejects_an_invalid_watch_namespace_from_the_environment() {
     // The variable is split on commas like the flag, and checked before any API call.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spin-operator"))
-        .arg("run")
-        .env("SPIN_OPERATOR_WATCH_NAMESPACES", "team-a,Team_B")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr =
+        run_fails_before_any_api_call(&[], &[("SPIN_OPERATOR_WATCH_NAMESPACES", "team-a,Team_B")]);
     assert!(stderr.contains("invalid namespace \"Team_B\""), "{stderr}");
 }
