@@ -171,3 +171,59 @@ async fn without_reference_watches_presence_is_unknown_and_nothing_is_listed() {
     );
     watches.abort();
 }
+
+#[tokio::test]
+async fn hiding_secret_existence_warns_about_config_maps_only_and_never_lists_secrets() {
+    let calls: Calls = Arc::default();
+    let client = kube::Client::new(fake_api(calls.clone()), "default");
+    let (lookup, writers) = cache::stores(CacheConfig {
+        watch_secrets: false,
+        ..CacheConfig::default()
+    });
+    let watches = tokio::spawn(writers.run(client));
+    lookup.wait_until_ready().await.unwrap();
+    assert_eq!(lookup.secret("apps", "db-creds"), Presence::Unknown);
+    assert_eq!(lookup.secret("apps", "nope"), Presence::Unknown);
+    assert_eq!(lookup.config_map("apps", "settings"), Presence::Present);
+    assert_eq!(lookup.config_map("apps", "nope"), Presence::Absent);
+
+    let app = router(AdmissionState::new(
+        cache::shared(lookup.clone()),
+        Options::default(),
+        AdmissionMetrics::default(),
+    ));
+    let object = json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {
+            "image": "ghcr.io/example/web:v1", "executor": "zeta", "replicas": 1,
+            "variables": [
+                {"name": "token", "valueFrom": {"secretKeyRef": {"name": "absent-secret", "key": "t"}}},
+                {"name": "url", "valueFrom": {"configMapKeyRef": {"name": "absent-config", "key": "u"}}},
+            ],
+        },
+    });
+    let r = admit(
+        &app,
+        "/validate-core-spinkube-dev-v1alpha1-spinapp",
+        &review("app", "CREATE", "web", object, Value::Null),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("absent-config"), "{warnings}");
+    assert!(
+        !warnings.contains("absent-secret") && !warnings.contains("Secret"),
+        "{warnings}"
+    );
+    let listed: Vec<String> = calls.lock().unwrap().clone();
+    assert!(
+        listed.iter().all(|c| !c.contains("/secrets")),
+        "{listed:#?}"
+    );
+    assert!(
+        listed.iter().any(|c| c.contains("/configmaps")),
+        "{listed:#?}"
+    );
+    watches.abort();
+}

@@ -16,6 +16,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use super::executor_fetch::{ExecutorFetch, handle_fetching};
 use super::metrics::{AdmissionMetrics, Outcome};
 use super::review::{self, RawRequest, Rejection, Reviewed};
 use super::routes::{Action, ROUTES, Route};
@@ -37,6 +38,8 @@ pub struct AdmissionState {
     pub lookup: Arc<dyn Lookup>,
     pub options: Options,
     pub metrics: AdmissionMetrics,
+    /// Fetches an executor a SpinApp review missed in the cache (`run`); none: cache only.
+    pub executor_fetch: Option<ExecutorFetch>,
 }
 
 impl AdmissionState {
@@ -45,7 +48,14 @@ impl AdmissionState {
             lookup,
             options,
             metrics,
+            executor_fetch: None,
         }
+    }
+
+    /// This state, fetching executors the cache misses with `fetch`.
+    pub fn with_executor_fetch(mut self, fetch: ExecutorFetch) -> Self {
+        self.executor_fetch = Some(fetch);
+        self
     }
 }
 
@@ -57,7 +67,7 @@ pub fn router(state: AdmissionState) -> Router {
             route.path,
             post(
                 move |State(state): State<AdmissionState>, body: Bytes| async move {
-                    handle(&state, route, &body)
+                    handle_fetching(&state, route, &body).await
                 },
             ),
         );
@@ -101,7 +111,7 @@ fn json_response(response: AdmissionResponse) -> Response<Body> {
     }
 }
 
-fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
+pub(super) fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
     let started = Instant::now();
     if let Some(response) = handle_view(state, route, body, started) {
         return response;
