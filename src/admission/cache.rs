@@ -1,5 +1,6 @@
-//! [`Lookup`] answered from watched caches (kube reflectors), so an admission request never
-//! calls the API server: the stores are filled by long-running watches started once.
+//! [`Lookup`] answered from watched caches (kube reflectors), so an admission request answered
+//! from them never calls the API server: the stores are filled by long-running watches started
+//! once. (Only an executor a SpinApp review misses is fetched: `executor_fetch`.)
 //!
 //! - SpinAppExecutors: typed, full spec (the rules read `createDeployment`, `deploymentConfig`).
 //! - SpinApps: untyped and stripped to `spec.executor`. Only the executor DELETE check reads
