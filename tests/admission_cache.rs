@@ -3,17 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{AdmissionMetrics, AdmissionState, router};
 use spin_operator::inventory::{Lookup, Presence};
 use spin_operator::rules::Options;
-use tower::ServiceExt;
 
 mod admission_fake_api;
-use admission_fake_api::{Calls, executor, fake_api};
+use admission_fake_api::{Calls, admit, executor, fake_api};
 
 fn review(path_kind: &str, operation: &str, name: &str, object: Value, old: Value) -> Value {
     let (kind, resource) = match path_kind {
@@ -32,25 +29,6 @@ fn review(path_kind: &str, operation: &str, name: &str, object: Value, old: Valu
             "object": object, "oldObject": old,
         }
     })
-}
-
-async fn admit(app: &axum::Router, path: &str, review: &Value) -> Value {
-    let resp = app
-        .clone()
-        .oneshot(
-            Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(review).unwrap()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
-    body["response"].clone()
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@ use spin_operator::api::SpinAppExecutor;
 use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use tokio::sync::watch;
-use tower::ServiceExt;
+
+mod admission_fake_api;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -128,21 +129,7 @@ fn fetcher(api: &Api, timeout: Duration, concurrent: usize) -> ExecutorFetch {
 }
 
 async fn admit(app: &axum::Router, review: &Value) -> Value {
-    let resp = app
-        .clone()
-        .oneshot(
-            Request::post("/validate-core-spinkube-dev-v1alpha1-spinapp")
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(review).unwrap()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    serde_json::from_slice::<Value>(&bytes).unwrap()["response"].clone()
+    admission_fake_api::admit(app, "/validate-core-spinkube-dev-v1alpha1-spinapp", review).await
 }
 
 async fn wait(what: &str, mut cond: impl FnMut() -> bool) {

@@ -164,45 +164,66 @@ pub(crate) async fn handle_fetching(
     else {
         return handle(state, route, body);
     };
-    let recording = Arc::new(Recording {
-        inner: state.lookup.clone(),
-        missed: Mutex::new(None),
-    });
-    let first = AdmissionState {
-        lookup: recording.clone(),
-        ..state.clone()
-    };
-    let response = handle(&first, route, body);
-    let missed = recording
-        .missed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    let Some((namespace, name)) = missed else {
+    let first = Arc::new(Reviewing::new(state.lookup.clone(), None));
+    let response = handle(&state.with_lookup(first.clone()), route, body);
+    let Some((namespace, name)) = first.missed() else {
         return response;
     };
     let Some(executor) = fetch.get(&namespace, &name).await else {
         return response;
     };
     tracing::debug!(%namespace, executor = %name, "executor fetched for a review; deciding again");
-    let again = AdmissionState {
-        lookup: Arc::new(WithExecutor {
-            inner: state.lookup.clone(),
-            executor,
-        }),
-        ..state.clone()
-    };
-    handle(&again, route, body)
+    let again = Reviewing::new(state.lookup.clone(), Some(executor));
+    handle(&state.with_lookup(Arc::new(again)), route, body)
 }
 
-/// The cache, noting the first executor asked for by name and not found.
-struct Recording {
+impl AdmissionState {
+    fn with_lookup(&self, lookup: Arc<dyn Lookup>) -> AdmissionState {
+        AdmissionState {
+            lookup,
+            ..self.clone()
+        }
+    }
+}
+
+/// The cache as one review sees it: plus an executor fetched for it (which the watch will
+/// deliver shortly), noting the first executor asked for by name and found in neither.
+struct Reviewing {
     inner: Arc<dyn Lookup>,
+    fetched: Option<Arc<SpinAppExecutor>>,
     missed: Mutex<Option<Key>>,
 }
 
-impl Recording {
-    fn note<T>(&self, namespace: &str, name: &str, found: Option<T>) -> Option<T> {
+impl Reviewing {
+    fn new(inner: Arc<dyn Lookup>, fetched: Option<Arc<SpinAppExecutor>>) -> Self {
+        Reviewing {
+            inner,
+            fetched,
+            missed: Mutex::new(None),
+        }
+    }
+
+    fn missed(&self) -> Option<Key> {
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The fetched executor, when it is `namespace/name`.
+    fn fetched(&self, namespace: &str, name: &str) -> Option<&SpinAppExecutor> {
+        self.fetched.as_deref().filter(|e| {
+            e.metadata.namespace.as_deref() == Some(namespace)
+                && e.metadata.name.as_deref() == Some(name)
+        })
+    }
+
+    /// `found` in the cache, else from the fetched executor; a miss of both is noted.
+    fn find<T>(
+        &self,
+        namespace: &str,
+        name: &str,
+        found: Option<T>,
+        of_fetched: impl FnOnce(&SpinAppExecutor) -> T,
+    ) -> Option<T> {
+        let found = found.or_else(|| self.fetched(namespace, name).map(of_fetched));
         if found.is_none() && !name.is_empty() {
             self.missed
                 .lock()
@@ -213,59 +234,23 @@ impl Recording {
     }
 }
 
-impl Lookup for Recording {
+impl Lookup for Reviewing {
     fn executor(&self, namespace: &str, name: &str) -> Option<SpinAppExecutor> {
-        self.note(namespace, name, self.inner.executor(namespace, name))
+        let cached = self.inner.executor(namespace, name);
+        self.find(namespace, name, cached, Clone::clone)
     }
     fn executor_creates_deployment(&self, namespace: &str, name: &str) -> Option<bool> {
-        let found = self.inner.executor_creates_deployment(namespace, name);
-        self.note(namespace, name, found)
-    }
-    fn executor_names(&self, namespace: &str) -> Vec<String> {
-        self.inner.executor_names(namespace)
-    }
-    fn apps_using_executor(&self, namespace: &str, executor: &str) -> Vec<String> {
-        self.inner.apps_using_executor(namespace, executor)
-    }
-    fn secret(&self, namespace: &str, name: &str) -> Presence {
-        self.inner.secret(namespace, name)
-    }
-    fn config_map(&self, namespace: &str, name: &str) -> Presence {
-        self.inner.config_map(namespace, name)
-    }
-}
-
-/// The cache plus one fetched executor (which the watch will deliver shortly).
-struct WithExecutor {
-    inner: Arc<dyn Lookup>,
-    executor: Arc<SpinAppExecutor>,
-}
-
-impl WithExecutor {
-    fn is(&self, namespace: &str, name: &str) -> bool {
-        self.executor.metadata.namespace.as_deref() == Some(namespace)
-            && self.executor.metadata.name.as_deref() == Some(name)
-    }
-}
-
-impl Lookup for WithExecutor {
-    fn executor(&self, namespace: &str, name: &str) -> Option<SpinAppExecutor> {
-        self.inner
-            .executor(namespace, name)
-            .or_else(|| self.is(namespace, name).then(|| (*self.executor).clone()))
-    }
-    fn executor_creates_deployment(&self, namespace: &str, name: &str) -> Option<bool> {
-        self.inner
-            .executor_creates_deployment(namespace, name)
-            .or_else(|| {
-                self.is(namespace, name)
-                    .then_some(self.executor.spec.create_deployment)
-            })
+        let cached = self.inner.executor_creates_deployment(namespace, name);
+        self.find(namespace, name, cached, |e| e.spec.create_deployment)
     }
     fn executor_names(&self, namespace: &str) -> Vec<String> {
         let mut names = self.inner.executor_names(namespace);
-        if self.executor.metadata.namespace.as_deref() == Some(namespace) {
-            names.push(self.executor.name_any());
+        if let Some(fetched) = self
+            .fetched
+            .as_deref()
+            .filter(|e| e.metadata.namespace.as_deref() == Some(namespace))
+        {
+            names.push(fetched.name_any());
             names.sort();
             names.dedup();
         }
