@@ -18,6 +18,10 @@ if [ -z "${USE_CARGO:-}" ] && command -v openssl >/dev/null 2>&1; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   umask 077
+  # umask covers new files only: existing key files are made private before keys go into them.
+  for key in "$out/ca.key" "$out/tls.key"; do
+    if [ -e "$key" ]; then chmod 600 "$key"; fi
+  done
   openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -days 3650 -subj "/CN=spin-operator-dev-ca" \
     -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \

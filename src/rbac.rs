@@ -27,6 +27,10 @@ pub struct Permission {
     pub subresource: Option<&'static str>,
     /// Kubernetes verbs (get, list, watch, create, update, patch, delete).
     pub verbs: &'static [&'static str],
+    /// The only objects it applies to, by their default names (the chart grants the release's
+    /// names); empty: all. RBAC cannot limit `create` (or `list`/`watch` without a field
+    /// selector) by name, so those stay in a rule without names.
+    pub resource_names: &'static [&'static str],
     /// Watched namespaces, cluster-wide or operator namespace only.
     pub scope: Scope,
     /// Why the operator needs it.
@@ -50,6 +54,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinapps",
         subresource: None,
         verbs: &["list", "watch"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "SpinApp controller cache and executor in-use checks",
     },
@@ -58,6 +63,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinapps",
         subresource: Some("status"),
         verbs: &["patch"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "SpinApp status (merge patch, only when changed)",
     },
@@ -66,6 +72,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinapps",
         subresource: Some("finalizers"),
         verbs: &["update"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "children's owner references set blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) allows only with update on the owner's finalizers; never called",
     },
@@ -74,6 +81,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "spinappexecutors",
         subresource: None,
         verbs: &["list", "watch", "patch"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "executor cache; finalizer add/remove (JSON patch)",
     },
@@ -81,23 +89,26 @@ pub const PERMISSIONS: &[Permission] = &[
         group: "apps",
         resource: "deployments",
         subresource: None,
-        verbs: &["list", "watch", "create", "patch", "delete"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
-        reason: "app Deployments: server-side apply (create: an apply that creates the object is authorized as create too), delete when the executor creates none",
+        reason: "app Deployments: server-side apply (create: an apply that creates the object is authorized as create too), delete when the executor creates none; get: the owner of an object of the child's name the (labelled) cache lacks, before creating",
     },
     Permission {
         group: "",
         resource: "services",
         subresource: None,
-        verbs: &["list", "watch", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
-        reason: "app Services: server-side apply (creating ones needs create)",
+        reason: "app Services: server-side apply (creating ones needs create); get: the owner of an object of the child's name the (labelled) cache lacks, before creating",
     },
     Permission {
         group: "",
         resource: "secrets",
         subresource: None,
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "metadata-only watch (change triggers); get: data of a Secret an app references, fetched when its reconcile needs it, and the CA Secret's existence; runtime-config Secrets (apply, delete stale); CA Secret (create if absent)",
     },
@@ -106,6 +117,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "configmaps",
         subresource: None,
         verbs: &["get", "list", "watch"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "metadata-only watch (change triggers); get: data of a ConfigMap an app's runtime config references, fetched when its reconcile needs it",
     },
@@ -114,6 +126,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "events",
         subresource: None,
         verbs: &["create", "patch"],
+        resource_names: &[],
         scope: Scope::WatchedNamespaces,
         reason: "Events on SpinApps and SpinAppExecutors (patch updates a repeated event's series)",
     },
@@ -121,9 +134,19 @@ pub const PERMISSIONS: &[Permission] = &[
         group: "coordination.k8s.io",
         resource: "leases",
         subresource: None,
-        verbs: &["get", "create", "update"],
+        verbs: &["get", "update"],
+        resource_names: &[crate::controller::DEFAULT_LEASE_NAME],
         scope: Scope::OperatorNamespace,
-        reason: "leader election",
+        reason: "leader election: read and renew the release's Lease (by name)",
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: None,
+        verbs: &["create"],
+        resource_names: &[],
+        scope: Scope::OperatorNamespace,
+        reason: "leader election: create the Lease when absent (create cannot be limited by name)",
     },
 ];
 
@@ -134,6 +157,7 @@ pub const METRICS_AUTH_PERMISSIONS: &[Permission] = &[
         group: "authentication.k8s.io",
         resource: "tokenreviews",
         subresource: None,
+        resource_names: &[],
         verbs: &["create"],
         scope: Scope::Cluster,
         reason: "--metrics-auth: authenticate a /metrics caller's bearer token",
@@ -142,6 +166,7 @@ pub const METRICS_AUTH_PERMISSIONS: &[Permission] = &[
         group: "authorization.k8s.io",
         resource: "subjectaccessreviews",
         subresource: None,
+        resource_names: &[],
         verbs: &["create"],
         scope: Scope::Cluster,
         reason: "--metrics-auth: authorize a /metrics caller for get on the non-resource URL /metrics",
@@ -156,13 +181,26 @@ impl Permission {
     }
 }
 
-/// Whether [`PERMISSIONS`] allows `verb` on `group`/`resource`[/`subresource`].
+/// Whether [`PERMISSIONS`] allows `verb` on `group`/`resource`[/`subresource`] (any object).
 pub fn allows(verb: &str, group: &str, resource: &str, subresource: Option<&str>) -> bool {
+    allows_named(verb, group, resource, subresource, None)
+}
+
+/// [`allows`] for the object `name` (`None`: a request naming no object, e.g. a list or a
+/// create, which a rule limited by name never allows).
+pub fn allows_named(
+    verb: &str,
+    group: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    name: Option<&str>,
+) -> bool {
     PERMISSIONS.iter().any(|p| {
         p.group == group
             && p.resource == resource
             && p.subresource == subresource
             && p.verbs.contains(&verb)
+            && (p.resource_names.is_empty() || name.is_some_and(|n| p.resource_names.contains(&n)))
     })
 }
 
@@ -175,7 +213,10 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for p in PERMISSIONS {
             assert!(!p.verbs.contains(&"*") && p.resource != "*" && p.group != "*");
-            assert!(seen.insert((p.group, p.rbac_resource())), "duplicate {p:?}");
+            assert!(
+                seen.insert((p.group, p.rbac_resource(), p.resource_names)),
+                "duplicate {p:?}"
+            );
         }
     }
 
@@ -226,5 +267,41 @@ mod tests {
             Some("status")
         ));
         assert_eq!(PERMISSIONS[1].rbac_resource(), "spinapps/status");
+    }
+
+    #[test]
+    fn the_lease_is_read_and_renewed_by_name_and_created_unnamed() {
+        let lease = crate::controller::DEFAULT_LEASE_NAME;
+        for verb in ["get", "update"] {
+            assert!(allows_named(
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                None,
+                Some(lease)
+            ));
+            assert!(!allows_named(
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                None,
+                Some("other")
+            ));
+        }
+        // RBAC cannot limit create by name: the create request names no object.
+        assert!(allows_named(
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            None,
+            None
+        ));
+        assert!(!allows_named(
+            "list",
+            "coordination.k8s.io",
+            "leases",
+            None,
+            None
+        ));
     }
 }

@@ -3,17 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{AdmissionMetrics, AdmissionState, router};
 use spin_operator::inventory::{Lookup, Presence};
 use spin_operator::rules::Options;
-use tower::ServiceExt;
 
 mod admission_fake_api;
-use admission_fake_api::{Calls, executor, fake_api};
+use admission_fake_api::{Calls, admit, executor, fake_api};
 
 fn review(path_kind: &str, operation: &str, name: &str, object: Value, old: Value) -> Value {
     let (kind, resource) = match path_kind {
@@ -32,25 +29,6 @@ fn review(path_kind: &str, operation: &str, name: &str, object: Value, old: Valu
             "object": object, "oldObject": old,
         }
     })
-}
-
-async fn admit(app: &axum::Router, path: &str, review: &Value) -> Value {
-    let resp = app
-        .clone()
-        .oneshot(
-            Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(review).unwrap()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
-    body["response"].clone()
 }
 
 #[tokio::test]
@@ -167,6 +145,62 @@ async fn without_reference_watches_presence_is_unknown_and_nothing_is_listed() {
         listed
             .iter()
             .all(|c| !c.contains("/secrets") && !c.contains("/configmaps")),
+        "{listed:#?}"
+    );
+    watches.abort();
+}
+
+#[tokio::test]
+async fn hiding_secret_existence_warns_about_config_maps_only_and_never_lists_secrets() {
+    let calls: Calls = Arc::default();
+    let client = kube::Client::new(fake_api(calls.clone()), "default");
+    let (lookup, writers) = cache::stores(CacheConfig {
+        watch_secrets: false,
+        ..CacheConfig::default()
+    });
+    let watches = tokio::spawn(writers.run(client));
+    lookup.wait_until_ready().await.unwrap();
+    assert_eq!(lookup.secret("apps", "db-creds"), Presence::Unknown);
+    assert_eq!(lookup.secret("apps", "nope"), Presence::Unknown);
+    assert_eq!(lookup.config_map("apps", "settings"), Presence::Present);
+    assert_eq!(lookup.config_map("apps", "nope"), Presence::Absent);
+
+    let app = router(AdmissionState::new(
+        cache::shared(lookup.clone()),
+        Options::default(),
+        AdmissionMetrics::default(),
+    ));
+    let object = json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {
+            "image": "ghcr.io/example/web:v1", "executor": "zeta", "replicas": 1,
+            "variables": [
+                {"name": "token", "valueFrom": {"secretKeyRef": {"name": "absent-secret", "key": "t"}}},
+                {"name": "url", "valueFrom": {"configMapKeyRef": {"name": "absent-config", "key": "u"}}},
+            ],
+        },
+    });
+    let r = admit(
+        &app,
+        "/validate-core-spinkube-dev-v1alpha1-spinapp",
+        &review("app", "CREATE", "web", object, Value::Null),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("absent-config"), "{warnings}");
+    assert!(
+        !warnings.contains("absent-secret") && !warnings.contains("Secret"),
+        "{warnings}"
+    );
+    let listed: Vec<String> = calls.lock().unwrap().clone();
+    assert!(
+        listed.iter().all(|c| !c.contains("/secrets")),
+        "{listed:#?}"
+    );
+    assert!(
+        listed.iter().any(|c| c.contains("/configmaps")),
         "{listed:#?}"
     );
     watches.abort();

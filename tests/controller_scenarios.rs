@@ -197,12 +197,19 @@ fn assert_requests_covered(requests: &[RequestRecord]) {
     for r in requests {
         for verb in authorized_verbs(r) {
             assert!(
-                rbac::allows(verb, &r.group, &r.resource, r.subresource.as_deref()),
-                "request not covered by rbac::PERMISSIONS: {} {}/{} {:?}",
+                rbac::allows_named(
+                    verb,
+                    &r.group,
+                    &r.resource,
+                    r.subresource.as_deref(),
+                    r.name.as_deref().filter(|_| verb != "create"),
+                ),
+                "request not covered by rbac::PERMISSIONS: {} {}/{} {:?} {:?}",
                 verb,
                 r.group,
                 r.resource,
-                r.subresource
+                r.subresource,
+                r.name
             );
         }
     }
@@ -957,4 +964,154 @@ async fn rbac_permissions_cover_exactly_the_requests_made() {
             assert!(used.contains(&key), "permission never used: {key:?}");
         }
     }
+}
+
+/// Ready's message, if any.
+fn ready_message(app: &SpinApp) -> String {
+    app.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Events about `regarding` with `reason`.
+fn events_with(server: &TestApiServer, regarding: &str, reason: &str) -> Vec<Value> {
+    events(server)
+        .into_iter()
+        .filter(|e| e["reason"] == reason && e["regarding"]["name"].as_str() == Some(regarding))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_the_app_does_not_own_are_refused_reported_once_and_left_untouched() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    // Another team's Service, named like the app: a SpinApp must not redirect its selector.
+    let foreign = server.put(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hello", "namespace": NS},
+        "spec": {"selector": {"team": "payments"}, "ports": [{"port": 8080}]}
+    }));
+    // A child of a deleted app of the same name that the garbage collector has not removed yet
+    // (in the labelled cache, owned by the old uid).
+    let leftover = server.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "again", "namespace": NS, "labels": {APP_NAME_LABEL: "again"},
+            "ownerReferences": [{"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+                "name": "again", "uid": "uid-of-the-deleted-app", "controller": true}]},
+        "spec": {"selector": {"matchLabels": {"x": "old"}},
+            "template": {"metadata": {"labels": {"x": "old"}},
+                "spec": {"containers": [{"name": "old", "image": "old:v1"}]}}}
+    }));
+    server.put(app("hello", "containerd-shim-spin"));
+    server.put(app("again", "containerd-shim-spin"));
+    let running = start(&server);
+
+    wait("both refusals reported", || {
+        ready_reason(&spinapp(&server, "hello")) == Some(("False".into(), "ChildNotOwned".into()))
+            && ready_reason(&spinapp(&server, "again"))
+                == Some(("False".into(), "ChildNotOwned".into()))
+    })
+    .await;
+    let message = ready_message(&spinapp(&server, "hello"));
+    assert!(
+        message.contains("Service default/hello") && message.contains("no SpinApp owner"),
+        "{message}"
+    );
+    let message = ready_message(&spinapp(&server, "again"));
+    assert!(
+        message.contains("Deployment default/again") && message.contains("uid-of-the-deleted-app"),
+        "{message}"
+    );
+    // Retried with backoff (the foreign Service is not watched), reported once.
+    wait("several refused reconciles", || {
+        running.metrics.reconcile_count("spinapp", "not_owned") >= 6
+    })
+    .await;
+    for name in ["hello", "again"] {
+        let found = events_with(&server, name, "ChildNotOwned");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0]["type"], "Warning");
+        assert!(found[0]["series"].is_null(), "repeated: {:#?}", found[0]);
+    }
+    // Nothing was written to either object.
+    let no_writes = |resource: &str, name: &str| {
+        server.requests_matching(
+            &RequestMatcher::writes()
+                .resource(resource)
+                .namespace(NS)
+                .name(name),
+        )
+    };
+    assert_eq!(no_writes("services", "hello"), vec![]);
+    assert_eq!(no_writes("deployments", "again"), vec![]);
+    assert_eq!(
+        server.get(&ResourceKey::of::<Service>(), Some(NS), "hello"),
+        Some(foreign)
+    );
+    assert_eq!(
+        server.get(&ResourceKey::of::<Deployment>(), Some(NS), "again"),
+        Some(leftover)
+    );
+    // The app's own Deployment (no conflict there) was created: a refusal stops only at the
+    // object in the way.
+    assert!(deployment(&server, "hello").is_some());
+
+    // Once the objects in the way are gone (the leftover first: the test server collects
+    // garbage on every delete, as the real collector would have by then), the apps converge
+    // without any other trigger.
+    server
+        .delete(&ResourceKey::of::<Deployment>(), Some(NS), "again")
+        .unwrap();
+    server
+        .delete(&ResourceKey::of::<Service>(), Some(NS), "hello")
+        .unwrap();
+    wait("both converge", || {
+        ["hello", "again"].iter().all(|name| {
+            ready_reason(&spinapp(&server, name))
+                == Some(("False".into(), "DeploymentUnavailable".into()))
+        })
+    })
+    .await;
+    let svc = server.get_as::<Service>(Some(NS), "hello").unwrap();
+    assert_eq!(
+        svc.owner_references()[0].uid,
+        spinapp(&server, "hello").uid().unwrap()
+    );
+    let d = deployment(&server, "again").unwrap();
+    assert_eq!(
+        d.owner_references()[0].uid,
+        spinapp(&server, "again").uid().unwrap()
+    );
+    assert_requests_covered(&server.requests());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_another_manager_made_for_the_same_app_uid_are_adopted() {
+    // What upstream leaves behind when switching operators: children owned by the same SpinApp
+    // object, written by another field manager, not carrying our labels yet.
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    let created = server.put(app("hello", "containerd-shim-spin"));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    server.put(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hello", "namespace": NS,
+            "ownerReferences": [{"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+                "name": "hello", "uid": uid, "controller": true}]},
+        "spec": {"selector": {"upstream": "selector"}, "ports": [{"port": 80}]}
+    }));
+    let running = start(&server);
+    wait("the Service is adopted and updated", || {
+        server
+            .get_as::<Service>(Some(NS), "hello")
+            .and_then(|s| s.spec?.selector)
+            .is_some_and(|s| s.contains_key(&app_status_label("hello")))
+    })
+    .await;
+    assert_eq!(running.metrics.reconcile_count("spinapp", "not_owned"), 0);
+    running.stop().await;
 }

@@ -64,7 +64,7 @@ fn chart_app_version_is_the_crate_version() {
 /// template reads.
 fn permission_json(p: &spin_operator::rbac::Permission) -> serde_json::Value {
     use spin_operator::rbac::Scope;
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "group": p.group,
         "resource": p.rbac_resource(),
         "verbs": p.verbs,
@@ -74,7 +74,11 @@ fn permission_json(p: &spin_operator::rbac::Permission) -> serde_json::Value {
             Scope::OperatorNamespace => "namespace",
         },
         "reason": p.reason,
-    })
+    });
+    if !p.resource_names.is_empty() {
+        json["resourceNames"] = serde_json::json!(p.resource_names);
+    }
+    json
 }
 
 #[test]

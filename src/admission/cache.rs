@@ -1,5 +1,6 @@
-//! [`Lookup`] answered from watched caches (kube reflectors), so an admission request never
-//! calls the API server: the stores are filled by long-running watches started once.
+//! [`Lookup`] answered from watched caches (kube reflectors), so an admission request answered
+//! from them never calls the API server: the stores are filled by long-running watches started
+//! once. (Only an executor a SpinApp review misses is fetched: `executor_fetch`.)
 //!
 //! - SpinAppExecutors: typed, full spec (the rules read `createDeployment`, `deploymentConfig`).
 //! - SpinApps: untyped and stripped to `spec.executor`. Only the executor DELETE check reads
@@ -9,8 +10,9 @@
 //!   ([`Names`]), for the "referenced object missing" warnings. Metadata-only keeps the API
 //!   server from sending secret data at all, and nothing else of the metadata is kept (labels,
 //!   annotations such as `kubectl.kubernetes.io/last-applied-configuration`, which for a Secret
-//!   contains its data). Can be turned off ([`CacheConfig::watch_references`]); presence is
-//!   then [`Presence::Unknown`] and no warning is raised.
+//!   contains its data). Can be turned off ([`CacheConfig::watch_references`]), or for Secrets
+//!   only ([`CacheConfig::watch_secrets`]); presence is then [`Presence::Unknown`] and no
+//!   warning is raised.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +36,10 @@ use super::presence::Names;
 pub struct CacheConfig {
     /// Watch Secret and ConfigMap metadata (in the watched namespaces) for presence warnings.
     pub watch_references: bool,
+    /// With `watch_references`, watch Secrets too. Off: whether a Secret exists is never told
+    /// (a "not found" warning would tell users who may not read Secrets which names exist);
+    /// Secret presence is then [`Presence::Unknown`] and ConfigMaps are still warned about.
+    pub watch_secrets: bool,
     /// Namespaces watched (one watch each); default all.
     pub namespaces: WatchNamespaces,
 }
@@ -42,6 +48,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             watch_references: true,
+            watch_secrets: true,
             namespaces: WatchNamespaces::all(),
         }
     }
@@ -75,8 +82,8 @@ pub fn spinapp_resource() -> ApiResource {
 pub fn stores(config: CacheConfig) -> (CachedLookup, CacheWriters) {
     let (executors, executors_w) = reflector::store();
     let (apps, apps_w) = store_with(spinapp_resource());
-    let names = || config.watch_references.then(Names::default);
-    let (secrets, config_maps) = (names(), names());
+    let names = |watched: bool| (config.watch_references && watched).then(Names::default);
+    let (secrets, config_maps) = (names(config.watch_secrets), names(true));
     let (secrets_w, config_maps_w) = (secrets.clone(), config_maps.clone());
     (
         CachedLookup {

@@ -16,10 +16,11 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use super::executor_fetch::{ExecutorFetch, Reviewing};
 use super::idle::Caller;
 use super::metrics::{AdmissionMetrics, Outcome};
 use super::review::{self, RawRequest, Rejection, Reviewed};
-use super::routes::{Action, ROUTES, Route};
+use super::routes::{Action, ROUTES, Route, WebhookResource};
 use super::view;
 use crate::inventory::Lookup;
 use crate::rules::{self, Decision, Options};
@@ -38,6 +39,8 @@ pub struct AdmissionState {
     pub lookup: Arc<dyn Lookup>,
     pub options: Options,
     pub metrics: AdmissionMetrics,
+    /// Fetches an executor a SpinApp review missed in the cache (`run`); none: cache only.
+    pub executor_fetch: Option<ExecutorFetch>,
 }
 
 impl AdmissionState {
@@ -46,7 +49,14 @@ impl AdmissionState {
             lookup,
             options,
             metrics,
+            executor_fetch: None,
         }
+    }
+
+    /// This state, fetching executors the cache misses with `fetch`.
+    pub fn with_executor_fetch(mut self, fetch: ExecutorFetch) -> Self {
+        self.executor_fetch = Some(fetch);
+        self
     }
 }
 
@@ -61,7 +71,7 @@ pub fn router(state: AdmissionState) -> Router {
                       caller: Option<Extension<Caller>>,
                       body: Bytes| async move {
                     let caller = caller.map(|Extension(c)| c).unwrap_or_default();
-                    with_caller(caller, || handle(&state, route, &body))
+                    handle_fetching(&state, route, &body, caller).await
                 },
             ),
         );
@@ -105,7 +115,7 @@ fn json_response(response: AdmissionResponse) -> Response<Body> {
     }
 }
 
-fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
+pub(super) fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
     let started = Instant::now();
     if let Some(response) = handle_view(state, route, body, started) {
         return response;
@@ -301,7 +311,7 @@ std::thread_local! {
 }
 
 /// Runs `f` with `caller` as the audit line's caller, on this thread only.
-fn with_caller<T>(caller: Caller, f: impl FnOnce() -> T) -> T {
+pub(super) fn with_caller<T>(caller: Caller, f: impl FnOnce() -> T) -> T {
     let previous = CALLER.with(|c| c.replace(caller));
     let out = f();
     CALLER.with(|c| c.set(previous));
@@ -329,6 +339,44 @@ fn log_decision<R: Reviewed>(route: &Route, req: &R, decision: &Decision, outcom
         dry_run = req.dry_run(),
         "admission decision"
     );
+}
+
+/// Decides a review; a SpinApp review that missed its executor in the cache is decided again
+/// with the executor fetched (when it exists).
+async fn handle_fetching(
+    state: &AdmissionState,
+    route: &'static Route,
+    body: &[u8],
+    caller: Caller,
+) -> Response {
+    let handle = |state: &AdmissionState| with_caller(caller, || handle(state, route, body));
+    let Some(fetch) = state
+        .executor_fetch
+        .as_ref()
+        .filter(|_| route.resource == WebhookResource::SpinApps)
+    else {
+        return handle(state);
+    };
+    let first = Arc::new(Reviewing::new(state.lookup.clone(), None));
+    let response = handle(&state.with_lookup(first.clone()));
+    let Some((namespace, name)) = first.missed() else {
+        return response;
+    };
+    let Some(executor) = fetch.get(&namespace, &name).await else {
+        return response;
+    };
+    tracing::debug!(%namespace, executor = %name, "executor fetched for a review; deciding again");
+    let again = Reviewing::new(state.lookup.clone(), Some(executor));
+    handle(&state.with_lookup(Arc::new(again)))
+}
+
+impl AdmissionState {
+    fn with_lookup(&self, lookup: Arc<dyn Lookup>) -> AdmissionState {
+        AdmissionState {
+            lookup,
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

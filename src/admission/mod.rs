@@ -7,12 +7,14 @@
 //! - [`server`]: the accept loop (TLS or plain HTTP) with a handshake budget per peer, idle
 //!   timeout, eviction at the connection cap and graceful drain (rustls configuration and
 //!   certificates come from [`crate::tls`]).
-//! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per request).
+//! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per
+//!   request answered from them); [`executor_fetch`]: one GET for an executor a review missed.
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
 
 pub mod cache;
 pub mod config;
+pub mod executor_fetch;
 pub mod handler;
 pub mod health;
 mod idle;

@@ -55,15 +55,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn write(dir: &Path, name: &str, contents: &str, secret: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = dir.join(name);
+    let mode = if secret { 0o600 } else { 0o644 };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(if secret { 0o600 } else { 0o644 })
+        .mode(mode)
         .open(&path)
         .with_context(|| format!("writing {}", path.display()))?;
+    // `mode` applies to a new file only: an existing key file (say 0644 from an older run or a
+    // copy) gets 0600 too, before the key is written into it.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
     file.write_all(contents.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spin_operator::admission::cache::{self, CacheConfig};
+use spin_operator::admission::executor_fetch::ExecutorFetch;
 use spin_operator::admission::health::{METRICS_PATH, MetricsAuth};
 use spin_operator::admission::{
     AdmissionState, HttpsServer, Readiness, ReadinessCheck, Server, ServerLimits, health_router,
@@ -69,6 +70,11 @@ pub struct Args {
     /// Do not watch Secret/ConfigMap metadata; "referenced object missing" warnings are then off.
     #[arg(long, env = "SPIN_OPERATOR_SKIP_REFERENCE_WATCH")]
     pub skip_reference_watch: bool,
+    /// Never tell admission users whether a Secret exists: no "referenced Secret not found"
+    /// warnings, and the webhooks do not watch Secrets (ConfigMap warnings stay). For clusters
+    /// where users who create SpinApps may not read Secrets.
+    #[arg(long, env = "SPIN_OPERATOR_HIDE_SECRET_EXISTENCE")]
+    pub hide_secret_existence: bool,
     /// Do not serve the admission webhooks.
     #[arg(long, env = "SPIN_OPERATOR_DISABLE_WEBHOOKS")]
     pub disable_webhooks: bool,
@@ -468,8 +474,10 @@ async fn start_webhooks(
     }
     let tls = Arc::new(tls::server_config_with(resolver, &tls_options)?);
 
+    let fetch = ExecutorFetch::new(client.clone());
     let (lookup, writers) = cache::stores(CacheConfig {
         watch_references: !args.skip_reference_watch,
+        watch_secrets: !args.hide_secret_existence,
         namespaces: args.namespaces()?,
     });
     let stop = shutdown.wait();
@@ -501,7 +509,10 @@ async fn start_webhooks(
             allow_missing_executor: args.allow_missing_executor,
         },
         metrics.admission.clone().unwrap_or_default(),
-    );
+    )
+    // An executor created a moment before its app (`kubectl apply -f dir/`) may not be in the
+    // cache yet: fetched once on a miss.
+    .with_executor_fetch(fetch);
     let server =
         HttpsServer::bind(args.webhook_addr, tls, router(state), args.server_limits()).await?;
     tracing::info!(addr = %server.local_addr()?, "admission webhook server listening");

@@ -41,6 +41,17 @@ pub enum ControllerError {
         /// Names of (up to a few of) those apps.
         apps: String,
     },
+    /// A child's name is taken by an object this SpinApp does not own: nothing was written
+    /// (see `ownership`). Retried with backoff: the object may not be watched.
+    #[error("{kind} {name} exists and is not owned by this SpinApp: {reason}")]
+    NotOwned {
+        /// Kind of the object.
+        kind: &'static str,
+        /// namespace/name of the object.
+        name: String,
+        /// Why it is not the app's.
+        reason: super::ownership::NotOwned,
+    },
     /// The finalizer helper failed (adding/removing the finalizer or the cleanup itself).
     #[error("executor finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<ControllerError>>),
@@ -74,6 +85,7 @@ impl ControllerError {
             ControllerError::Serialize { .. } => "serialize_error",
             ControllerError::Decode { .. } => "decode_error",
             ControllerError::ExecutorInUse { .. } => "deletion_blocked",
+            ControllerError::NotOwned { .. } => "not_owned",
             ControllerError::Finalizer(_) => "finalizer_error",
             ControllerError::LeaseTimeout(_) => "lease_timeout",
             ControllerError::Stopped(_) => "stopped",

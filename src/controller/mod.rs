@@ -15,6 +15,7 @@ pub mod in_flight;
 pub mod index;
 pub mod leader;
 mod metrics;
+pub mod ownership;
 pub mod slim;
 pub mod spinapp;
 pub mod status;

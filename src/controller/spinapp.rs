@@ -25,6 +25,7 @@ use super::fetched::Fetched;
 use super::in_flight::InFlight;
 use super::index::{Index, IndexKey, ObjectKey};
 use super::metrics::Metrics;
+use super::ownership;
 use super::slim::Slim;
 use super::status::{self, Observed, Readiness};
 use crate::api::{APP_NAME_LABEL, FIELD_MANAGER, SpinApp, SpinAppExecutor};
@@ -302,7 +303,10 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
                 service_name: None,
                 selector,
                 failure: Some(Readiness::failed(
-                    status::REASON_APPLY_FAILED,
+                    match e {
+                        ControllerError::NotOwned { .. } => status::REASON_CHILD_NOT_OWNED,
+                        _ => status::REASON_APPLY_FAILED,
+                    },
                     e.to_string(),
                 )),
             };
@@ -359,14 +363,19 @@ fn decoded<K>(obj: &Slim<K>) -> Result<K, ControllerError>
 where
     K: Resource<DynamicType = ()> + DeserializeOwned,
 {
-    obj.to_typed().map_err(|_| ControllerError::Decode {
+    obj.to_typed().map_err(|_| decode_error::<K>(&obj.metadata))
+}
+
+/// The error for a cached object of kind `K` that does not decode.
+fn decode_error<K: Resource<DynamicType = ()>>(meta: &ObjectMeta) -> ControllerError {
+    ControllerError::Decode {
         kind: K::kind(&()).into_owned(),
         name: format!(
             "{}/{}",
-            obj.metadata.namespace.as_deref().unwrap_or_default(),
-            obj.metadata.name.as_deref().unwrap_or_default()
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
         ),
-    })
+    }
 }
 
 struct Applied {
@@ -394,6 +403,7 @@ async fn apply_children(
                 .entry(APP_NAME_LABEL.to_string())
                 .or_insert_with(|| name.to_string());
             let applied = apply_if_changed(
+                app,
                 ctx,
                 &ctx.child_secrets,
                 &ctx.in_flight.children,
@@ -414,6 +424,7 @@ async fn apply_children(
     let deployment = match children.deployment {
         Some(d) => Some(
             apply_if_changed(
+                app,
                 ctx,
                 &ctx.deployments,
                 &ctx.in_flight.children,
@@ -431,6 +442,7 @@ async fn apply_children(
     };
 
     let service = apply_if_changed(
+        app,
         ctx,
         &ctx.services,
         &ctx.in_flight.children,
@@ -477,6 +489,7 @@ where
 /// Server-side applies `desired` unless the cached live object already matches it, or this
 /// replica applied the same content moments ago and the cache has not caught up yet.
 async fn apply_if_changed<K>(
+    app: &SpinApp,
     ctx: &Context,
     store: &Store<Slim<K>>,
     in_flight: &InFlight<()>,
@@ -521,6 +534,28 @@ where
         });
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    // `force` takes over whatever exists under this name: write only what this app owns. The
+    // cache holds labelled objects only, so one it lacks is looked up (once, before creating).
+    let existing_owners = match &live {
+        Some(live) => Some(
+            live.owner_references()
+                .map_err(|_| decode_error::<K>(&live.metadata))?,
+        ),
+        None => match api.get_metadata_opt(&name).await {
+            Ok(found) => found.map(|obj| obj.metadata.owner_references.unwrap_or_default()),
+            Err(e) => return Err(ControllerError::api(format!("get {kind} {ns}/{name}"), e)),
+        },
+    };
+    if let Some(owners) = existing_owners
+        && let Err(reason) = ownership::check(&owners, app)
+    {
+        in_flight.forget(&key);
+        return Err(ControllerError::NotOwned {
+            kind,
+            name: format!("{ns}/{name}"),
+            reason,
+        });
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     tracing::info!(kind, namespace = ns, name = %name, "applying");
     match api.patch(&name, &params, &Patch::Apply(&stamped)).await {

@@ -22,6 +22,8 @@ pub const REASON_DEPLOYMENT_UNAVAILABLE: &str = "DeploymentUnavailable";
 pub const REASON_EXECUTOR_NOT_FOUND: &str = "ExecutorNotFound";
 /// Ready reason when applying or deleting a child failed.
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+/// Ready reason when a child's name is taken by an object the app does not own.
+pub const REASON_CHILD_NOT_OWNED: &str = "ChildNotOwned";
 
 /// The Ready condition before timestamps are assigned.
 #[derive(Clone, Debug, PartialEq, Eq)]

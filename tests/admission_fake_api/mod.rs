@@ -107,3 +107,24 @@ pub fn fake_api(calls: Calls) -> axum::Router {
         }
     })
 }
+
+/// Posts `review` to `path` on the admission router; the AdmissionReview's `response`.
+pub async fn admit(app: &axum::Router, path: &str, review: &Value) -> Value {
+    use tower::ServiceExt;
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(review).unwrap()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    body["response"].clone()
+}

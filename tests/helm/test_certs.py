@@ -113,12 +113,13 @@ def test_self_signed_path() -> None:
     docs = render(SCENARIOS["self-signed"])
     args = operator_container(docs)["args"]
     assert "--self-signed" in args
-    # The operator writes its certificate: a writable in-memory dir at --cert-dir, no Secret mount.
-    volume = cert_volume(docs)
-    assert "secret" not in volume and volume["emptyDir"]["medium"] == "Memory"
-    assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
-    (mount,) = [m for m in operator_container(docs)["volumeMounts"] if m["name"] == "webhook-cert"]
-    assert mount["readOnly"] is False
+    # The operator keeps its certificate in the Secret and in memory and writes no file: no
+    # certificate volume (writable or not) and no --cert-dir.
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert "webhook-cert" not in {v["name"] for v in pod["volumes"]}
+    assert "webhook-cert" not in {m["name"] for m in operator_container(docs)["volumeMounts"]}
+    assert not [a for a in args if a.startswith("--cert-dir")], args
+    assert all(m.get("readOnly") or m["name"] == "tmp" for m in operator_container(docs)["volumeMounts"])
     assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
 
 

@@ -24,6 +24,8 @@ def parts_in_use(values: dict[str, Any]) -> set[str]:
     parts = {"webhooks"} if webhooks else set()
     if webhooks and values.get("webhooks", {}).get("watchReferences", True):
         parts.add("webhook-references")
+        if values.get("webhooks", {}).get("secretExistenceWarnings", True):
+            parts.add("webhook-secret-references")
     if values.get("controllers", {}).get("enabled", True):
         parts.add("controllers")
     if self_signed:
@@ -35,6 +37,7 @@ def parts_in_use(values: dict[str, Any]) -> set[str]:
 
 # The operator's default names in files/permissions.json; the chart grants the release's names.
 DEFAULT_NAMES = {
+    "spin-operator-leader": ("Lease", "-leader"),
     "spin-operator-webhook-cert": ("Secret", "-webhook-cert"),
     "spin-operator-mutating-webhook-configuration": ("MutatingWebhookConfiguration", "-mutating-webhook-configuration"),
     "spin-operator-validating-webhook-configuration": ("ValidatingWebhookConfiguration", "-validating-webhook-configuration"),
@@ -80,7 +83,7 @@ def rendered(docs: list[dict[str, Any]], kind: str, namespace: str | None = NAME
 
 
 def test_permission_lists_are_well_formed() -> None:
-    assert sorted(PERMISSIONS) == ["controllers", "metrics-auth", "self-signed", "webhook-references", "webhooks"]
+    assert sorted(PERMISSIONS) == ["controllers", "metrics-auth", "self-signed", "webhook-references", "webhook-secret-references", "webhooks"]
     for part, permissions in PERMISSIONS.items():
         assert permissions, part
         for p in permissions:
@@ -121,8 +124,10 @@ def test_self_signed_rbac_names_the_objects_of_the_release(release: str, overrid
     assert secret.startswith(one(docs, "Deployment")["metadata"]["name"])
     assert namespaced[("", "secrets", (secret,))] == {"get", "list", "watch", "update"}
     named = [key for key in {**cluster, **namespaced} if key[2]]
-    assert sorted(n for key in named for n in key[2]) == sorted([secret, args["mutating-webhook-configuration"], args["validating-webhook-configuration"]])
-    assert ("coordination.k8s.io", "leases", ()) in namespaced
+    lease = args["leader-election-lease"]
+    assert sorted(n for key in named for n in key[2]) == sorted([secret, args["mutating-webhook-configuration"], args["validating-webhook-configuration"], lease])
+    assert namespaced[("coordination.k8s.io", "leases", (lease,))] == {"get", "update"}
+    assert namespaced[("coordination.k8s.io", "leases", ())] == {"create"}
 
 
 def test_spinapp_finalizers_update_is_granted_with_the_controllers() -> None:
@@ -134,7 +139,9 @@ def test_spinapp_finalizers_update_is_granted_with_the_controllers() -> None:
 def test_self_signed_webhooks_only_can_elect_a_certificate_writer() -> None:
     # With the controllers off, `run --self-signed` still elects one replica to write the Secret.
     docs = render({**SCENARIOS["self-signed"], **SCENARIOS["webhooks-only"]})
-    assert rendered(docs, "Role")[("coordination.k8s.io", "leases", ())] == {"get", "create", "update"}
+    grants = rendered(docs, "Role")
+    assert grants[("coordination.k8s.io", "leases", ("spin-operator-leader",))] == {"get", "update"}
+    assert grants[("coordination.k8s.io", "leases", ())] == {"create"}
 
 
 def test_no_role_grants_write_access_beyond_the_code() -> None:
@@ -270,3 +277,27 @@ def test_metrics_auth_makes_the_service_monitor_send_a_token() -> None:
     assert "bearerTokenFile" not in endpoint
     (endpoint,) = one(render({"metrics": {"serviceMonitor": {"enabled": True}, "auth": {"enabled": True}}}), "ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@pytest.mark.parametrize("release", ["spin-operator", "tenant-a"])
+def test_the_lease_is_read_and_renewed_only_by_its_name(release: str) -> None:
+    # get/update are limited to the release's Lease (the one `run` is told to use); create cannot
+    # be limited by name in RBAC, so it is the only unnamed lease grant.
+    docs = render(name=release)
+    (lease,) = [a.removeprefix("--leader-election-lease=") for a in operator_container(docs)["args"]
+                if a.startswith("--leader-election-lease=")]
+    leases = {key: verbs for key, verbs in rendered(docs, "Role").items() if key[1] == "leases"}
+    assert leases == {("coordination.k8s.io", "leases", (lease,)): {"get", "update"},
+                      ("coordination.k8s.io", "leases", ()): {"create"}}
+
+
+def test_hiding_secret_existence_drops_the_webhooks_secret_watch() -> None:
+    hidden = {"webhooks": {"secretExistenceWarnings": False}, "controllers": {"enabled": False}}
+    docs = render(hidden)
+    assert "--hide-secret-existence" in operator_container(docs)["args"]
+    cluster = rendered(docs, "ClusterRole")
+    assert ("", "secrets", ()) not in cluster, cluster
+    assert cluster[("", "configmaps", ())] == {"list", "watch"}
+    shown = rendered(render({"controllers": {"enabled": False}}), "ClusterRole")
+    assert shown[("", "secrets", ())] == {"list", "watch"}
+    assert "--hide-secret-existence" not in operator_container(render())["args"]

@@ -87,16 +87,24 @@ or "self-signed" (the operator creates and rotates it). One place decides, every
 {{- end }}
 
 {{/*
-The objects the self-signed mode reads and writes by name, keyed by the operator's default name
-for each (the names files/permissions.json lists). The Deployment passes these names as `run`
-flags and the RBAC template swaps them into resourceNames, so both follow the release name.
+The objects the operator reads and writes by name (the leader Lease; the self-signed mode's
+Secret and webhook configurations), keyed by the operator's default name for each (the names
+files/permissions.json lists). The Deployment passes these names as `run` flags and the RBAC
+template swaps them into resourceNames, so both follow the release name.
 */}}
-{{- define "spin-operator.selfSignedNames" -}}
+{{- define "spin-operator.namedObjects" -}}
 {{- dict
+  "spin-operator-leader" (include "spin-operator.leaseName" .)
   "spin-operator-webhook-cert" (include "spin-operator.certSecretName" .)
   "spin-operator-mutating-webhook-configuration" (include "spin-operator.mutatingWebhookName" .)
   "spin-operator-validating-webhook-configuration" (include "spin-operator.validatingWebhookName" .)
   | toJson }}
+{{- end }}
+
+{{/* Name of the leader-election Lease: one per release, so operators sharing a namespace each
+elect their own leader. */}}
+{{- define "spin-operator.leaseName" -}}
+{{- printf "%s-leader" (include "spin-operator.fullname" .) }}
 {{- end }}
 
 {{/* Name of the Secret holding tls.crt/tls.key. */}}

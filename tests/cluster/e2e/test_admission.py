@@ -164,3 +164,21 @@ def test_scaffolded_manifests_are_admitted_by_the_api_server(cluster, namespace,
                              capture_output=True, text=True)
     assert refused.returncode != 0
     assert "spec.replicas: Invalid value: 0: must be greater than or equal to 1" in refused.stderr + refused.stdout
+
+
+def test_an_executor_and_its_app_applied_together_are_admitted(cluster, operator, tmp_path):
+    # `kubectl apply -f dir/` creates the executor, then the app a moment later, before the
+    # webhooks' watch may have delivered the executor: a cache miss fetches it once.
+    manifests = tmp_path / "together"
+    manifests.mkdir()
+    executors = [d for d in yaml.safe_load_all((EXAMPLES / "executors.yaml").read_text()) if d]
+    (manifests / "1-executor.yaml").write_text(yaml.safe_dump_all(executors))
+    (manifests / "2-app.yaml").write_text(yaml.safe_dump(spinapp("together", replicas=1)))
+    denied = []
+    for i in range(50):
+        ns = new_namespace(cluster, f"e2e-together-{i}", executors=False)
+        out = cluster.kubectl("apply", "-n", ns, "-f", str(manifests), check=False)
+        if out.returncode != 0:
+            denied.append((ns, out.stderr))
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+    assert denied == [], denied
