@@ -54,6 +54,11 @@ app.kubernetes.io/part-of: spin-operator
 {{- end }}
 {{- end }}
 
+{{/* The cluster DNS domain (kubernetesClusterDomain; the schema checks it). */}}
+{{- define "spin-operator.clusterDomain" -}}
+{{- .Values.kubernetesClusterDomain | default "cluster.local" }}
+{{- end }}
+
 {{- define "spin-operator.webhookServiceName" -}}
 {{- printf "%s-webhook" (include "spin-operator.fullname" .) }}
 {{- end }}
