@@ -4,7 +4,7 @@ enforces its policies in its watched namespaces only, never in its own release n
 namespaces or on objects its objectSelector leaves out.
 
 The chart is rendered by the real Helm CLI (`helm template`) and only its policies and bindings are
-applied (release `vap-tenant`), so the test needs no second operator. It lives in its own module:
+applied (release `vap-tenant-spin-operator`), so the test needs no second operator. It lives in its own module:
 test_admission_policy.py installs the repository's cluster-wide policies for its whole module,
 which would deny everywhere; its fixtures are torn down before this module starts.
 """
@@ -20,7 +20,7 @@ import yaml
 from conftest import new_namespace, spinapp
 from controlplane import CHART, REPO, ControlPlane, wait_until
 
-RELEASE = "vap-tenant"
+RELEASE = "vap-tenant-spin-operator"  # its fullname: object names are the release name
 KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 SKIP_LABEL = "vap-scope-test/skip"
 
