@@ -431,6 +431,10 @@ def test_switching_from_the_go_operator_and_back(go_cluster: ControlPlane) -> No
         assert admissions.failures(rollback_start, install_go_start) == []
         assert admissions.failures(probe_end, rollback_end) == []
         assert admissions.count(probe_end, rollback_end) >= 3
+        refused = admissions.failures(install_go_start, probe_end)
+        print(f"\nswitch: {admissions.count(switch_start, switch_end)} admissions, none refused; rollback: "
+              f"{len(refused)} of {admissions.count(install_go_start, probe_end)} refused in R3-R4 "
+              f"({probe_end - install_go_start:.1f} s)")
 
         wait_until("the Go operator to reconcile every app again",
                    lambda: go_operator_reconciled(cp, ns, rollback_since), timeout=120, interval=1)
