@@ -34,7 +34,7 @@ fn check_serving(cert: &Value) {
         .collect();
     assert_eq!(
         names,
-        service_dns_names("spin-operator-webhook", "spin-operator")
+        service_dns_names("spin-operator-webhook", "spin-operator", "cluster.local")
     );
     let usages = cert["spec"]["usages"].as_sequence().unwrap();
     assert!(usages.iter().any(|u| u == "server auth"));

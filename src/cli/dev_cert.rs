@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use spin_operator::tls::selfsigned::{Lifetimes, generate, service_dns_names};
+use spin_operator::tls::selfsigned::{
+    DEFAULT_CLUSTER_DOMAIN, Lifetimes, generate, service_dns_names,
+};
 use spin_operator::tls::{CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 
 /// Arguments of `spin-operator dev-cert`.
@@ -31,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut names = service_dns_names(&args.service, &args.namespace);
+    let mut names = service_dns_names(&args.service, &args.namespace, DEFAULT_CLUSTER_DOMAIN);
     names.extend(args.names);
     let lifetimes = Lifetimes {
         serving: Duration::from_secs(args.days * 86_400),

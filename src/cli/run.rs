@@ -95,6 +95,15 @@ pub struct Args {
         default_value = "spin-operator-webhook"
     )]
     pub webhook_service: String,
+    /// Cluster DNS domain: the self-signed certificate also names
+    /// `<service>.<namespace>.svc.<domain>` (chart value `kubernetesClusterDomain`).
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_CLUSTER_DOMAIN",
+        default_value = spin_operator::tls::selfsigned::DEFAULT_CLUSTER_DOMAIN,
+        value_parser = cluster_domain
+    )]
+    pub cluster_domain: String,
     /// Namespace of the operator (webhook Service, certificate Secret, leader Lease).
     #[arg(long, env = "POD_NAMESPACE", default_value = "spin-operator")]
     pub namespace: String,
@@ -368,6 +377,12 @@ fn name_lease(config: &mut ControllerConfig, args: &Args) {
 }
 
 /// A Lease name: a DNS-1123 subdomain (lowercase alphanumerics, '-' and '.', at most 253).
+fn cluster_domain(s: &str) -> Result<String, String> {
+    spin_operator::rules::names::dns1123_subdomain(s)
+        .map(|()| s.to_string())
+        .map_err(|e| format!("{s:?} is not a valid cluster domain: {e}"))
+}
+
 fn lease_name(s: &str) -> Result<String, String> {
     let valid = !s.is_empty()
         && s.len() <= 253
@@ -446,6 +461,7 @@ async fn start_webhooks(
     if args.self_signed {
         let mut config = SelfSignedConfig::new(&args.webhook_service, &args.namespace);
         config.secret_name = args.webhook_secret.clone();
+        config.cluster_domain = args.cluster_domain.clone();
         config.mutating_webhook_configuration = Some(args.mutating_webhook_configuration.clone());
         config.validating_webhook_configuration =
             Some(args.validating_webhook_configuration.clone());
@@ -562,6 +578,21 @@ mod tests {
                 .unwrap_or_else(|| panic!("{bad:?} accepted"))
                 .to_string();
             assert!(err.contains("not a valid Lease name"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_domain_defaults_to_cluster_local_and_is_validated() {
+        let run = Run::try_parse_from(["run"]).unwrap();
+        assert_eq!(run.args.cluster_domain, "cluster.local");
+        let run = Run::try_parse_from(["run", "--cluster-domain=corp.example"]).unwrap();
+        assert_eq!(run.args.cluster_domain, "corp.example");
+        for bad in ["", "Corp.Example", "corp..example", "-corp"] {
+            let err = Run::try_parse_from(["run", &format!("--cluster-domain={bad}")])
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"))
+                .to_string();
+            assert!(err.contains("not a valid cluster domain"), "{bad:?}: {err}");
         }
     }
 }

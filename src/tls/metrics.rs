@@ -11,6 +11,10 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Help-text prefix of the old, unprefixed names, exported until the next release.
+const DEPRECATED: &str =
+    "Deprecated (removed in the next release), use spin_operator_webhook_certificate_*: ";
+
 /// Certificate expiry and reload outcomes. Cheap to clone (shared atomics).
 #[derive(Clone, Debug, Default)]
 pub struct TlsMetrics {
@@ -20,18 +24,26 @@ pub struct TlsMetrics {
 
 impl TlsMetrics {
     /// Create the metrics and register them into `registry`.
+    ///
+    /// Each metric is registered twice over the same atomics: as `spin_operator_webhook_certificate_*`
+    /// and, for one release, under its old unprefixed name (deprecated, see docs/metrics.md), so
+    /// dashboards and alerts can move over without a gap.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register(
-            "webhook_certificate_not_after_timestamp_seconds",
-            "NotAfter of the served webhook certificate, unix seconds",
-            m.not_after.clone(),
-        );
-        registry.register(
-            "webhook_certificate_reloads",
-            "Distinct certificate changes seen, by outcome (loaded or rejected)",
-            m.reloads.clone(),
-        );
+        for (prefix, deprecated) in [("spin_operator_", ""), ("", DEPRECATED)] {
+            registry.register(
+                format!("{prefix}webhook_certificate_not_after_timestamp_seconds"),
+                format!("{deprecated}NotAfter of the served webhook certificate, unix seconds"),
+                m.not_after.clone(),
+            );
+            registry.register(
+                format!("{prefix}webhook_certificate_reloads"),
+                format!(
+                    "{deprecated}Distinct certificate changes seen, by outcome (loaded or rejected)"
+                ),
+                m.reloads.clone(),
+            );
+        }
         // Both outcomes exist at 0 from the start, so `increase()` sees the first change.
         for outcome in ["loaded", "rejected"] {
             let _ = m.reloads.get_or_create(&OutcomeLabels { outcome });
@@ -74,7 +86,9 @@ mod tests {
         let metrics = TlsMetrics::register(&mut registry);
         let mut before = String::new();
         prometheus_client::encoding::text::encode(&mut before, &registry).unwrap();
-        assert!(before.contains("webhook_certificate_reloads_total{outcome=\"rejected\"} 0\n"));
+        assert!(before.contains(
+            "\nspin_operator_webhook_certificate_reloads_total{outcome=\"rejected\"} 0\n"
+        ));
         let resolver = ReloadingResolver::new(Some(metrics));
         let ck = rcgen::generate_simple_self_signed(vec!["m.example".to_string()]).unwrap();
         let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
@@ -85,13 +99,19 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let not_after = resolver.info().unwrap().not_after;
-        assert!(
-            text.contains(&format!(
-                "webhook_certificate_not_after_timestamp_seconds {not_after}\n"
-            )),
-            "{text}"
-        );
-        assert!(text.contains("webhook_certificate_reloads_total{outcome=\"loaded\"} 1\n"));
-        assert!(text.contains("webhook_certificate_reloads_total{outcome=\"rejected\"} 1\n"));
+        // The new names and, for one release, the deprecated old ones, with the same values.
+        for prefix in ["spin_operator_", ""] {
+            let lines = [
+                format!("\n{prefix}webhook_certificate_not_after_timestamp_seconds {not_after}\n"),
+                format!("\n{prefix}webhook_certificate_reloads_total{{outcome=\"loaded\"}} 1\n"),
+                format!("\n{prefix}webhook_certificate_reloads_total{{outcome=\"rejected\"}} 1\n"),
+            ];
+            for line in lines {
+                assert!(text.contains(&line), "{line} missing in\n{text}");
+            }
+        }
+        assert!(text.contains(
+            "# HELP webhook_certificate_reloads Deprecated (removed in the next release)"
+        ));
     }
 }

@@ -1,14 +1,17 @@
 """The ValidatingAdmissionPolicies (validatingAdmissionPolicy.enabled): off by default, and when
 on, the generated policies (files/webhooks/validating-admission-policy.yaml) with release names,
-the webhooks' namespace exclusions and the configured binding actions."""
+the webhooks' scope (namespaces, watchNamespaces, objectSelector) and the configured binding
+actions."""
 
 from __future__ import annotations
+
+import json
 
 import helm_python as helm
 import pytest
 import yaml
 
-from conftest import CHART, RELEASE, by_kind, chart, render
+from conftest import CHART, NAMESPACE, RELEASE, by_kind, chart, render
 
 KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 
@@ -47,6 +50,16 @@ def test_default_release_keeps_the_generated_names() -> None:
     assert sorted(names) == sorted(want)
 
 
+def webhook_scope(docs: list[dict]) -> tuple[dict, dict | None]:
+    """The namespaceSelector and objectSelector of the webhooks (all of them share one)."""
+    hooks = [w for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+             for d in by_kind(docs, kind) for w in d["webhooks"]]
+    assert hooks
+    scopes = {json.dumps([w["namespaceSelector"], w.get("objectSelector")], sort_keys=True) for w in hooks}
+    assert len(scopes) == 1, scopes
+    return tuple(json.loads(scopes.pop()))
+
+
 def test_actions_and_namespace_exclusions_come_from_values() -> None:
     docs = render(
         {
@@ -61,8 +74,44 @@ def test_actions_and_namespace_exclusions_come_from_values() -> None:
         assert binding["spec"]["validationActions"] == ["Warn", "Audit"]
     for policy in by_kind(docs, "ValidatingAdmissionPolicy"):
         expressions = policy["spec"]["matchConstraints"]["namespaceSelector"]["matchExpressions"]
-        assert expressions[0]["values"] == ["kube-system", "flux-system"]
+        # The release namespace is excluded as from the webhooks.
+        assert expressions[0]["values"] == ["kube-system", NAMESPACE, "flux-system"]
         assert expressions[1] == {"key": "tier", "operator": "NotIn", "values": ["system"]}
+
+
+SCOPES = {
+    "cluster-wide": {},
+    "tenant": {"watchNamespaces": ["team-b", "team-a"]},
+    "object-selector": {"webhooks": {"objectSelector": {"matchLabels": {"spin-operator/admit": "yes"}},
+                                     "excludeNamespaces": ["flux-system"]}},
+    "tenant-object-selector": {"watchNamespaces": ["team-a"],
+                               "webhooks": {"objectSelector": {"matchExpressions": [
+                                   {"key": "skip", "operator": "DoesNotExist"}]}}},
+}
+
+
+@pytest.mark.parametrize("scope", sorted(SCOPES))
+def test_bindings_match_what_the_webhooks_match(scope: str) -> None:
+    # A tenant install (watchNamespaces) or an objectSelector must not enforce the policies
+    # beyond what its webhooks see: the bindings carry the webhooks' selectors.
+    docs = render({"validatingAdmissionPolicy": {"enabled": True}, **SCOPES[scope]}, namespace="tenant-ops")
+    namespace_selector, object_selector = webhook_scope(docs)
+    bindings = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert len(bindings) == 2
+    for binding in bindings:
+        match = binding["spec"]["matchResources"]
+        assert match["namespaceSelector"] == namespace_selector
+        assert match.get("objectSelector") == object_selector
+    for policy in by_kind(docs, "ValidatingAdmissionPolicy"):
+        assert policy["spec"]["matchConstraints"]["namespaceSelector"] == namespace_selector
+    names = namespace_selector["matchExpressions"]
+    assert names[0] == {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                        "values": ["kube-system", "tenant-ops", *SCOPES[scope].get("webhooks", {}).get("excludeNamespaces", [])]}
+    watched = SCOPES[scope].get("watchNamespaces")
+    if watched:
+        assert names[1] == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(watched)}
+    else:
+        assert all(e["operator"] != "In" for e in names)
 
 
 @pytest.mark.parametrize(

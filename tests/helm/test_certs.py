@@ -8,7 +8,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from conftest import CA_BUNDLE, NAMESPACE, REPO, SCENARIOS, by_kind, one, operator_container, render, render_raw
+from conftest import CA_BUNDLE, NAMESPACE, RELEASE, REPO, SCENARIOS, by_kind, one, operator_container, render, render_raw
 
 CERT_MANAGER_KINDS = {"Issuer", "Certificate", "ClusterIssuer"}
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
@@ -165,3 +165,49 @@ def test_name_flags_only_in_self_signed_mode() -> None:
     for name in ("defaults", "existing-secret", "controllers-only"):
         args = operator_container(render(SCENARIOS[name]))["args"]
         assert not [a for a in args if a.startswith(("--webhook-secret", "--webhook-service", "--mutating-webhook", "--validating-webhook"))], name
+
+
+def serving_certificate(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (cert,) = [c for c in by_kind(docs, "Certificate") if not c["spec"].get("isCA")]
+    return cert
+
+
+def test_kubernetes_cluster_domain_names_the_fully_qualified_service() -> None:
+    custom = {"kubernetesClusterDomain": "corp.example"}
+    cert = serving_certificate(render(custom))
+    svc = f"{RELEASE}-webhook"
+    assert cert["spec"]["dnsNames"][-1] == f"{svc}.{NAMESPACE}.svc.corp.example"
+    assert not any(n.endswith("cluster.local") for n in cert["spec"]["dnsNames"])
+    # The self-signed mode issues the same names: the operator gets the domain as a flag.
+    args = operator_container(render({**custom, **SCENARIOS["self-signed"]}))["args"]
+    assert "--cluster-domain=corp.example" in args
+    assert "--cluster-domain=cluster.local" in operator_container(render(SCENARIOS["self-signed"]))["args"]
+    # Only the self-signed mode issues certificates in the operator.
+    assert not any(a.startswith("--cluster-domain") for a in operator_container(render(custom))["args"])
+    for bad in ("Corp.Example", "corp..example", ".corp", "corp example"):
+        with pytest.raises(Exception, match="kubernetesClusterDomain"):
+            render_raw({"kubernetesClusterDomain": bad})
+
+
+# The longest release name Helm accepts and the longest namespace name.
+LONGEST_RELEASE = "r" * 53
+LONGEST_NAMESPACE = "n" * 63
+
+
+@pytest.mark.parametrize("release,namespace", [(RELEASE, NAMESPACE), (LONGEST_RELEASE, LONGEST_NAMESPACE),
+                                               (LONGEST_RELEASE, "ns"), ("spin", LONGEST_NAMESPACE)])
+def test_cert_manager_common_names_fit_in_64_bytes(release: str, namespace: str) -> None:
+    # cert-manager refuses a Certificate whose commonName is over 64 bytes.
+    docs = render(namespace=namespace, name=release)
+    (svc,) = [s["metadata"]["name"] for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")]
+    cert = serving_certificate(docs)
+    short = f"{svc}.{namespace}.svc"
+    # The dnsNames carry every name the API server may call, whatever their length.
+    assert cert["spec"]["dnsNames"] == [svc, f"{svc}.{namespace}", short, f"{short}.cluster.local"]
+    if len(short) <= 64:
+        assert cert["spec"]["commonName"] == short
+    else:
+        assert "commonName" not in cert["spec"]
+    (ca,) = [c for c in by_kind(docs, "Certificate") if c["spec"].get("isCA")]
+    assert 0 < len(ca["spec"]["commonName"]) <= 64, ca["spec"]["commonName"]
+    assert ca["spec"]["commonName"].endswith("-webhook-ca")

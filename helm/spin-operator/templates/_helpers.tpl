@@ -54,6 +54,11 @@ app.kubernetes.io/part-of: spin-operator
 {{- end }}
 {{- end }}
 
+{{/* The cluster DNS domain (kubernetesClusterDomain; the schema checks it). */}}
+{{- define "spin-operator.clusterDomain" -}}
+{{- .Values.kubernetesClusterDomain | default "cluster.local" }}
+{{- end }}
+
 {{- define "spin-operator.webhookServiceName" -}}
 {{- printf "%s-webhook" (include "spin-operator.fullname" .) }}
 {{- end }}
@@ -158,21 +163,7 @@ sideEffects: None
 timeoutSeconds: {{ $values.timeoutSeconds }}
 matchPolicy: Equivalent
 namespaceSelector:
-  matchExpressions:
-    - key: kubernetes.io/metadata.name
-      operator: NotIn
-      values:
-        {{- toYaml (uniq (concat (list "kube-system" $ctx.Release.Namespace) $values.excludeNamespaces)) | nindent 8 }}
-    {{- with include "spin-operator.watchNamespaces" $ctx | fromJsonArray }}
-    # watchNamespaces: the operator caches and reconciles only these.
-    - key: kubernetes.io/metadata.name
-      operator: In
-      values:
-        {{- toYaml . | nindent 8 }}
-    {{- end }}
-    {{- with $values.namespaceSelectorExpressions }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+  {{- include "spin-operator.namespaceSelector" $ctx | nindent 2 }}
 {{- with $values.objectSelector }}
 objectSelector:
   {{- toYaml . | nindent 2 }}
@@ -186,6 +177,31 @@ objectSelector:
 matchConditions:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/*
+The namespaces this release's admission sees, as a namespaceSelector body: never kube-system, the
+release namespace or webhooks.excludeNamespaces; only watchNamespaces when set; and
+webhooks.namespaceSelectorExpressions. The webhooks and the ValidatingAdmissionPolicy bindings
+share it, so both enforce in exactly the same namespaces.
+*/}}
+{{- define "spin-operator.namespaceSelector" -}}
+{{- $values := .Values.webhooks -}}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- toYaml (uniq (concat (list "kube-system" .Release.Namespace) $values.excludeNamespaces)) | nindent 6 }}
+  {{- with include "spin-operator.watchNamespaces" . | fromJsonArray }}
+  # watchNamespaces: the operator caches and reconciles only these.
+  - key: kubernetes.io/metadata.name
+    operator: In
+    values:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
+  {{- with $values.namespaceSelectorExpressions }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{/*

@@ -15,7 +15,9 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::issue::{Lifetimes, Material, generate, renew, service_dns_names};
+use super::issue::{
+    DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, generate, renew, service_dns_names,
+};
 use crate::api::FIELD_MANAGER;
 use crate::tls::{CA_CERT_FILE, ReloadingResolver, TLS_CERT_FILE, TLS_KEY_FILE, TlsError};
 
@@ -28,6 +30,8 @@ pub struct SelfSignedConfig {
     /// Webhook Service name and namespace: the certificate's DNS names derive from them.
     pub service: String,
     pub namespace: String,
+    /// Cluster DNS domain of the fully qualified name (`<service>.<namespace>.svc.<domain>`).
+    pub cluster_domain: String,
     /// Secret (in `namespace`) holding CA and serving pair.
     pub secret_name: String,
     /// Our webhook configurations to patch; `None` skips one (e.g. a chart without it).
@@ -47,6 +51,7 @@ impl SelfSignedConfig {
         Self {
             service: service.into(),
             namespace: namespace.into(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             secret_name: "spin-operator-webhook-cert".to_string(),
             mutating_webhook_configuration: Some(
                 "spin-operator-mutating-webhook-configuration".to_string(),
@@ -60,7 +65,7 @@ impl SelfSignedConfig {
     }
 
     pub fn dns_names(&self) -> Vec<String> {
-        service_dns_names(&self.service, &self.namespace)
+        service_dns_names(&self.service, &self.namespace, &self.cluster_domain)
     }
 }
 

@@ -41,14 +41,34 @@ impl Default for Lifetimes {
     }
 }
 
-/// The names the API server may use to reach the webhook Service.
-pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
+/// The cluster DNS domain when none is configured (`--cluster-domain`, chart value
+/// `kubernetesClusterDomain`).
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// RFC 5280's upper bound for a certificate's commonName (cert-manager refuses longer ones).
+pub const COMMON_NAME_MAX: usize = 64;
+
+/// The names the API server may use to reach the webhook Service; the last one is fully
+/// qualified in `cluster_domain` (usually `cluster.local`).
+pub fn service_dns_names(service: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
     vec![
         service.to_string(),
         format!("{service}.{namespace}"),
         format!("{service}.{namespace}.svc"),
-        format!("{service}.{namespace}.svc.cluster.local"),
+        format!("{service}.{namespace}.svc.{cluster_domain}"),
     ]
+}
+
+/// The commonName of a serving certificate for `names`: the `<service>.<namespace>.svc` name
+/// (else the first) when it fits in [`COMMON_NAME_MAX`] bytes, else none. Clients verify the
+/// dNSNames only; the commonName is informational.
+pub fn common_name(names: &[String]) -> Option<&str> {
+    names
+        .iter()
+        .find(|n| n.ends_with(".svc"))
+        .or(names.first())
+        .map(String::as_str)
+        .filter(|cn| cn.len() <= COMMON_NAME_MAX)
 }
 
 /// A fresh CA and a serving certificate for `names`. `now` is unix seconds.
@@ -175,8 +195,8 @@ fn issue_serving(
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
     let mut dn = DistinguishedName::new();
-    if let Some(cn) = names.iter().find(|n| n.ends_with(".svc")).or(names.first()) {
-        dn.push(DnType::CommonName, cn.as_str());
+    if let Some(cn) = common_name(names) {
+        dn.push(DnType::CommonName, cn);
     }
     params.distinguished_name = dn;
     params.is_ca = IsCa::NoCa;
@@ -226,7 +246,7 @@ mod tests {
     const HOUR: u64 = 3600;
 
     fn names() -> Vec<String> {
-        service_dns_names("spin-operator-webhook", "spin-operator")
+        service_dns_names("spin-operator-webhook", "spin-operator", "cluster.local")
     }
 
     fn lifetimes() -> Lifetimes {
@@ -343,5 +363,39 @@ mod tests {
         let r = renew(&m, &wrong_names, now, lifetimes()).unwrap().unwrap();
         assert_eq!(r.ca_bundle_pem, m.ca_bundle_pem);
         assert!(verifies(&r.ca_bundle_pem, &r.cert_pem, "x.y.svc", now));
+    }
+
+    fn subject_cn(cert_pem: &str) -> Option<String> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let cn = cert.subject().iter_common_name().next();
+        cn.map(|cn| cn.as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn the_cluster_domain_names_the_fully_qualified_service() {
+        let names = service_dns_names("svc", "ns", "corp.example");
+        assert_eq!(names[3], "svc.ns.svc.corp.example");
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names, now, lifetimes()).unwrap();
+        assert!(verifies(&m.ca_bundle_pem, &m.cert_pem, &names[3], now));
+        assert_eq!(subject_cn(&m.cert_pem).as_deref(), Some("svc.ns.svc"));
+    }
+
+    #[test]
+    fn a_common_name_over_64_bytes_is_left_out() {
+        // The longest names a chart install produces: a 55-character service prefix and a
+        // 63-character namespace. Clients check the dNSNames, which carry every name.
+        let service = format!("{}-webhook", "r".repeat(47));
+        let names = service_dns_names(&service, &"n".repeat(63), "cluster.local");
+        assert!(names[2].len() > COMMON_NAME_MAX);
+        assert_eq!(common_name(&names), None);
+        let now = jiff::Timestamp::now().as_second();
+        let m = generate(&names, now, lifetimes()).unwrap();
+        assert_eq!(subject_cn(&m.cert_pem), None);
+        assert!(verifies(&m.ca_bundle_pem, &m.cert_pem, &names[2], now));
+        // Exactly 64 bytes still fits.
+        let names = vec![format!("{}.svc", "a".repeat(60))];
+        assert_eq!(common_name(&names), Some(names[0].as_str()));
     }
 }

@@ -11,4 +11,7 @@ mod follow;
 mod issue;
 
 pub use bootstrap::{SelfSigned, SelfSignedConfig, SyncOutcome};
-pub use issue::{Lifetimes, Material, generate, renew, service_dns_names};
+pub use issue::{
+    COMMON_NAME_MAX, DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, common_name, generate, renew,
+    service_dns_names,
+};

@@ -1,4 +1,4 @@
-"""The chart under a release name and namespace of a platform team's choosing, self-signed mode:
+"""The chart under the longest release and namespace names, self-signed mode:
 the operator runs with the chart's own arguments and ServiceAccount, so it can only work if the
 names the chart derives (Secret, webhook configurations, Service) and its RBAC resourceNames
 agree with each other and with the code."""
@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import pytest
 
 from conftest import apply, new_namespace, spinapp, wait_for
 from controlplane import ControlPlane, chart_operator, free_port, install_chart, start_operator, wait_for_webhooks
 
-RELEASE, NAMESPACE = "tenant-ops", "platform"
+# The longest release name Helm accepts (53) and the longest namespace name (63): the self-signed
+# certificate's <service>.<namespace>.svc is then over the 64-byte commonName limit, so it has no
+# commonName and the API server verifies it by its dNSNames.
+RELEASE, NAMESPACE = ("tenant-ops-" + "r" * 53)[:53], ("platform-" + "n" * 63)[:63]
+# The chart's object prefix: cut at 55 characters.
+FULLNAME = f"{RELEASE}-spin-operator"[:55].rstrip("-")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,7 @@ def renamed(bin_dir, tmp_path_factory):
 
 def test_self_signed_mode_works_under_another_release_name(renamed):
     cp, op, args = renamed
-    fullname = f"{RELEASE}-spin-operator"
+    fullname = FULLNAME
     assert f"--webhook-secret={fullname}-webhook-cert" in args, args
     wait_for_webhooks(cp)
     secret = cp.get_json("secret", f"{fullname}-webhook-cert", "-n", NAMESPACE)
@@ -42,6 +48,12 @@ def test_self_signed_mode_works_under_another_release_name(renamed):
         assert {w["clientConfig"]["caBundle"] for w in cfg["webhooks"]} == {ca}
         assert {w["clientConfig"]["service"]["namespace"] for w in cfg["webhooks"]} == {NAMESPACE}
     assert b"BEGIN CERTIFICATE" in base64.b64decode(ca)
+    # <service>.<namespace>.svc is over 64 bytes: no commonName, every name in the dNSNames.
+    assert len(f"{fullname}-webhook.{NAMESPACE}.svc") > 64
+    cert = subprocess.run(["openssl", "x509", "-noout", "-subject", "-ext", "subjectAltName"],
+                          input=base64.b64decode(secret["data"]["tls.crt"]), capture_output=True, check=True).stdout
+    assert b"CN" not in cert.split(b"\n")[0], cert
+    assert f"DNS:{fullname}-webhook.{NAMESPACE}.svc,".encode() in cert, cert
 
     ns = new_namespace(cp, "e2e-tenant")
     out = apply(cp, ns, spinapp("tenant-app", replicas=0), check=False)
