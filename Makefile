@@ -3,9 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz docs
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz docs release-check
 
-test: lint rust-test helm-test e2e-test
+test: lint release-check rust-test helm-test e2e-test
 
 lint:
 	cargo fmt --all -- --check
@@ -13,6 +13,11 @@ lint:
 
 rust-test:
 	cargo test --all-targets --locked
+
+# The GitHub workflows (.github/workflows/) checked here: actionlint (pinned, built from the Go
+# module proxy, cached) and `helm package` of the chart with the control plane's Helm.
+release-check: cluster-build
+	bash tools/release-check.sh
 
 # Python tools (real Helm v4 SDK, Kubernetes schemas) live in a project-local venv.
 $(VENV)/.installed: tests/helm/requirements.txt
