@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FIX: &str = "run `make docs` (or `cargo run -q -- docs configuration > docs/configuration.md`)";
+const FIX: &str =
+    "run `make docs` (or `cargo run -q -- docs configuration > docs/configuration.md`)";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +18,10 @@ fn operator(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run spin-operator");
-    assert!(out.status.success(), "spin-operator {args:?} failed: {out:?}");
+    assert!(
+        out.status.success(),
+        "spin-operator {args:?} failed: {out:?}"
+    );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
@@ -65,7 +69,12 @@ fn from_doc(doc: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     for line in section.lines().filter(|l| l.starts_with("| `--")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let flag = cells[1].trim_matches('`').trim_start_matches("--");
-        flags.insert(flag.split([' ', '<']).next().unwrap_or_default().to_string());
+        flags.insert(
+            flag.split([' ', '<'])
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
         if !cells[2].is_empty() {
             envs.insert(cells[2].trim_matches('`').to_string());
         }

@@ -54,10 +54,7 @@ pub const DIRECT_ENV: &[(&str, &str)] = &[
         "With `KUBERNETES_SERVICE_PORT`, set by the kubelet in every pod: the Kubernetes client \
          then uses the in-cluster configuration (the pod's ServiceAccount token and CA).",
     ),
-    (
-        "KUBERNETES_SERVICE_PORT",
-        "See `KUBERNETES_SERVICE_HOST`.",
-    ),
+    ("KUBERNETES_SERVICE_PORT", "See `KUBERNETES_SERVICE_HOST`."),
 ];
 
 pub fn run(args: Args, cli: &clap::Command) -> anyhow::Result<ExitCode> {
@@ -143,7 +140,11 @@ pub fn configuration(bin: &str, run: &clap::Command) -> String {
         if !values.is_empty() && arg.get_action().takes_values() {
             let _ = write!(description, " One of {}.", values.join("; "));
         }
-        let _ = writeln!(out, "| {flag} | {env} | {default} | {} |", cell(&description));
+        let _ = writeln!(
+            out,
+            "| {flag} | {env} | {default} | {} |",
+            cell(&description)
+        );
     }
     out.push_str(
         "\n## Environment variables read directly\n\n\
