@@ -44,7 +44,15 @@ fn from_help() -> (BTreeSet<String>, BTreeSet<String>) {
     let mut flags = BTreeSet::new();
     let mut envs = BTreeSet::new();
     for line in help.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("--").filter(|_| !line.starts_with("---")) {
+        // `-n, --name <N>` when a flag also has a short form.
+        let flag_line = match line.as_bytes() {
+            [b'-', short, b',', b' ', ..] if *short != b'-' => &line[4..],
+            _ => line,
+        };
+        if let Some(rest) = flag_line
+            .strip_prefix("--")
+            .filter(|_| !flag_line.starts_with("---"))
+        {
             let name = rest.split([' ', '=', '<']).next().unwrap_or_default();
             if name != "help" {
                 flags.insert(name.to_string());
