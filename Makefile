@@ -3,9 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz docs release-check
 
-test: lint rust-test helm-test e2e-test
+test: lint release-check rust-test helm-test e2e-test
 
 lint:
 	cargo fmt --all -- --check
@@ -13,6 +13,11 @@ lint:
 
 rust-test:
 	cargo test --all-targets --locked
+
+# The GitHub workflows (.github/workflows/) checked here: actionlint (pinned, built from the Go
+# module proxy, cached) and `helm package` of the chart with the control plane's Helm.
+release-check: cluster-build
+	bash tools/release-check.sh
 
 # Python tools (real Helm v4 SDK, Kubernetes schemas) live in a project-local venv.
 $(VENV)/.installed: tests/helm/requirements.txt
@@ -53,6 +58,15 @@ bench-cluster: $(VENV)/.installed cluster-build
 FUZZ_SECONDS ?= 120
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+# Regenerates the reference documents generated from the code: docs/configuration.md (from the
+# command-line definition of `spin-operator run`), the chart README's values table (from
+# values.yaml's `# --` comments) and docs/rbac.md's permission tables (from files/permissions.json).
+# Tests fail when any of them is stale (tests/configuration_doc.rs, tests/helm/test_docs.py).
+docs: $(VENV)/.installed
+	cargo build --quiet --locked --bin spin-operator
+	target/debug/spin-operator docs configuration > docs/configuration.md
+	$(PY) tools/chart_docs.py
 
 cluster-down:
 	python3 tests/cluster/controlplane.py down

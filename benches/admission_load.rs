@@ -14,7 +14,7 @@
 //! - `LOAD_TAIL=1` prints, per point, more latency percentiles, the server threads' preemptions,
 //!   and how long the server's and the load generator's threads were runnable but waited for a
 //!   CPU, per request.
-//! - What-ifs for the tail on the two shared cores (BENCHMARKS.md, run F): `LOAD_NICE=N` runs the
+//! - What-ifs for the tail on the two shared cores (docs/benchmarks-history.md, run F): `LOAD_NICE=N` runs the
 //!   load generator's threads at nice N, `LOAD_BATCH=1` as `SCHED_BATCH`; `SERVER_WORKERS`,
 //!   `SERVER_IO_EVENTS` and `SERVER_EVENT_INTERVAL` tune the server runtime (worker threads,
 //!   `max_io_events_per_tick`, `event_interval`); `TRIVIAL_SPIN_US=N` makes the trivial endpoint

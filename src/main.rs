@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
@@ -34,6 +34,9 @@ enum Command {
     /// Write a local dev CA and webhook serving pair (see certs/dev-cert.sh).
     #[command(hide = true)]
     DevCert(cli::dev_cert::Args),
+    /// Print a reference document generated from this binary (docs/configuration.md).
+    #[command(hide = true)]
+    Docs(cli::docs::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Render(args) => cli::render::run(args),
         Command::Scaffold(args) => cli::scaffold::run(args),
         Command::DevCert(args) => cli::dev_cert::run(args),
+        Command::Docs(args) => cli::docs::run(args, &Cli::command()),
         Command::Run(args) => {
             spin_operator::controller::heap::limit_arenas(
                 spin_operator::controller::heap::OPERATOR_ARENAS,

@@ -1,6 +1,7 @@
 //! Subcommands of the `spin-operator` binary. Thin: parsing, I/O and printing around the library.
 
 pub mod dev_cert;
+pub mod docs;
 pub mod render;
 pub mod rules;
 pub mod run;

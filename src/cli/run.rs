@@ -1,6 +1,6 @@
 //! `spin-operator run`: builds the shared pieces (kube client, shutdown signal, readiness,
-//! metrics registry), then starts the components: health server, admission webhooks and
-//! (later) the controllers. Every component gets the same shutdown signal and drains on it.
+//! metrics registry), then starts the components: health server, admission webhooks and the
+//! controllers. Every component gets the same shutdown signal and drains on it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! the same event within six minutes patched into the first one's `series` instead of creating
 //! another. Only the de-duplication memory differs. kube's `Recorder` keeps every Event object it
 //! published for six minutes and scans them all on each publish: about 27 MiB while 10,000 apps
-//! converge (BENCHMARKS.md). This keeps, per event, a 64-bit hash of its identity, the Event's
+//! converge (docs/benchmarks-history.md, run G). This keeps, per event, a 64-bit hash of its identity, the Event's
 //! name and its count, and drops expired entries at most once a minute.
 
 use std::collections::HashMap;

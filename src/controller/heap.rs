@@ -3,7 +3,7 @@
 //! glibc keeps memory freed by the program in its arenas and returns it only from the top of a
 //! heap. The initial lists of a large cluster allocate hundreds of MB transiently (response bodies,
 //! decoded pages) interleaved with the long-lived cache, so without this the operator's RSS stays
-//! at that peak (BENCHMARKS.md: 351 MiB after a restart with 10,000 apps vs 191 MiB converged).
+//! at that peak (docs/benchmarks-history.md: 351 MiB after a restart with 10,000 apps vs 191 MiB converged).
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ pub fn release_free_memory() {
 /// Caps glibc's malloc arenas at `arenas` (call before starting threads). glibc gives up to
 /// 8 per core, and every thread that ever allocated under contention gets its own: the
 /// long-lived cache ends up spread over many heaps with transient garbage between its
-/// objects, pages no trim can return (BENCHMARKS.md: RSS with 10,000 apps). Threads keep their
+/// objects, pages no trim can return (docs/benchmarks-history.md: RSS with 10,000 apps). Threads keep their
 /// own small-object caches (tcache), so few allocations take the arena lock.
 pub fn limit_arenas(arenas: i32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

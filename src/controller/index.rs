@@ -1,6 +1,6 @@
 //! Reverse indexes kept beside the reflector stores and fed by the same watch events, so watch
 //! mappers and the stale-Secret cleanup find the objects concerned directly instead of scanning
-//! every cached object (those scans made fleet convergence O(N²); see BENCHMARKS.md).
+//! every cached object (those scans made fleet convergence O(N²); see docs/benchmarks-history.md).
 //!
 //! An index maps each object to a set of [`IndexKey`]s (computed by a key function when the object
 //! is applied) and answers "which objects have this key". It follows the reflector's semantics: a

@@ -7,7 +7,7 @@
 //! deletion on every event; spec, status, data and the other metadata are decoded on demand
 //! ([`Slim::to_typed`], [`Slim::labels`]) by the one reconcile or index that needs them.
 //! Labels and annotations stay in the JSON too: a decoded `BTreeMap` costs a 544-byte node plus
-//! two allocations per entry, ~1 KB per object for the two maps (heaptrack, BENCHMARKS.md).
+//! two allocations per entry, ~1 KB per object for the two maps (heaptrack, docs/benchmarks-history.md).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

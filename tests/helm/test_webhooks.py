@@ -40,7 +40,7 @@ def test_routes_equal_the_server_route_table(kind: str) -> None:
 
 
 def test_spec_routes_are_all_there() -> None:
-    # The paths and operations the issue names, so an empty or truncated route table cannot pass.
+    # The paths and operations upstream's webhooks serve, so an empty or truncated route table cannot pass.
     docs = render()
     got = {**routes(one(docs, "MutatingWebhookConfiguration")), **routes(one(docs, "ValidatingWebhookConfiguration"))}
     by_path = {path: rules for path, rules in got.values()}
