@@ -112,6 +112,15 @@ PARTS: dict[str, tuple[str, str]] = {
         "The webhooks' warnings about referenced Secrets and ConfigMaps that do not exist (names only).",
         "`webhooks.watchReferences=false` (`--skip-reference-watch`); the warnings are then off.",
     ),
+    "webhook-secret-references": (
+        "The webhooks' warnings about referenced Secrets that do not exist (names only, never data).",
+        "`webhooks.secretExistenceWarnings=false` (`--hide-secret-existence`), or "
+        "`webhooks.watchReferences=false`: SpinApp authors are then never told whether a Secret name exists.",
+    ),
+    "metrics-auth": (
+        "Authentication and authorization of `/metrics` callers (TokenReview, SubjectAccessReview).",
+        "granted only with `metrics.auth.enabled=true` (`--metrics-auth`); off by default.",
+    ),
     "self-signed": (
         "The operator's own certificate (`--self-signed`): granted only when the chart runs it, i.e. "
         "with `certManager.enabled=false` and no `tls.existingSecret`.",
