@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test control plane from Go modules (kube-apiserver, kube-controller-manager, kubectl,
-# helm, etcd) and prints the directory holding them. The binaries are cached under a key made of
-# the pinned module versions, so only a change of go/*/go.{mod,sum} rebuilds them.
+# helm, etcd; go-containerregistry's crane and registry for the images) and prints the directory
+# holding them. The binaries are cached under a key made of the pinned module versions, so only a
+# change of go/*/go.{mod,sum} rebuilds them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 go_dir=$here/go
@@ -27,14 +28,19 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 helm_version=$(required helm.sh/helm/v4 "$go_dir/helm/go.mod")
 etcd_version=$(required go.etcd.io/etcd/server/v3 "$go_dir/etcd/go.mod")
+ggcr_version=$(required github.com/google/go-containerregistry "$go_dir/ggcr/go.mod")
 
 start=$(date +%s)
-echo "building kube-apiserver, kube-controller-manager, kubectl $k8s_version; helm $helm_version; etcd $etcd_version into $bin" >&2
+echo "building kube-apiserver, kube-controller-manager, kubectl $k8s_version; helm $helm_version; etcd $etcd_version;" \
+  "crane, registry $ggcr_version into $bin" >&2
 (cd "$go_dir/kube" && go build -trimpath -ldflags "$ldflags" -o "$bin/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
 (cd "$go_dir/helm" && go build -trimpath \
   -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$helm_version" -o "$bin/" helm.sh/helm/v4/cmd/helm)
 (cd "$go_dir/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
+(cd "$go_dir/ggcr" && go build -trimpath \
+  -ldflags "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$ggcr_version" -o "$bin/" \
+  github.com/google/go-containerregistry/cmd/crane github.com/google/go-containerregistry/cmd/registry)
 echo "control plane built in $(( $(date +%s) - start )) s" >&2
 touch "$bin/.complete"
 echo "$bin"
