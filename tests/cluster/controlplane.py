@@ -358,6 +358,21 @@ def install_chart(cp: ControlPlane, webhook_port: int, values: Mapping[str, Any]
             timeout=300)
 
 
+def install_chart_in_pods(cp: ControlPlane, values: Mapping[str, Any] | None = None, release: str = RELEASE,
+                          namespace: str = OPERATOR_NAMESPACE, upgrade: bool = False) -> None:
+    """`helm install --wait` the chart on the node, as a platform engineer would: the operator runs
+    in the chart's pods from the image `make image` builds, and the API server calls the webhooks
+    at the webhook Service's Endpoints (no ExternalName). Needs a control plane with a node."""
+    if cp.node is None:
+        raise ClusterError("install_chart_in_pods needs a control plane started with_node=True")
+    repository, tag = cp.node.push_operator_image()
+    base = {"image": {"repository": repository, "tag": tag}, "runtimeClass": {"enabled": True}}
+    values_file = cp.workdir / f"values-{release}.json"
+    values_file.write_text(json.dumps(_merge(base, dict(values or {}))))
+    cp.helm("upgrade" if upgrade else "install", release, str(CHART), "--namespace", namespace, "--create-namespace",
+            "-f", str(values_file), "--wait", "--timeout=5m", timeout=400)
+
+
 def chart_operator(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE) -> tuple[list[str], str]:
     """The `run` arguments and ServiceAccount of the chart's operator Deployment in `namespace`,
     so a local process runs as the chart would run it (addresses and cert dir are set locally)."""

@@ -56,6 +56,7 @@ from typing import Any, Sequence
 from procs import free_port, start_process, wait_until
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 
 NODE_NAME = "e2e-node"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -286,6 +287,20 @@ class Node:
         self.cp.add_process(start_process("kube-proxy", [
             *self.net.nsenter(), str(self.cp.bin_dir / "kube-proxy"), f"--config={self.dir / 'kube-proxy.json'}",
             "--v=1"], self.cp.workdir))
+
+    def push_operator_image(self, tag: str = "e2e") -> tuple[str, str]:
+        """`make image` (image/operator.sh, IMAGE_PROFILE=debug: the e2e tests' debug build, no second
+        compile) pushed to the node's registry; returns (repository, tag) as the chart takes them."""
+        script = REPO / "image" / "operator.sh"
+        if not script.exists():
+            raise NodeError(f"{script} is missing: the operator image is built by `make image`")
+        layout = self.dir / "operator-image"
+        env = dict(os.environ, IMAGE_PROFILE="debug", IMAGE_OUT=str(layout), IMAGE_PUSH="")
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=REPO, timeout=1800)
+        if out.returncode != 0:
+            raise NodeError(f"image/operator.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
+        run(str(self.cp.bin_dir / "crane"), "push", "--insecure", str(layout), f"{self.registry}/spin-operator:{tag}")
+        return f"{IMAGE_HOST}/spin-operator", tag
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run(str(self.cp.bin_dir / "ctr"), f"--address={self.containerd_socket}", "-n", "k8s.io", *args,
