@@ -11,9 +11,14 @@ the chart's webhook Service is made an ExternalName Service pointing at `localho
 (Endpoints may not point into 127.0.0.0/8). TLS is still verified against the Service's DNS name
 `<service>.<namespace>.svc`, as in a cluster.
 
-Usage as a program: `controlplane.py up [--dir DIR]` starts everything, installs the chart, runs
-the operator and returns (the processes keep running); `controlplane.py down [--dir DIR]` stops
-every process `up` started.
+With a node (`with_node=True`, `up --node`; node.py): kube-scheduler joins, kube-apiserver binds the
+host end of the node's link instead of loopback, and `up --node` installs the chart with
+`helm install --wait` so the operator runs in the chart's pods from `make image`'s image, its
+webhooks called at the webhook Service's Endpoints (no ExternalName).
+
+Usage as a program: `controlplane.py up [--node] [--dir DIR]` starts everything, installs the chart,
+runs the operator and returns (the processes keep running); `controlplane.py down [--dir DIR]` stops
+every process `up` started and removes the node's mounts, cgroups, namespace and routes.
 """
 
 from __future__ import annotations
@@ -450,12 +455,18 @@ def cmd_up(workdir: Path, with_node: bool = False) -> int:
           (", kube-scheduler and a node (containerd, kubelet, kube-proxy) ..." if with_node else " ..."), flush=True)
     cp = ControlPlane(workdir, bin_dir, with_node=with_node).start()
     try:
-        webhook_port = free_port()
-        print(f"helm install {RELEASE} ./helm/spin-operator (self-signed certificates) ...", flush=True)
-        install_chart(cp, webhook_port, {"certManager": {"enabled": False}})
-        print("starting the operator with the chart's ServiceAccount and arguments ...", flush=True)
-        args, service_account = chart_operator(cp)
-        start_operator(cp, "local", webhook_port, args, service_account=service_account)
+        if with_node and (REPO / "image" / "operator.sh").exists():
+            print(f"make image; helm install --wait {RELEASE} ./helm/spin-operator (self-signed certificates):"
+                  " the operator in the chart's pods ...", flush=True)
+            install_chart_in_pods(cp, {"certManager": {"enabled": False}})
+            wait_for_webhooks(cp)
+        else:
+            webhook_port = free_port()
+            print(f"helm install {RELEASE} ./helm/spin-operator (self-signed certificates) ...", flush=True)
+            install_chart(cp, webhook_port, {"certManager": {"enabled": False}})
+            print("starting the operator with the chart's ServiceAccount and arguments ...", flush=True)
+            args, service_account = chart_operator(cp)
+            start_operator(cp, "local", webhook_port, args, service_account=service_account)
     except BaseException:
         cp.stop()
         raise
