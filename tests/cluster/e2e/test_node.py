@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -132,17 +131,15 @@ def test_guard_clusterip_without_kube_proxy_is_unreachable_and_nothing_leaves(we
         run(*node.net.nsenter(), str(cp.bin_dir / "kube-proxy"), "--cleanup", f"--config={node.dir / 'kube-proxy.json'}")
         assert "KUBE-SERVICES" not in run(*node.net.nsenter(), "iptables-save", "-t", "nat").stdout
 
+        # "At once": refused by the local routing table (EHOSTUNREACH), not a packet sent and
+        # left unanswered (that would be a timeout).
         with socket.socket() as s:
             s.settimeout(10)
-            started = time.monotonic()
             code = s.connect_ex((cluster_ip, 80))
-            elapsed = time.monotonic() - started
         assert code == errno.EHOSTUNREACH, errno.errorcode.get(code, code)
         out = http_get_in_pod(cp, "client", cluster_ip, check=False)
         assert out.returncode != 0
         assert "No route to host" in out.stderr, out.stderr
-        # "At once": far below the 10 s connect timeout that a silently dropped packet would hit.
-        assert elapsed < 5, elapsed
 
         counters = run("iptables", "-t", "mangle", "-L", "POSTROUTING", "-n", "-v", "-x").stdout
         guard = [line.split() for line in counters.splitlines() if "spin-e2e-guard" in line]
