@@ -100,3 +100,41 @@ def test_examples_are_admitted_and_reconciled_by_the_pods(in_pods):
     wait_until("the operator in pods to create the app's Deployment", lambda: cp.kubectl(
         "get", "deployment", "-n", ns, "-o", "json", check=False).returncode == 0 and json.loads(cp.kubectl(
             "get", "deployment", "-n", ns, "-o", "json").stdout)["items"], timeout=90, interval=1)
+
+
+def evict(cp: ControlPlane, pod: str):
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": pod, "namespace": OPERATOR_NAMESPACE}}
+    return cp.kubectl("create", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{pod}/eviction", "-f", "-",
+                      input=json.dumps(eviction), check=False)
+
+
+def test_eviction_of_both_replicas_honours_the_pdb(in_pods):
+    """Through the Eviction API (what `kubectl drain` uses): the first replica goes, the second is
+    refused while the first's replacement is not Ready, and goes once it is."""
+    cp = in_pods
+    [pdb] = cp.get_json("pdb", "-n", OPERATOR_NAMESPACE)["items"]
+    name = pdb["metadata"]["name"]
+    wait_until("the PDB to allow one disruption", lambda: cp.get_json("pdb", name, "-n", OPERATOR_NAMESPACE)
+               ["status"].get("disruptionsAllowed") == 1, timeout=60, interval=0.5)
+    first, second = sorted(p["metadata"]["name"] for p in operator_pods(cp))
+    out = evict(cp, first)
+    assert out.returncode == 0, out.stderr
+    refused = evict(cp, second)
+    assert refused.returncode != 0
+    assert "disruption budget" in refused.stderr, refused.stderr
+
+    def replaced_and_ready() -> bool:
+        pods = operator_pods(cp)
+        names = {p["metadata"]["name"] for p in pods}
+        ready = [p for p in pods if p["metadata"].get("deletionTimestamp") is None
+                 and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        return first not in names and len(ready) == 2
+
+    wait_until("a Ready replacement for the evicted replica", replaced_and_ready, timeout=180, interval=1)
+    wait_until("the second eviction to be allowed", lambda: evict(cp, second).returncode == 0, timeout=60, interval=1)
+    wait_until("two Ready replicas again", lambda: cp.get_json(
+        "deployment", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+        ["status"].get("readyReplicas") == 2 and second not in {p["metadata"]["name"] for p in operator_pods(cp)},
+        timeout=180, interval=1)
+    wait_for_webhooks(cp)
