@@ -57,6 +57,7 @@ from procs import free_port, start_process, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+RUNC_SPIN = REPO / "image" / "spin-standin" / "runc-spin"
 
 NODE_NAME = "e2e-node"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -255,7 +256,8 @@ class Node:
         self.push_image(BUSYBOX_IMAGE, [build_busybox(self.dir)], cmd="sh")
 
         self._write_containerd_config()
-        env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+        env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                   SPIN_STANDIN_RUNC=str(bin_dir / "runc"))
         self.cp.add_process(start_process("containerd", [
             *self.net.nsenter(), str(bin_dir / "containerd"), f"--config={self.dir / 'containerd.toml'}"],
             self.cp.workdir, env))
@@ -291,16 +293,25 @@ class Node:
     def push_operator_image(self, tag: str = "e2e") -> tuple[str, str]:
         """`make image` (image/operator.sh, IMAGE_PROFILE=debug: the e2e tests' debug build, no second
         compile) pushed to the node's registry; returns (repository, tag) as the chart takes them."""
-        script = REPO / "image" / "operator.sh"
-        if not script.exists():
-            raise NodeError(f"{script} is missing: the operator image is built by `make image`")
-        layout = self.dir / "operator-image"
-        env = dict(os.environ, IMAGE_PROFILE="debug", IMAGE_OUT=str(layout), IMAGE_PUSH="")
-        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=REPO, timeout=1800)
+        return self._push_built("image/operator.sh", "spin-operator", tag, IMAGE_PROFILE="debug")
+
+    def push_app_image(self, tag: str = "v1") -> str:
+        """The stand-in Spin app image (image/spin-standin/build.sh) in the node's registry."""
+        repository, tag = self._push_built("image/spin-standin/build.sh", "spin-hello", tag)
+        return f"{repository}:{tag}"
+
+    def _push_built(self, script: str, name: str, tag: str, **env: str) -> tuple[str, str]:
+        """Run one of the repo's image scripts (an OCI layout made with crane) and push the layout."""
+        path = REPO / script
+        if not path.exists():
+            raise NodeError(f"{path} is missing (the images are built by `make image`)")
+        layout = self.dir / f"image-{name}"
+        proc_env = dict(os.environ, IMAGE_OUT=str(layout), IMAGE_PUSH="", **env)
+        out = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=proc_env, cwd=REPO, timeout=1800)
         if out.returncode != 0:
-            raise NodeError(f"image/operator.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
-        run(str(self.cp.bin_dir / "crane"), "push", "--insecure", str(layout), f"{self.registry}/spin-operator:{tag}")
-        return f"{IMAGE_HOST}/spin-operator", tag
+            raise NodeError(f"{script} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+        run(str(self.cp.bin_dir / "crane"), "push", "--insecure", str(layout), f"{self.registry}/{name}:{tag}")
+        return f"{IMAGE_HOST}/{name}", tag
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run(str(self.cp.bin_dir / "ctr"), f"--address={self.containerd_socket}", "-n", "k8s.io", *args,
@@ -343,13 +354,17 @@ class Node:
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
         }, indent=2))
-        runc = f"""
+        runc = """
           runtime_type = 'io.containerd.runc.v2'
-          [{{section}}.options]
-            BinaryName = '{self.cp.bin_dir / 'runc'}'
-            Root = '{self.run_dir / 'runc'}'
+          [{section}.options]
+            BinaryName = '{binary}'
+            Root = '{root}'
             SystemdCgroup = false
 """
+        plain = {"binary": self.cp.bin_dir / "runc", "root": self.run_dir / "runc"}
+        # image/spin-standin/runc-spin (branch image): runc that runs the stand-in app's entrypoint
+        # for the command "/" the operator renders for runtime-class executors, as the shim would.
+        spin = dict(plain, binary=RUNC_SPIN if RUNC_SPIN.exists() else plain["binary"])
         runtimes = "plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes"
         config = f"""version = 3
 root = '{self.dir / 'containerd'}'
@@ -372,9 +387,9 @@ state = '{self.run_dir / 'containerd'}'
   restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = 'runc'
-    [{runtimes}.runc]{runc.format(section=f'{runtimes}.runc')}
+    [{runtimes}.runc]{runc.format(section=f'{runtimes}.runc', **plain)}
     # Stand-in: the executors' RuntimeClass handler, run by runc instead of Spin's Wasm shim.
-    [{runtimes}.spin]{runc.format(section=f'{runtimes}.spin')}
+    [{runtimes}.spin]{runc.format(section=f'{runtimes}.spin', **spin)}
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['{self.cp.bin_dir / 'cni'}']
     conf_dir = '{cni_conf}'

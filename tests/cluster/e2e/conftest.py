@@ -25,6 +25,7 @@ from controlplane import (  # noqa: E402
     chart_operator,
     free_port,
     install_chart,
+    install_chart_in_pods,
     operator_binary,
     start_operator,
     wait_for_webhooks,
@@ -60,6 +61,16 @@ def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     finally:
         cp.stop()
         print(f"\nnode cluster logs: {cp.workdir / 'logs'}")
+
+
+@pytest.fixture(scope="session")
+def in_pods(node_cluster: ControlPlane) -> ControlPlane:
+    """The node cluster with the chart installed by `helm install --wait`: the operator in its pods."""
+    if not (REPO / "image" / "operator.sh").exists():
+        pytest.skip("image/operator.sh (`make image`) is not in this tree")
+    install_chart_in_pods(node_cluster, {"certManager": {"enabled": False}})
+    wait_for_webhooks(node_cluster)
+    return node_cluster
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,9 @@ from __future__ import annotations
 import json
 import urllib.request
 
-import pytest
-
 from conftest import EXAMPLES, apply, new_namespace, spinapp
-from controlplane import OPERATOR_NAMESPACE, RELEASE, REPO, ControlPlane, free_port, install_chart_in_pods, \
-    start_process, wait_for_webhooks, wait_until
-
-@pytest.fixture(scope="module")
-def in_pods(node_cluster: ControlPlane) -> ControlPlane:
-    if not (REPO / "image" / "operator.sh").exists():
-        pytest.skip("image/operator.sh (`make image`) is not in this tree")
-    install_chart_in_pods(node_cluster, {"certManager": {"enabled": False}})
-    wait_for_webhooks(node_cluster)
-    return node_cluster
-
+from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, start_process, wait_for_webhooks, \
+    wait_until
 
 def operator_pods(cp: ControlPlane) -> list[dict]:
     return cp.get_json("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
