@@ -4,6 +4,7 @@ app image (image/spin-standin: busybox httpd on Spin's port and health paths) un
 
 from __future__ import annotations
 
+import base64
 import urllib.request
 
 import pytest
@@ -84,3 +85,24 @@ def test_scale_spinapp_changes_running_pods(app):
         timeout=180, interval=1)
     wait_until("the SpinApp to report 2 ready replicas", lambda: cp.get_json("spinapp", "hello", "-n", ns)
                ["status"].get("readyReplicas") == 2, timeout=60, interval=1)
+
+
+def test_runtime_config_and_ca_bundle_are_mounted_where_spin_reads_them(app):
+    cp, ns = app
+    runtime_config = '[key_value_store.default]\ntype = "spin"\npath = "/tmp/kv.db"\n'
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "rc"}, "type": "Opaque",
+              "stringData": {"runtime-config.toml": runtime_config}}
+    configured = spinapp("configured", image=cp.get_json("spinapp", "hello", "-n", ns)["spec"]["image"], replicas=1,
+                         runtimeConfig={"loadFromSecret": "rc"})
+    apply(cp, ns, secret, configured)
+    wait_until("the configured SpinApp ready", lambda: cp.get_json("spinapp", "configured", "-n", ns)
+               .get("status", {}).get("readyReplicas") == 1, timeout=180, interval=1)
+    [pod] = [p for p in cp.get_json("pods", "-n", ns, "-l", "core.spinkube.dev/app-name=configured")["items"]
+             if p["metadata"].get("deletionTimestamp") is None]
+    name = pod["metadata"]["name"]
+    assert cp.kubectl("exec", name, "-n", ns, "--", "cat", "/runtime-config.toml").stdout == runtime_config
+    ca_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "spin-ca")
+    ca_secret = cp.get_json("secret", ca_volume["secret"]["secretName"], "-n", ns)
+    in_pod = cp.kubectl("exec", name, "-n", ns, "--", "cat", "/etc/ssl/certs/ca-certificates.crt").stdout
+    assert in_pod == base64.b64decode(ca_secret["data"]["ca-certificates.crt"]).decode()
+    assert "BEGIN CERTIFICATE" in in_pod
