@@ -8,11 +8,13 @@ import json
 import urllib.request
 
 from conftest import EXAMPLES, apply, new_namespace, spinapp
-from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, start_process, wait_for_webhooks, \
-    wait_until
+from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, install_chart_in_pods, start_process, \
+    wait_for_webhooks, wait_until
 
 def operator_pods(cp: ControlPlane) -> list[dict]:
-    return cp.get_json("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
+    """The operator's pods, without those already terminating."""
+    pods = cp.get_json("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
+    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
 
 
 def test_helm_install_wait_gives_two_ready_replicas_from_the_image(in_pods):
@@ -89,6 +91,28 @@ def test_examples_are_admitted_and_reconciled_by_the_pods(in_pods):
     wait_until("the operator in pods to create the app's Deployment", lambda: cp.kubectl(
         "get", "deployment", "-n", ns, "-o", "json", check=False).returncode == 0 and json.loads(cp.kubectl(
             "get", "deployment", "-n", ns, "-o", "json").stdout)["items"], timeout=90, interval=1)
+
+
+def test_helm_upgrade_rolls_the_pods_and_rollback_restores_them(in_pods):
+    """A `helm upgrade --wait` that changes the pod template rolls both replicas; `helm rollback
+    --wait` brings the first template back. (No earlier chart version exists to upgrade from.)"""
+    cp = in_pods
+    before = {p["metadata"]["name"] for p in operator_pods(cp)}
+    values = json.loads((cp.workdir / f"values-{RELEASE}.json").read_text())
+    install_chart_in_pods(cp, {**values, "logLevel": "debug"}, upgrade=True)
+    pods = operator_pods(cp)
+    assert not before & {p["metadata"]["name"] for p in pods}
+    assert {e["value"] for p in pods for e in p["spec"]["containers"][0].get("env", [])
+            if e["name"] == "RUST_LOG"} == {"debug"}
+    wait_for_webhooks(cp)
+    cp.helm("rollback", RELEASE, "1", "-n", OPERATOR_NAMESPACE, "--wait", "--timeout=5m", timeout=400)
+    wait_until("the rolled-back pods alone", lambda: {e["value"] for p in operator_pods(cp)
+                                                       for e in p["spec"]["containers"][0].get("env", [])
+                                                       if e["name"] == "RUST_LOG"} == {"info"}
+               and len(operator_pods(cp)) == 2, timeout=180, interval=1)
+    history = json.loads(cp.helm("history", RELEASE, "-n", OPERATOR_NAMESPACE, "-o", "json").stdout)
+    assert [h["revision"] for h in history][-1] == 3 and history[-1]["status"] == "deployed", history
+    wait_for_webhooks(cp)
 
 
 def evict(cp: ControlPlane, pod: str):
