@@ -42,9 +42,8 @@ def bin_dir() -> Path:
     return build_binaries()
 
 
-@pytest.fixture(scope="session")
-def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    cp = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir).start()
+def _session_cluster(workdir: Path, bin_dir: Path, with_node: bool):
+    cp = ControlPlane(workdir, bin_dir, with_node=with_node).start()
     try:
         yield cp
     finally:
@@ -53,14 +52,14 @@ def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    yield from _session_cluster(tmp_path_factory.mktemp("cluster"), bin_dir, with_node=False)
+
+
+@pytest.fixture(scope="session")
 def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A control plane with a node (tests/cluster/node.py): pods run."""
-    cp = ControlPlane(tmp_path_factory.mktemp("node-cluster"), bin_dir, with_node=True).start()
-    try:
-        yield cp
-    finally:
-        cp.stop()
-        print(f"\nnode cluster logs: {cp.workdir / 'logs'}")
+    yield from _session_cluster(tmp_path_factory.mktemp("node-cluster"), bin_dir, with_node=True)
 
 
 @pytest.fixture(scope="session")
