@@ -41,6 +41,7 @@ its bridge, veths and iptables rules), the veth pair and the host routes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -268,6 +269,7 @@ class Node:
         self.cp.add_process(start_process("kubelet", [
             *self.net.nsenter(), str(bin_dir / "kubelet"), f"--config={self.dir / 'kubelet.json'}",
             f"--kubeconfig={self.cp.node_kubeconfig}", f"--root-dir={self.dir / 'kubelet'}",
+            f"--cert-dir={self.dir / 'kubelet-pki'}",
             f"--node-ip={self.net.node_ip}", f"--hostname-override={NODE_NAME}", "--v=1"],
             self.cp.workdir, env))
         self._write_proxy_config()
@@ -479,6 +481,8 @@ def teardown(workdir: Path, index: int) -> list[str]:
     net = NodeNetwork(index)
     cgroup = net.netns
     done = []
+    run_dir = Path("/run") / net.netns
+    ids = _containerd_ids(run_dir / "containerd")
     # Shims and containers outlive containerd by design; kill what runs in the node's cgroups and
     # netns (the daemons themselves were stopped by pid before).
     for _ in range(50):
@@ -510,7 +514,14 @@ def teardown(workdir: Path, index: int) -> list[str]:
             root.rmdir()
             done.append(f"removed cgroup {root}")
     net.teardown()
-    shutil.rmtree(Path("/run") / net.netns, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    # Files containerd's shims and the CNI library keep in fixed host directories, named after the
+    # sandbox and container IDs (killed shims leave their sockets behind).
+    socket = run_dir / "containerd.sock"
+    for container_id in ids:
+        digest = hashlib.sha256(f"{socket}/k8s.io/{container_id}".encode()).hexdigest()
+        for leftover in (Path("/run/containerd/s") / digest, *Path("/var/lib/cni/results").glob(f"*-{container_id}-*")):
+            leftover.unlink(missing_ok=True)
     # The kubelet links container logs into this fixed directory.
     containers = Path("/var/log/containers")
     if containers.is_dir():
@@ -518,6 +529,12 @@ def teardown(workdir: Path, index: int) -> list[str]:
             if link.is_symlink() and Path(os.readlink(link)).is_relative_to(workdir):
                 link.unlink()
     return done
+
+
+def _containerd_ids(state: Path) -> set[str]:
+    """The IDs of the sandboxes and containers a containerd state directory knows."""
+    dirs = [state / "io.containerd.runtime.v2.task" / "k8s.io", state / "io.containerd.grpc.v1.cri" / "sandboxes"]
+    return {child.name for d in dirs if d.is_dir() for child in d.iterdir()}
 
 
 def _mounts_under(roots: Sequence[Path]) -> list[Path]:

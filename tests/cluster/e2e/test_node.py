@@ -171,6 +171,7 @@ def _leftovers(workdir: Path, net: NodeNetwork, cgroup: str) -> dict[str, list[s
 def test_down_leaves_no_process_mount_interface_route_or_rule(bin_dir, tmp_path):
     """`controlplane.py down` (what `make cluster-down` runs) after a node ran a pod."""
     before = run("iptables-save").stdout
+    host_files_before = _host_files()
     cp = ControlPlane(tmp_path / "cluster", bin_dir, with_node=True).start()
     try:
         net = cp.net
@@ -179,13 +180,22 @@ def test_down_leaves_no_process_mount_interface_route_or_rule(bin_dir, tmp_path)
         pod_ready(cp, "sleeper")
         during = _leftovers(cp.workdir, net, net.netns)
         assert during["mounts"] and during["links"] and during["routes"] and during["cgroups"], during
+        # The shims' sockets and the CNI results, in fixed host directories.
+        node_files = _host_files() - host_files_before
+        assert node_files, _host_files()
     except BaseException:
         cp.stop()
         raise
     assert cmd_down(cp.workdir) == 0
     assert _leftovers(cp.workdir, net, net.netns) == {k: [] for k in during}
+    assert not node_files & _host_files()
     # The host's iptables: the node's rules were all inside its namespace.
     assert _rules(run("iptables-save").stdout) == _rules(before)
+
+
+def _host_files() -> set[Path]:
+    dirs = [Path("/run/containerd/s"), Path("/var/lib/cni/results")]
+    return {f for d in dirs if d.is_dir() for f in d.iterdir()}
 
 
 def _rules(saved: str) -> list[str]:
