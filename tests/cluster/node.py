@@ -58,7 +58,6 @@ from procs import free_port, start_process, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-RUNC_SPIN = REPO / "image" / "spin-standin" / "runc-spin"
 
 NODE_NAME = "e2e-node"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -70,6 +69,8 @@ IMAGE_HOST = "spin-e2e.local"
 PAUSE_IMAGE = f"{IMAGE_HOST}/pause:3.10"
 BUSYBOX_IMAGE = f"{IMAGE_HOST}/busybox:1.35"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Finds the real runc on containerd's PATH (bin_dir first).
+STANDIN_RUNC = HERE.parents[1] / "image" / "spin-standin" / "runc-spin"
 
 
 class NodeError(RuntimeError):
@@ -356,17 +357,13 @@ class Node:
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
         }, indent=2))
-        runc = """
+        runc = f"""
           runtime_type = 'io.containerd.runc.v2'
-          [{section}.options]
-            BinaryName = '{binary}'
-            Root = '{root}'
+          [{{section}}.options]
+            BinaryName = '{{binary}}'
+            Root = '{self.run_dir / 'runc'}'
             SystemdCgroup = false
 """
-        plain = {"binary": self.cp.bin_dir / "runc", "root": self.run_dir / "runc"}
-        # image/spin-standin/runc-spin (branch image): runc that runs the stand-in app's entrypoint
-        # for the command "/" the operator renders for runtime-class executors, as the shim would.
-        spin = dict(plain, binary=RUNC_SPIN if RUNC_SPIN.exists() else plain["binary"])
         runtimes = "plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes"
         config = f"""version = 3
 root = '{self.dir / 'containerd'}'
@@ -389,9 +386,10 @@ state = '{self.run_dir / 'containerd'}'
   restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = 'runc'
-    [{runtimes}.runc]{runc.format(section=f'{runtimes}.runc', **plain)}
-    # Stand-in: the executors' RuntimeClass handler, run by runc instead of Spin's Wasm shim.
-    [{runtimes}.spin]{runc.format(section=f'{runtimes}.spin', **spin)}
+    [{runtimes}.runc]{runc.format(section=f'{runtimes}.runc', binary=self.cp.bin_dir / 'runc')}
+    # Stand-in: the executors' RuntimeClass handler, run by runc instead of Spin's Wasm shim;
+    # runc-spin runs the stand-in app's entrypoint for the command "/" the shim would ignore.
+    [{runtimes}.spin]{runc.format(section=f'{runtimes}.spin', binary=STANDIN_RUNC)}
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['{self.cp.bin_dir / 'cni'}']
     conf_dir = '{cni_conf}'

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controlplane import (  # noqa: E402
     OPERATOR_NAMESPACE,
+    RELEASE,
     REPO,
     ControlPlane,
     Operator,
@@ -62,14 +63,18 @@ def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     yield from _session_cluster(tmp_path_factory.mktemp("node-cluster"), bin_dir, with_node=True)
 
 
-@pytest.fixture(scope="session")
-def in_pods(node_cluster: ControlPlane) -> ControlPlane:
-    """The node cluster with the chart installed by `helm install --wait`: the operator in its pods."""
+@pytest.fixture(scope="module")
+def in_pods(node_cluster: ControlPlane):
+    """The node cluster with the chart installed by `helm install --wait`: the operator in its pods.
+    Uninstalled after the module, so other modules may install the release their own way."""
     if not (REPO / "image" / "operator.sh").exists():
         pytest.skip("image/operator.sh (`make image`) is not in this tree")
     install_chart_in_pods(node_cluster, {"certManager": {"enabled": False}})
-    wait_for_webhooks(node_cluster)
-    return node_cluster
+    try:
+        wait_for_webhooks(node_cluster)
+        yield node_cluster
+    finally:
+        node_cluster.helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait", timeout=300)
 
 
 @pytest.fixture(scope="session")

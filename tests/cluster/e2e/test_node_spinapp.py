@@ -11,12 +11,12 @@ import pytest
 
 from conftest import apply, new_namespace, spinapp
 from controlplane import ControlPlane, free_port, start_process, wait_until
-from node import BUSYBOX_IMAGE, RUNC_SPIN
+from node import BUSYBOX_IMAGE, STANDIN_RUNC
 
 
 @pytest.fixture(scope="module")
 def app(in_pods: ControlPlane):
-    if not RUNC_SPIN.exists():
+    if not STANDIN_RUNC.exists():
         pytest.skip("image/spin-standin (branch image's stand-in app) is not in this tree")
     cp = in_pods
     image = cp.node.push_app_image()
