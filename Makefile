@@ -43,9 +43,12 @@ e2e-test: $(VENV)/.installed cluster-build
 	$(PY) -m pytest -q tests/cluster/e2e
 
 # Try the operator for real on this machine: control plane up, chart installed, operator running.
+# By default with a node (containerd, runc, kubelet, kube-proxy; tests/cluster/node.py) and the
+# operator in the chart's pods; NODE=0: the control plane alone, the operator a local process.
+NODE ?= 1
 cluster-up: $(VENV)/.installed
 	cargo build --locked --bin spin-operator
-	$(PY) tests/cluster/controlplane.py up
+	$(PY) tests/cluster/controlplane.py up $(if $(filter 1,$(NODE)),--node)
 
 # Fleet convergence and admission throughput through the real API server (BENCHMARKS.md).
 bench-cluster: $(VENV)/.installed cluster-build

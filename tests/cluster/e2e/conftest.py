@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controlplane import (  # noqa: E402
     OPERATOR_NAMESPACE,
+    RELEASE,
     REPO,
     ControlPlane,
     Operator,
@@ -25,6 +26,7 @@ from controlplane import (  # noqa: E402
     chart_operator,
     free_port,
     install_chart,
+    install_chart_in_pods,
     operator_binary,
     start_operator,
     wait_for_webhooks,
@@ -41,15 +43,39 @@ def bin_dir() -> Path:
     return build_binaries()
 
 
-@pytest.fixture(scope="session")
-def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def _session_cluster(workdir: Path, bin_dir: Path, with_node: bool):
     # The API server presents a client certificate to webhooks that ask (test_server_hardening).
-    cp = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir, webhook_client_cert=True).start()
+    cp = ControlPlane(workdir, bin_dir, with_node=with_node, webhook_client_cert=True).start()
     try:
         yield cp
     finally:
         cp.stop()
         print(f"\ncontrol plane logs: {cp.workdir / 'logs'}")
+
+
+@pytest.fixture(scope="session")
+def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    yield from _session_cluster(tmp_path_factory.mktemp("cluster"), bin_dir, with_node=False)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A control plane with a node (tests/cluster/node.py): pods run."""
+    yield from _session_cluster(tmp_path_factory.mktemp("node-cluster"), bin_dir, with_node=True)
+
+
+@pytest.fixture(scope="module")
+def in_pods(node_cluster: ControlPlane):
+    """The node cluster with the chart installed by `helm install --wait`: the operator in its pods.
+    Uninstalled after the module, so other modules may install the release their own way."""
+    if not (REPO / "image" / "operator.sh").exists():
+        pytest.skip("image/operator.sh (`make image`) is not in this tree")
+    install_chart_in_pods(node_cluster, {"certManager": {"enabled": False}})
+    try:
+        wait_for_webhooks(node_cluster)
+        yield node_cluster
+    finally:
+        node_cluster.helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait", timeout=300)
 
 
 @pytest.fixture(scope="session")
