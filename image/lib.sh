@@ -52,12 +52,14 @@ stop_scratch_registry() {
 # build_image NAME ROOTFS OUT_LAYOUT [crane mutate flags...]: one layer of ROOTFS on an empty OCI
 # base, the config from the flags, written as an OCI image layout to OUT_LAYOUT. Prints the
 # manifest digest (the digest a registry serves after `crane push OUT_LAYOUT REF`).
-build_image() {
+build_image() (
+  set -euo pipefail
   local name=$1 rootfs=$2 out=$3
   shift 3
   local work
   work=$(mktemp -d)
-  trap 'stop_scratch_registry; rm -rf "$work"' RETURN
+  # A subshell, so this trap ends the registry and the files on every way out.
+  trap 'stop_scratch_registry; rm -rf "$work"' EXIT
   layer_tar "$rootfs" "$work/layer.tar"
   start_scratch_registry "$work"
   local ref=$scratch_registry/$name:build
@@ -66,7 +68,7 @@ build_image() {
   rm -rf "$out"
   quiet "$work" "$crane" pull --format oci "$ref" "$out"
   "$crane" digest "$ref"
-}
+)
 
 # quiet WORK CMD...: crane's progress lines go to a log, shown only when CMD fails.
 quiet() {

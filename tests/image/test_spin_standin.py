@@ -184,6 +184,22 @@ def test_unknown_arguments_are_refused(standin_image, argv, message):
     assert message in out.stderr
 
 
-def test_build_is_reproducible(crane, registry, standin_image, tmp_path):
-    again = build(crane, registry, tmp_path, "image/spin-standin/build.sh", "spin-hello-again")
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass  # gone, or not ours to read
+    return found
+
+
+def test_build_is_reproducible_and_leaves_nothing_running(crane, registry, standin_image, tmp_path):
+    marker = f"IMAGE_BUILD_MARKER={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    again = build(crane, registry, tmp_path, "image/spin-standin/build.sh", "spin-hello-again",
+                  **{key: value})
     assert again.digest == standin_image.digest
+    # The scratch registry the build ran (image/lib.sh) is gone with it.
+    assert processes_with(marker) == []
