@@ -39,9 +39,10 @@ e2e-test: $(VENV)/.installed cluster-build
 	$(PY) -m pytest -q tests/cluster/e2e
 
 # Try the operator for real on this machine: control plane up, chart installed, operator running.
+# NODE=1: with a node (containerd, runc, kubelet, kube-proxy; tests/cluster/node.py), so pods run.
 cluster-up: $(VENV)/.installed
 	cargo build --locked --bin spin-operator
-	$(PY) tests/cluster/controlplane.py up
+	$(PY) tests/cluster/controlplane.py up $(if $(NODE),--node)
 
 # Fleet convergence and admission throughput through the real API server (BENCHMARKS.md).
 bench-cluster: $(VENV)/.installed cluster-build

@@ -34,18 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from node import NODE_NAME, SERVICE_CIDR, Node, NodeError, NodeNetwork
+from node import teardown as node_teardown
+from procs import ClusterError, Proc, free_port, start_process, wait_until  # noqa: F401 - re-exported
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CHART = REPO / "helm" / "spin-operator"
 DEFAULT_DIR = REPO / "target" / "cluster"
 ADMIN_TOKEN = "spin-operator-e2e-admin"
+NODE_TOKEN = "spin-operator-e2e-node"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 OPERATOR_NAMESPACE = "spin-operator"
 RELEASE = "spin-operator"
-
-
-class ClusterError(RuntimeError):
-    """A control-plane step failed; the message says which and carries the tool's output."""
 
 
 def build_binaries() -> Path:
@@ -69,68 +70,6 @@ def operator_binary() -> Path:
     return target / "debug" / "spin-operator"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what: str, check, timeout: float = 60.0, interval: float = 0.2):
-    """Poll `check` until it returns something truthy; raise with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - the last failure is reported on timeout
-            last_error = e
-        time.sleep(interval)
-    raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}" + (f": {last_error}" if last_error else ""))
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if not self.alive():
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(timeout=timeout)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.popen.wait(timeout=5)
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def start_process(name: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None) -> Proc:
-    """Start a process in its own process group (so stopping it stops its children too)."""
-    log = workdir / "logs" / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None, start_new_session=True,
-        )
-    return Proc(name, popen, log)
-
-
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
@@ -143,6 +82,12 @@ class ControlPlane:
     bin_dir: Path
     procs: list[Proc] = field(default_factory=list)
     apiserver_port: int = 0
+    # With a node (node.py): kube-scheduler too, and kube-apiserver on the host end of the node's
+    # link instead of loopback, so the kubelet and the pods reach it.
+    with_node: bool = False
+    address: str = "127.0.0.1"
+    net: NodeNetwork | None = None
+    node: Node | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -153,8 +98,12 @@ class ControlPlane:
         return self.workdir / "audit.log"
 
     @property
+    def node_kubeconfig(self) -> Path:
+        return self.workdir / "node.kubeconfig"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def ca_file(self) -> Path:
@@ -166,7 +115,7 @@ class ControlPlane:
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         # Loopback only: no proxy may sit between the tools and the API server.
-        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+        env["NO_PROXY"] = env["no_proxy"] = f"127.0.0.1,localhost,{self.address}"
         env["HELM_CACHE_HOME"] = str(self.workdir / "helm" / "cache")
         env["HELM_CONFIG_HOME"] = str(self.workdir / "helm" / "config")
         env["HELM_DATA_HOME"] = str(self.workdir / "helm" / "data")
@@ -177,6 +126,10 @@ class ControlPlane:
     def start(self) -> "ControlPlane":
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.with_node:
+                self.net = NodeNetwork.create()
+                self.address = self.net.host_ip
+                self._save_state()
             self._write_pki()
             self._start_etcd()
             self._start_apiserver()
@@ -184,6 +137,10 @@ class ControlPlane:
             self._start_controller_manager()
             wait_until("the default ServiceAccount", lambda: self.kubectl(
                 "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0, timeout=60)
+            if self.net is not None:
+                self._write_kubeconfig(self.node_kubeconfig, NODE_TOKEN)
+                self._start_scheduler()
+                self.node = Node(self, self.net).start()
         except BaseException:
             self.stop()
             raise
@@ -194,6 +151,10 @@ class ControlPlane:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+        if self.net is not None:
+            node_teardown(self.workdir, self.net.index)
+            self.net = self.node = None
+            self._save_state()
 
     def check_alive(self) -> None:
         for proc in self.procs:
@@ -201,7 +162,8 @@ class ControlPlane:
                 raise ClusterError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
 
     def _save_state(self) -> None:
-        state = {"pids": [p.popen.pid for p in self.procs], "server": self.server, "kubeconfig": str(self.kubeconfig)}
+        state = {"pids": [p.popen.pid for p in self.procs], "server": self.server, "kubeconfig": str(self.kubeconfig),
+                 "node": self.net.index if self.net is not None else None}
         (self.workdir / "state.json").write_text(json.dumps(state))
 
     def add_process(self, proc: Proc) -> Proc:
@@ -218,7 +180,10 @@ class ControlPlane:
         _openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", str(pki / "sa.key"))
         _openssl("ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
         # Static token of the test's cluster admin (kubectl, helm, kube-controller-manager).
-        (self.workdir / "tokens.csv").write_text(f'{ADMIN_TOKEN},e2e-admin,e2e-admin,"system:masters"\n')
+        # The node's kubelet and kube-proxy: a user of their own (audit log), with admin rights.
+        (self.workdir / "tokens.csv").write_text(
+            f'{ADMIN_TOKEN},e2e-admin,e2e-admin,"system:masters"\n'
+            f'{NODE_TOKEN},system:node:{NODE_NAME},e2e-node,"system:nodes,system:masters"\n')
         shutil.copy(HERE / "audit-policy.yaml", self.workdir / "audit-policy.yaml")
 
     def _start_etcd(self) -> None:
@@ -236,17 +201,24 @@ class ControlPlane:
         wait_until("etcd", lambda: urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2).status == 200, timeout=30)
 
     def _start_apiserver(self) -> None:
-        self.apiserver_port = free_port()
+        self.apiserver_port = free_port(self.address)
         pki = self.workdir / "pki"
+        if self.net is None:
+            # The loopback address cannot be the `kubernetes` Service's endpoint; nothing needs it.
+            node_args = ["--endpoint-reconciler-type=none"]
+        else:
+            # Webhooks and aggregated APIs are called at their Endpoints (pod IPs): the host has
+            # no route to ClusterIPs (node.py's guard).
+            node_args = ["--enable-aggregator-routing=true", "--kubelet-preferred-address-types=InternalIP"]
         self.add_process(start_process("kube-apiserver", [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.apiserver_port}",
+            f"--bind-address={self.address}", f"--advertise-address={self.address}",
+            f"--secure-port={self.apiserver_port}",
             f"--cert-dir={pki}",
-            # Only allocated, never routed; a /24 ran out at ~250 Services in the fleet benchmark.
-            "--service-cluster-ip-range=10.96.0.0/16",
-            # The loopback address cannot be the `kubernetes` Service's endpoint; nothing needs it.
-            "--endpoint-reconciler-type=none",
+            # A /24 ran out at ~250 Services in the fleet benchmark. Routed only inside the node.
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            *node_args,
             "--authorization-mode=RBAC",
             f"--token-auth-file={self.workdir / 'tokens.csv'}",
             f"--service-account-issuer={SA_ISSUER}", f"--api-audiences={SA_ISSUER}",
@@ -281,17 +253,31 @@ class ControlPlane:
         path.chmod(0o600)
 
     def _start_controller_manager(self) -> None:
+        controllers = ("garbage-collector-controller,deployment-controller,replicaset-controller,"
+                       "namespace-controller,serviceaccount-controller")
+        node_args = []
+        if self.net is not None:
+            # What running pods need: Service endpoints (kube-proxy, webhooks), the
+            # kube-root-ca.crt ConfigMap of ServiceAccount token volumes, PDBs for evictions.
+            controllers += (",endpoints-controller,endpointslice-controller,root-ca-certificate-publisher-controller,"
+                            "disruption-controller,pod-garbage-collector-controller")
+            node_args = [f"--root-ca-file={self.ca_file}"]
         self.add_process(start_process("kube-controller-manager", [
             str(self.bin_dir / "kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig}",
-            "--controllers=garbage-collector-controller,deployment-controller,replicaset-controller,"
-            "namespace-controller,serviceaccount-controller",
+            f"--controllers={controllers}", *node_args,
             "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
             # Quick garbage collection and namespace deletion keep the tests short.
             "--concurrent-gc-syncs=5", "--namespace-sync-period=10s",
         ], self.workdir))
         time.sleep(0.5)
         self.check_alive()
+
+    def _start_scheduler(self) -> None:
+        self.add_process(start_process("kube-scheduler", [
+            str(self.bin_dir / "kube-scheduler"), f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false", "--secure-port=0",
+        ], self.workdir))
 
     # -- tools -------------------------------------------------------------------------------
 
@@ -439,14 +425,15 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 # -- command line ------------------------------------------------------------------------------
 
-def cmd_up(workdir: Path) -> int:
+def cmd_up(workdir: Path, with_node: bool = False) -> int:
     if (workdir / "state.json").exists():
         cmd_down(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     print("building the control plane (cached after the first build) ...", flush=True)
     bin_dir = build_binaries()
-    print("starting etcd, kube-apiserver, kube-controller-manager ...", flush=True)
-    cp = ControlPlane(workdir, bin_dir).start()
+    print("starting etcd, kube-apiserver, kube-controller-manager" +
+          (", kube-scheduler and a node (containerd, kubelet, kube-proxy) ..." if with_node else " ..."), flush=True)
+    cp = ControlPlane(workdir, bin_dir, with_node=with_node).start()
     try:
         webhook_port = free_port()
         print(f"helm install {RELEASE} ./helm/spin-operator (self-signed certificates) ...", flush=True)
@@ -468,11 +455,16 @@ def cmd_down(workdir: Path) -> int:
     if not state_file.exists():
         print(f"nothing running ({state_file} missing)")
         return 0
-    pids = json.loads(state_file.read_text())["pids"]
+    state = json.loads(state_file.read_text())
+    pids = state["pids"]
     for pid in reversed(pids):
         _stop_group(pid)
-    state_file.unlink()
     print(f"stopped {len(pids)} processes")
+    if state.get("node") is not None:
+        for line in node_teardown(workdir, state["node"]):
+            print(line)
+        print(f"removed node network spin-node-{state['node']}")
+    state_file.unlink()
     return 0
 
 
@@ -495,13 +487,14 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "build"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="work directory (default: target/cluster)")
+    parser.add_argument("--node", action="store_true", help="up: also run a node (kubelet, containerd, kube-proxy)")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             print(build_binaries())
             return 0
-        return cmd_up(args.dir) if args.command == "up" else cmd_down(args.dir)
-    except (ClusterError, subprocess.CalledProcessError) as e:
+        return cmd_up(args.dir, args.node) if args.command == "up" else cmd_down(args.dir)
+    except (ClusterError, NodeError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

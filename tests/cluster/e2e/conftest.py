@@ -52,6 +52,17 @@ def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A control plane with a node (tests/cluster/node.py): pods run."""
+    cp = ControlPlane(tmp_path_factory.mktemp("node-cluster"), bin_dir, with_node=True).start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+        print(f"\nnode cluster logs: {cp.workdir / 'logs'}")
+
+
+@pytest.fixture(scope="session")
 def operator(cluster: ControlPlane) -> Operator:
     """The chart installed in self-signed mode and one operator process serving its webhooks."""
     webhook_port = free_port()
