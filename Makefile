@@ -36,7 +36,7 @@ cluster-build:
 # operator running with the chart's ServiceAccount, every assertion on what the API server says.
 e2e-test: $(VENV)/.installed cluster-build
 	cargo build --locked --bin spin-operator
-	$(PY) -m pytest -q tests/cluster/e2e
+	IMAGE_TEST_PROFILE=$(TEST_IMAGE_PROFILE) $(PY) -m pytest -q tests/cluster/e2e
 
 # Try the operator for real on this machine: control plane up, chart installed, operator running.
 # NODE=1: with a node (containerd, runc, kubelet, kube-proxy; tests/cluster/node.py), so pods run.
