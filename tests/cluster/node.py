@@ -67,6 +67,8 @@ IMAGE_HOST = "spin-e2e.local"
 PAUSE_IMAGE = f"{IMAGE_HOST}/pause:3.10"
 BUSYBOX_IMAGE = f"{IMAGE_HOST}/busybox:1.35"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Finds the real runc on containerd's PATH (bin_dir first).
+STANDIN_RUNC = HERE.parents[1] / "image" / "spin-standin" / "runc-spin"
 
 
 class NodeError(RuntimeError):
@@ -331,7 +333,7 @@ class Node:
         runc = f"""
           runtime_type = 'io.containerd.runc.v2'
           [{{section}}.options]
-            BinaryName = '{self.cp.bin_dir / 'runc'}'
+            BinaryName = '{{binary}}'
             Root = '{self.run_dir / 'runc'}'
             SystemdCgroup = false
 """
@@ -357,9 +359,10 @@ state = '{self.run_dir / 'containerd'}'
   restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = 'runc'
-    [{runtimes}.runc]{runc.format(section=f'{runtimes}.runc')}
-    # Stand-in: the executors' RuntimeClass handler, run by runc instead of Spin's Wasm shim.
-    [{runtimes}.spin]{runc.format(section=f'{runtimes}.spin')}
+    [{runtimes}.runc]{runc.format(section=f'{runtimes}.runc', binary=self.cp.bin_dir / 'runc')}
+    # Stand-in: the executors' RuntimeClass handler, run by runc instead of Spin's Wasm shim;
+    # runc-spin runs the stand-in app's entrypoint for the command "/" the shim would ignore.
+    [{runtimes}.spin]{runc.format(section=f'{runtimes}.spin', binary=STANDIN_RUNC)}
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['{self.cp.bin_dir / 'cni'}']
     conf_dir = '{cni_conf}'
