@@ -3,10 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz \
-	image spin-standin image-test registry-up registry-down
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz
 
-test: lint rust-test helm-test image-test e2e-test
+test: lint rust-test helm-test e2e-test
 
 lint:
 	cargo fmt --all -- --check
@@ -59,6 +58,8 @@ fuzz:
 cluster-down:
 	python3 tests/cluster/controlplane.py down
 
+.PHONY: image spin-standin image-test registry-up registry-down
+
 # The operator image without Docker (image/operator.sh, crane): an OCI image layout in
 # target/image/spin-operator; prints its path and digest. IMAGE_PROFILE=release is the
 # Dockerfile's static binary (a second compile, ~10 min cold on 2 cores); IMAGE_PROFILE=debug
@@ -88,6 +89,7 @@ registry-down:
 # the operator renders. CI packs the debug build (TEST_IMAGE_PROFILE=debug): the release image's
 # config and files come from the same script, and its static compile would add ~10 min.
 TEST_IMAGE_PROFILE ?= debug
+test: image-test
 image-test: $(VENV)/.installed cluster-build
 	cargo build --locked --bin spin-operator
 	IMAGE_TEST_PROFILE=$(TEST_IMAGE_PROFILE) $(PY) -m pytest -q tests/image
