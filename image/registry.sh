@@ -31,7 +31,7 @@ case ${1:-} in
     setsid "$crane" registry serve --address "$registry" >"${pidfile%.pid}.log" 2>&1 </dev/null &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
-      if curl -fsS -o /dev/null "http://$registry/v2/"; then
+      if "$crane" catalog "$registry" >/dev/null 2>&1; then
         echo "$registry"
         exit 0
       fi
@@ -50,7 +50,12 @@ case ${1:-} in
     ;;
   down)
     if running; then
-      kill "$(cat "$pidfile")"
+      pid=$(cat "$pidfile")
+      kill "$pid"
+      for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
     fi
     rm -f "$pidfile"
     ;;
