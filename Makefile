@@ -40,7 +40,7 @@ cluster-build:
 # operator running with the chart's ServiceAccount, every assertion on what the API server says.
 e2e-test: $(VENV)/.installed cluster-build
 	cargo build --locked --bin spin-operator
-	$(PY) -m pytest -q tests/cluster/e2e
+	IMAGE_TEST_PROFILE=$(TEST_IMAGE_PROFILE) $(PY) -m pytest -q tests/cluster/e2e
 
 # Try the operator for real on this machine: control plane up, chart installed, operator running.
 # By default with a node (containerd, runc, kubelet, kube-proxy; tests/cluster/node.py) and the
@@ -73,6 +73,42 @@ docs: $(VENV)/.installed
 
 cluster-down:
 	python3 tests/cluster/controlplane.py down
+
+.PHONY: image spin-standin image-test registry-up registry-down
+
+# The operator image without Docker (image/operator.sh, crane): an OCI image layout in
+# target/image/spin-operator; prints its path and digest. IMAGE_PROFILE=release is the
+# Dockerfile's static binary (a second compile, ~10 min cold on 2 cores); IMAGE_PROFILE=debug
+# packs the tests' debug build and its glibc instead (no extra compile). IMAGE_PUSH=REF also
+# pushes it, e.g. IMAGE_PUSH=127.0.0.1:5000/spin-operator:$(IMAGE_TAG).
+IMAGE_PROFILE ?= release
+IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+image: cluster-build
+	IMAGE_PROFILE=$(IMAGE_PROFILE) IMAGE_PUSH=$(IMAGE_PUSH) bash image/operator.sh
+
+# The Spin stand-in app image (busybox httpd on Spin's port and health paths): target/image/spin-hello.
+spin-standin: cluster-build
+	IMAGE_PUSH=$(IMAGE_PUSH) bash image/spin-standin/build.sh
+
+# Both images served for the test node from a registry on loopback: $(REGISTRY)/spin-operator:$(IMAGE_TAG)
+# and $(REGISTRY)/spin-hello:v1. `make registry-down` stops it.
+REGISTRY ?= 127.0.0.1:5000
+registry-up: image spin-standin
+	REGISTRY=$(REGISTRY) bash image/registry.sh up
+	REGISTRY=$(REGISTRY) bash image/registry.sh push target/image/spin-operator spin-operator:$(IMAGE_TAG)
+	REGISTRY=$(REGISTRY) bash image/registry.sh push target/image/spin-hello spin-hello:v1
+
+registry-down:
+	REGISTRY=$(REGISTRY) bash image/registry.sh down
+
+# Image checks (tests/image): `make image` against the Dockerfile, the Spin stand-in against what
+# the operator renders. CI packs the debug build (TEST_IMAGE_PROFILE=debug): the release image's
+# config and files come from the same script, and its static compile would add ~10 min.
+TEST_IMAGE_PROFILE ?= debug
+test: image-test
+image-test: $(VENV)/.installed cluster-build
+	cargo build --locked --bin spin-operator
+	IMAGE_TEST_PROFILE=$(TEST_IMAGE_PROFILE) $(PY) -m pytest -q tests/image
 
 # The no-cluster tour: admission decisions and rendered workloads for the bundled examples.
 demo:
