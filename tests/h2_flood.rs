@@ -22,6 +22,7 @@ use spin_operator::api::SpinAppExecutor;
 use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use spin_operator::tls;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[path = "support/pki.rs"]
@@ -80,7 +81,9 @@ async fn start(pki: &Pki, budget: Budget) -> (SocketAddr, Arc<Registry>) {
         Options::default(),
         AdmissionMetrics::register(&mut registry),
     )
-    .with_budget(budget);
+    .with_budget(budget)
+    // Debug builds judge a megabyte body slowly; outcomes are asserted, not times.
+    .with_deadline(WAIT);
     let server = HttpsServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         config,
@@ -122,25 +125,22 @@ async fn run(mut command: Command) -> String {
 
 /// `h2load`'s counts: (2xx, 4xx, 5xx, requests that got no answer).
 fn h2load_counts(out: &str) -> (u64, u64, u64, u64) {
-    let numbers = |prefix: &str| -> Vec<u64> {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} line in h2load output:\n{out}"));
-        line.split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| s.parse().ok())
-            .collect()
-    };
     // "status codes: 10 2xx, 0 3xx, 5 4xx, 0 5xx"
-    let codes = numbers("status codes:");
     // "requests: 20 total, 20 started, 20 done, 15 succeeded, 5 failed, 0 errored, 0 timeout"
-    let requests = numbers("requests:");
+    let count = |prefix: &str, what: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| {
+                rest.split(',')
+                    .find_map(|part| part.trim().strip_suffix(what)?.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no {prefix} {what} count in h2load output:\n{out}"))
+    };
     (
-        codes[1],
-        codes[5],
-        codes[7],
-        requests[0] - requests[2] + requests[5],
+        count("status codes:", "2xx"),
+        count("status codes:", "4xx"),
+        count("status codes:", "5xx"),
+        count("requests:", "total") - count("requests:", "done") + count("requests:", "errored"),
     )
 }
 
@@ -188,9 +188,26 @@ fn client(pki: &Pki, addr: SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
-/// Opens `streams` streams on one connection, resetting each right away; how the connection
-/// ended (the server's GOAWAY reason, if any).
-async fn rapid_reset(pki: &Pki, addr: SocketAddr, streams: usize) -> Option<h2::Reason> {
+/// An HTTP/2 frame: 9-byte header (RFC 9113 section 4.1) and payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The rapid-reset attack as published: `streams` HEADERS frames each followed at once by
+/// RST_STREAM(CANCEL), in one write, so they arrive faster than any server accepts them. Hand
+/// framed because client libraries (h2, nghttp2) pace their own streams and would not produce
+/// the burst. Returns the error code of the server's GOAWAY, if it sent one before closing.
+async fn rapid_reset(pki: &Pki, addr: SocketAddr, streams: u32) -> Option<u32> {
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    const END_HEADERS: u8 = 0x4;
+    const CANCEL: u32 = 0x8;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.der().clone()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -202,33 +219,41 @@ async fn rapid_reset(pki: &Pki, addr: SocketAddr, streams: usize) -> Option<h2::
     .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(HOST.try_into().unwrap(), tcp)
         .await
         .unwrap();
-    let (mut sender, conn) = h2::client::handshake(tls).await.unwrap();
-    let driver = tokio::spawn(conn);
-    let flood = async {
-        for _ in 0..streams {
-            let Ok(ready) = sender.clone().ready().await else {
-                break;
-            };
-            sender = ready;
-            let request = http::Request::post(format!("https://{HOST}{VALIDATE_APP}"))
-                .body(())
-                .unwrap();
-            let Ok((_response, mut stream)) = sender.send_request(request, false) else {
-                break;
-            };
-            stream.send_reset(h2::Reason::CANCEL);
-        }
-    };
-    let _ = tokio::time::timeout(WAIT, flood).await;
-    match tokio::time::timeout(WAIT, driver).await {
-        Ok(Ok(Err(e))) => e.reason(),
-        Ok(Ok(Ok(()))) => None,
-        other => panic!("rapid-reset connection not closed by the server: {other:?}"),
+    let mut burst = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    burst.extend(frame(SETTINGS, 0, 0, &[]));
+    // HPACK static table: :method POST (3), :scheme https (7), :path / (4).
+    let block = [0x83, 0x87, 0x84];
+    for i in 0..streams {
+        let id = 1 + 2 * i;
+        burst.extend(frame(HEADERS, END_HEADERS, id, &block));
+        burst.extend(frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
     }
+    // The server may close before taking it all.
+    let _ = tls.write_all(&burst).await;
+    let _ = tls.flush().await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(WAIT, tls.read_to_end(&mut received)).await;
+    assert!(
+        read.is_ok(),
+        "rapid-reset connection not closed by the server"
+    );
+    let mut rest = received.as_slice();
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let kind = rest[3];
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        if kind == GOAWAY && payload.len() >= 8 {
+            return Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+        }
+        rest = &rest[9 + len..];
+    }
+    None
 }
 
 fn shed_count(registry: &Registry) -> u64 {
@@ -329,7 +354,8 @@ async fn stream_floods_and_rapid_resets_leave_other_clients_served() {
         "shed metric behind h2load's 429s"
     );
     // The resetting client is told to calm down, its connection closed.
-    assert_eq!(reset_reason, Some(h2::Reason::ENHANCE_YOUR_CALM));
+    const ENHANCE_YOUR_CALM: u32 = 0xb;
+    assert_eq!(reset_reason, Some(ENHANCE_YOUR_CALM));
 
     // And afterwards, a fresh client is served.
     let body = admit(&client(&pki, addr), &url).await;
