@@ -26,11 +26,11 @@ use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use tower::ServiceExt;
 
-#[path = "../tests/support/hostile_bodies.rs"]
-mod hostile;
 #[path = "../tests/support/review_bodies.rs"]
 #[allow(dead_code)]
 mod bodies;
+#[path = "../tests/support/hostile_bodies.rs"]
+mod hostile;
 
 /// The budget the chart's 256 Mi memory limit gives (`budget::budget_for_limit`).
 const CHART_BUDGET: usize = 128 << 20;
@@ -43,9 +43,13 @@ fn state() -> AdmissionState {
     let e: SpinAppExecutor = serde_json::from_value(bodies::executor()).unwrap();
     inv.add_executor(e);
     // Room for any body, and all the time it takes: the work itself is measured.
-    AdmissionState::new(Arc::new(inv), Options::default(), AdmissionMetrics::default())
-        .with_budget(Budget::new(1 << 30))
-        .with_deadline(Duration::from_secs(600))
+    AdmissionState::new(
+        Arc::new(inv),
+        Options::default(),
+        AdmissionMetrics::default(),
+    )
+    .with_budget(Budget::new(1 << 30))
+    .with_deadline(Duration::from_secs(600))
 }
 
 async fn call(app: &axum::Router, path: &str, body: &[u8]) -> (u16, Value) {
@@ -59,12 +63,19 @@ async fn call(app: &axum::Router, path: &str, body: &[u8]) -> (u16, Value) {
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let size = if bench { MAX_BODY_BYTES - 1024 } else { 64 * 1024 };
+    let size = if bench {
+        MAX_BODY_BYTES - 1024
+    } else {
+        64 * 1024
+    };
     let runs: usize = match bench {
         true => std::env::var("BENCH_RUNS")
             .ok()
