@@ -21,8 +21,6 @@ use serde_json::Value;
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, Budget, MAX_BODY_BYTES, budget, router,
 };
-use spin_operator::api::SpinAppExecutor;
-use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use tower::ServiceExt;
 
@@ -36,15 +34,9 @@ mod hostile;
 const CHART_BUDGET: usize = 128 << 20;
 
 fn state() -> AdmissionState {
-    let mut inv = Inventory {
-        complete: true,
-        ..Default::default()
-    };
-    let e: SpinAppExecutor = serde_json::from_value(bodies::executor()).unwrap();
-    inv.add_executor(e);
     // Room for any body, and all the time it takes: the work itself is measured.
     AdmissionState::new(
-        Arc::new(inv),
+        Arc::new(hostile::inventory()),
         Options::default(),
         AdmissionMetrics::default(),
     )

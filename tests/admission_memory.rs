@@ -12,12 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::http::Request;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, Budget, MAX_BODY_BYTES, budget, router,
 };
-use spin_operator::api::SpinAppExecutor;
-use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use tower::ServiceExt;
 
@@ -61,19 +59,8 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn state() -> AdmissionState {
-    let mut inv = Inventory {
-        complete: true,
-        ..Default::default()
-    };
-    let e: SpinAppExecutor = serde_json::from_value(json!({
-        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-        "metadata": {"name": "containerd-shim-spin", "namespace": "apps"},
-        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
-    }))
-    .unwrap();
-    inv.add_executor(e);
     AdmissionState::new(
-        Arc::new(inv),
+        Arc::new(hostile::inventory()),
         Options::default(),
         AdmissionMetrics::default(),
     )

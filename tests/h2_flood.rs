@@ -14,12 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, Budget, HttpsServer, ServerLimits, budget, router,
 };
-use spin_operator::api::SpinAppExecutor;
-use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use spin_operator::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,39 +33,6 @@ const HOST: &str = "webhook.test";
 const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn inventory() -> Inventory {
-    let mut inv = Inventory {
-        complete: true,
-        ..Default::default()
-    };
-    let e: SpinAppExecutor = serde_json::from_value(json!({
-        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-        "metadata": {"name": "containerd-shim-spin", "namespace": "apps"},
-        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
-    }))
-    .unwrap();
-    inv.add_executor(e);
-    inv
-}
-
-fn review() -> Vec<u8> {
-    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
-    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1", "kind": gvk, "resource": gvr, "name": "web", "namespace": "apps",
-            "operation": "CREATE", "userInfo": {"username": "alice"},
-            "object": {
-                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
-                "metadata": {"name": "web", "namespace": "apps"},
-                "spec": {"image": "ghcr.io/example/web:v1", "executor": "containerd-shim-spin", "replicas": 1}
-            }
-        }
-    }))
-    .unwrap()
-}
-
 /// The server with `budget`; its metrics registry for the shed count.
 async fn start(pki: &Pki, budget: Budget) -> (SocketAddr, Arc<Registry>) {
     let resolver = Arc::new(tls::ReloadingResolver::new(None));
@@ -77,7 +42,7 @@ async fn start(pki: &Pki, budget: Budget) -> (SocketAddr, Arc<Registry>) {
     let config = Arc::new(tls::server_config(resolver).unwrap());
     let mut registry = Registry::default();
     let state = AdmissionState::new(
-        Arc::new(inventory()),
+        Arc::new(hostile::inventory()),
         Options::default(),
         AdmissionMetrics::register(&mut registry),
     )
@@ -163,7 +128,7 @@ async fn admit(client: &reqwest::Client, url: &str) -> Value {
         let resp = client
             .post(url)
             .header("content-type", "application/json")
-            .body(review())
+            .body(hostile::normal_review())
             .send()
             .await
             .unwrap();
@@ -243,7 +208,7 @@ async fn rapid_reset(pki: &Pki, addr: SocketAddr, streams: u32) -> Option<u32> {
     );
     let mut rest = received.as_slice();
     while rest.len() >= 9 {
-        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let len = (usize::from(rest[0]) << 16) | (usize::from(rest[1]) << 8) | usize::from(rest[2]);
         let kind = rest[3];
         let Some(payload) = rest.get(9..9 + len) else {
             break;
@@ -312,7 +277,7 @@ async fn stream_floods_and_rapid_resets_leave_other_clients_served() {
     let (addr, registry) = start(&pki, Budget::new(each * 2 + (1 << 20))).await;
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small.json");
-    std::fs::write(&small, review()).unwrap();
+    std::fs::write(&small, hostile::normal_review()).unwrap();
     let big = dir.path().join("big.json");
     std::fs::write(&big, big_body).unwrap();
 

@@ -5,6 +5,43 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
+use spin_operator::inventory::Inventory;
+
+/// The cluster the bodies are judged against: namespace `apps` with the executor
+/// `containerd-shim-spin`.
+pub fn inventory() -> Inventory {
+    let mut inv = Inventory {
+        complete: true,
+        ..Default::default()
+    };
+    let executor = serde_json::from_value(json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "containerd-shim-spin", "namespace": "apps"},
+        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
+    }))
+    .expect("executor fixture");
+    inv.add_executor(executor);
+    inv
+}
+
+/// A valid SpinApp CREATE review (uid `u-1`, namespace `apps`), allowed against [`inventory`].
+pub fn normal_review() -> Vec<u8> {
+    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
+    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1", "kind": gvk, "resource": gvr, "name": "web", "namespace": "apps",
+            "operation": "CREATE", "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+                "metadata": {"name": "web", "namespace": "apps"},
+                "spec": {"image": "ghcr.io/example/web:v1", "executor": "containerd-shim-spin", "replicas": 1}
+            }
+        }
+    }))
+    .unwrap_or_default()
+}
 
 pub const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 pub const MUTATE_APP: &str = "/mutate-core-spinkube-dev-v1alpha1-spinapp";
