@@ -30,10 +30,11 @@ use crate::rules::{self, Decision, Options};
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Whole-request deadline for the webhooks' default `timeoutSeconds` (5), see [`deadline_for`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
-/// Bodies up to this size are judged on the runtime worker that read them: their worst case is
-/// a fraction of a millisecond (BENCHMARKS.md, "Webhook under hostile load"), less than handing
-/// them to a blocking thread costs. Larger ones run on the blocking pool, a few at a time.
-pub const INLINE_BODY_BYTES: usize = 64 * 1024;
+/// Bodies up to this size are judged on the runtime worker that read them: the worst body
+/// takes about 1 ms per 16 KiB (BENCHMARKS.md, "Webhook under hostile load"), a normal review
+/// 10 µs, less than handing it to a blocking thread costs. Larger ones run on the blocking
+/// pool, one per core at a time, so they never hold the workers that read other requests.
+pub const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// The server's deadline for a webhook whose `timeoutSeconds` is `timeout_seconds`: a quarter
 /// of it, at most one second, is left for the network and the API server's own handling, so our

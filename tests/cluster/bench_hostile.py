@@ -2,7 +2,8 @@
 
 h2load floods the operator's webhook port with the worst body for memory (an AdmissionReview
 just under the 3 MiB body limit whose spec.replicas is a list of small numbers: the densest
-JSON for a parsed tree), at full concurrency (BENCH_HOSTILE_CLIENTS connections x 100 streams,
+JSON for a parsed tree; BENCH_HOSTILE_BODY=keys: a podAnnotations map with as many keys as fit,
+the costliest body the chart's budget still judges), at full concurrency (BENCH_HOSTILE_CLIENTS connections x 100 streams,
 default 256), for BENCH_HOSTILE_SECS (default 30). Meanwhile 4 kubectl clients make server-side
 dry-run creates of valid SpinApps through the real API server, one request per object, and
 the operator's RSS is sampled every 100 ms. Reported: the operator's peak RSS (sampled, and
@@ -27,16 +28,27 @@ MAX_BODY = 3 * 1024 * 1024
 CHART_LIMIT_MIB = 256
 
 
-def worst_body(size: int) -> bytes:
-    """A CREATE review of about `size` bytes whose spec.replicas is `[0,0,...]`."""
+def worst_body(size: int, kind: str = "list") -> bytes:
+    """A CREATE review of about `size` bytes whose spec.replicas is `[0,0,...]` (kind "list":
+    the densest parse, larger than the chart's budget, so refused) or whose spec.podAnnotations
+    has as many keys as fit (kind "keys": the costliest body the chart's budget still judges)."""
     gvk = {"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"}
     review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "hostile", "kind": gvk, "resource": {**gvk, "resource": "spinapps"}, "name": "web",
         "namespace": "apps", "operation": "CREATE", "userInfo": {"username": "mallory"},
         "object": {"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
                    "metadata": {"name": "web", "namespace": "apps"},
-                   "spec": {"image": "a", "replicas": "@"}}}}
+                   "spec": {"image": "a", "executor": "containerd-shim-spin", "replicas": "@"}}}}
     skeleton = json.dumps(review, separators=(",", ":"))
+    if kind == "keys":
+        skeleton = skeleton.replace('"replicas":"@"', '"podAnnotations":"@"')
+        room, parts, i = size - len(skeleton), [], 0
+        while room > 16:
+            part = f'"k{i}":"v"'
+            parts.append(part)
+            room -= len(part) + 1
+            i += 1
+        return skeleton.replace('"@"', "{" + ",".join(parts) + "}").encode()
     n = (size - len(skeleton)) // 2
     return skeleton.replace('"@"', "[" + ",".join(["0"] * n) + "]").encode()
 
@@ -59,7 +71,8 @@ def hostile(cp: ControlPlane, op: Operator, ns: str, workdir: Path) -> dict:
     clients = int(os.environ.get("BENCH_HOSTILE_CLIENTS", "256"))
     seconds = int(os.environ.get("BENCH_HOSTILE_SECS", "30"))
     body = workdir / "hostile.json"
-    body.write_bytes(worst_body(MAX_BODY - 4096))
+    kind = os.environ.get("BENCH_HOSTILE_BODY", "list")
+    body.write_bytes(worst_body(MAX_BODY - 4096, kind))
     pid = op.proc.popen.pid
     idle_rss, _ = memory_mib(pid)
     shed_before = shed_total(op)
@@ -103,7 +116,7 @@ def hostile(cp: ControlPlane, op: Operator, ns: str, workdir: Path) -> dict:
     codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", flood.stdout)
     requests = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done", flood.stdout)
     return {
-        "body_bytes": body.stat().st_size, "connections": clients, "streams_per_connection": 100,
+        "body": kind, "body_bytes": body.stat().st_size, "connections": clients, "streams_per_connection": 100,
         "seconds": seconds, "flood_requests": int(requests[1]) if requests else None,
         "flood_judged_2xx": int(codes[1]) if codes else None, "flood_4xx": int(codes[3]) if codes else None,
         "flood_5xx": int(codes[4]) if codes else None, "shed_429": shed_total(op) - shed_before,
@@ -118,7 +131,7 @@ def print_hostile_table(row: dict) -> None:
     print("\n| body | connections x streams | s | flood answered 2xx | shed 429 | 5xx | idle RSS MiB | "
           "peak RSS MiB (sampled / VmHWM) | chart limit | real admissions ok | failed |\n"
           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {row['body_bytes']} B | {row['connections']} x {row['streams_per_connection']} | {row['seconds']} | "
+    print(f"| {row['body']}, {row['body_bytes']} B | {row['connections']} x {row['streams_per_connection']} | {row['seconds']} | "
           f"{row['flood_judged_2xx']} | {int(row['shed_429'])} | {row['flood_5xx']} | {row['idle_rss_mib']} | "
           f"{row['peak_rss_sampled_mib']} / {row['peak_rss_hwm_mib']} | {row['chart_limit_mib']} Mi | "
           f"{row['real_admissions_ok']} | {row['real_admissions_failed']} |")
