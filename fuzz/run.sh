@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-120}
-TARGETS=${FUZZ_TARGETS:-admission admission_structured quantity reference runtime_config}
+TARGETS=${FUZZ_TARGETS:-admission admission_structured quantity reference runtime_config http}
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 nice -n 5 cargo fuzz build --sanitizer none 2>&1 | tail -n 3 || exit 1

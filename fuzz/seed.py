@@ -9,6 +9,8 @@ Writes fuzz/seeds/<target>/<name> (committed; regenerate after adding fixtures):
   quantity              every quantity in those manifests, one per file and in pairs
   reference             every image reference in them
   runtime_config        every spec.runtimeConfig as JSON, and the scaffold TOML fixtures
+  http                  admission fixtures as HTTP/1.1 and HTTP/2 POSTs to their route, and as
+                        raw HTTP/1.1 byte streams (see `spin_operator::fuzzing::http`)
 
 Needs PyYAML (`pip install pyyaml`, or the project's .venv).
 """
@@ -74,8 +76,36 @@ def walk(value, key=None):
         yield key, str(value)
 
 
+# Route indices of ROUTES (src/admission/routes.rs) by resource, for the http seeds.
+ROUTE_INDEX = {"spinapps": 1, "spinappexecutors": 2}
+
+
+def http_seeds(reviews):
+    """Structured exchanges (mode, router, calls-1, method, route, content type, body) over
+    HTTP/1.1 and HTTP/2, and raw HTTP/1.1 streams (mode 0), for the `http` target."""
+    out = []
+    for body in reviews:
+        try:
+            resource = json.loads(body)["request"]["resource"]["resource"]
+        except (ValueError, KeyError, TypeError):
+            resource = "spinapps"
+        route = ROUTE_INDEX.get(resource, 1)
+        for mode in (1, 2):
+            out.append(bytes([mode, 0, 0, 0, route, 0]) + body)
+        path = {1: "/validate-core-spinkube-dev-v1alpha1-spinapp",
+                2: "/validate-core-spinkube-dev-v1alpha1-spinappexecutor"}[route]
+        head = f"POST {path} HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        out.append(bytes([0, 0]) + head.encode() + body)
+    # Shed by the small budget (router 1), and a pipelined raw pair.
+    if reviews:
+        out.append(bytes([2, 1, 0, 0, 1, 0]) + reviews[0] + b" " * 2048)
+        head = "POST /validate-core-spinkube-dev-v1alpha1-spinapp HTTP/1.1\r\nHost: w\r\nContent-Length: 2\r\n\r\n{}"
+        out.append(bytes([0, 0]) + (head * 2).encode())
+    return out
+
+
 def main():
-    seeds = {t: [] for t in ["admission", "admission_structured", "quantity", "reference", "runtime_config"]}
+    seeds = {t: [] for t in ["admission", "admission_structured", "quantity", "reference", "runtime_config", "http"]}
     for f in sorted((ROOT / "tests/fixtures/admission").glob("*.json")):
         seeds["admission"].append(f.read_bytes())
     quantities, images = set(), set()
@@ -104,6 +134,7 @@ def main():
         "a/b__c/d-e:tag_1.2",
     }
     seeds["reference"] = [i.encode() for i in sorted(images)]
+    seeds["http"] = http_seeds(seeds["admission"][:12])
     seeds["admission_structured"] = [b"", bytes(range(64)), bytes(range(255, 191, -1)), b"\x01\x00\x06" * 20]
     shutil.rmtree(OUT, ignore_errors=True)
     for target, inputs in seeds.items():

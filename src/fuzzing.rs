@@ -22,6 +22,9 @@ use crate::inventory::Inventory;
 use crate::rules::quantity::{Quantity, QuantityError};
 use crate::rules::{self, Options, reference};
 
+mod http;
+pub use http::http;
+
 /// Namespace with executors, a Secret and a ConfigMap; `empty` has nothing.
 const NS: &str = "apps";
 
@@ -91,25 +94,7 @@ static INVENTORY: LazyLock<Inventory> = LazyLock::new(inventory);
 /// decodes and applies to the request's object; and on the SpinApp routes the fast view path,
 /// whenever it answers, answers byte for byte as the reference `Value` path.
 pub fn admission(body: &[u8]) {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    // The typed fast parse skips the fields it does not read without checking their strings
-    // (invalid UTF-8, lone surrogate escapes), so a body that is not quite JSON may still be
-    // answered with its uid; the apiserver never sends one.
-    let lenient = parsed.is_none();
-    let uid = parsed
-        .as_ref()
-        .and_then(|v| v.get("request")?.get("uid")?.as_str())
-        .filter(|u| !u.is_empty());
-    // In a lenient body the object is read as the server read it, bad bytes replaced.
-    let repaired: Option<Value> = match lenient {
-        true => serde_json::from_str(&String::from_utf8_lossy(body)).ok(),
-        false => None,
-    };
-    let object = parsed
-        .as_ref()
-        .or(repaired.as_ref())
-        .and_then(|v| v.get("request")?.get("object"))
-        .filter(|o| !o.is_null());
+    let expect = Expect::new(body);
     for route in ROUTES {
         let view = handler::handle_view(&STATE, route, body, Instant::now()).map(collect);
         let value = collect(handler::handle_value(&STATE, route, body, Instant::now()));
@@ -122,7 +107,45 @@ pub fn admission(body: &[u8]) {
                 lossy(&value)
             );
         }
-        check_answer(route, uid, lenient, object, &value);
+        expect.check(route, &value);
+    }
+}
+
+/// What a request body lets the oracles expect of any route's answer.
+struct Expect {
+    parsed: Option<Value>,
+    /// In a lenient body the object is read as the server read it, bad bytes replaced.
+    repaired: Option<Value>,
+}
+
+impl Expect {
+    fn new(body: &[u8]) -> Self {
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let repaired = match parsed {
+            None => serde_json::from_str(&String::from_utf8_lossy(body)).ok(),
+            Some(_) => None,
+        };
+        Self { parsed, repaired }
+    }
+
+    /// [`check_answer`] for this body on `route`.
+    fn check(&self, route: &Route, answer: &(u16, Vec<u8>)) {
+        // The typed fast parse skips the fields it does not read without checking their
+        // strings (invalid UTF-8, lone surrogate escapes), so a body that is not quite JSON
+        // may still be answered with its uid; the apiserver never sends one.
+        let lenient = self.parsed.is_none();
+        let uid = self
+            .parsed
+            .as_ref()
+            .and_then(|v| v.get("request")?.get("uid")?.as_str())
+            .filter(|u| !u.is_empty());
+        let object = self
+            .parsed
+            .as_ref()
+            .or(self.repaired.as_ref())
+            .and_then(|v| v.get("request")?.get("object"))
+            .filter(|o| !o.is_null());
+        check_answer(route, uid, lenient, object, answer);
     }
 }
 

@@ -20,6 +20,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("quantity", fuzzing::quantity),
     ("reference", fuzzing::reference),
     ("runtime_config", fuzzing::runtime_config),
+    ("http", fuzzing::http),
 ];
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {

@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kube::core::admission::AdmissionResponse;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use super::budget::{self, Budget};
 use super::executor_fetch::{ExecutorFetch, Reviewing};
 use super::idle::Caller;
 use super::metrics::{AdmissionMetrics, Outcome};
@@ -28,9 +30,21 @@ use crate::rules::{self, Decision, Options};
 /// Largest AdmissionReview accepted (the apiserver's own object limit is ~1.5 MiB; a review can
 /// carry two copies).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-/// Whole-request deadline, below the webhooks' `timeoutSeconds` (5) so the apiserver gets our
-/// answer rather than its own timeout.
+/// Whole-request deadline for the webhooks' default `timeoutSeconds` (5), see [`deadline_for`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// Bodies up to this size are judged on the runtime worker that read them: the worst body
+/// takes about 1 ms per 16 KiB (BENCHMARKS.md, "Webhook under hostile load"), a normal review
+/// 10 µs, less than handing it to a blocking thread costs. Larger ones run on the blocking
+/// pool, one per core at a time, so they never hold the workers that read other requests.
+pub const INLINE_BODY_BYTES: usize = 16 * 1024;
+
+/// The server's deadline for a webhook whose `timeoutSeconds` is `timeout_seconds`: a quarter
+/// of it, at most one second, is left for the network and the API server's own handling, so our
+/// answer (a denial or 408 on timeout) never arrives after the API server has given up.
+pub fn deadline_for(timeout_seconds: u64) -> Duration {
+    let timeout = Duration::from_secs(timeout_seconds.max(1));
+    timeout - (timeout / 4).min(Duration::from_secs(1))
+}
 
 /// What the admission handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -41,16 +55,39 @@ pub struct AdmissionState {
     pub metrics: AdmissionMetrics,
     /// Fetches an executor a SpinApp review missed in the cache (`run`); none: cache only.
     pub executor_fetch: Option<ExecutorFetch>,
+    /// Memory in flight: past it, requests are shed with 429.
+    pub budget: Budget,
+    /// Whole-request deadline (a 408 answers a request that misses it).
+    pub deadline: Duration,
+    /// Blocking threads judging large bodies at once: CPU work has no use for more threads
+    /// than cores, and a bounded number keeps the worst case of each measurable.
+    workers: Arc<Semaphore>,
 }
 
 impl AdmissionState {
     pub fn new(lookup: Arc<dyn Lookup>, options: Options, metrics: AdmissionMetrics) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             lookup,
             options,
             metrics,
             executor_fetch: None,
+            budget: Budget::default(),
+            deadline: REQUEST_TIMEOUT,
+            workers: Arc::new(Semaphore::new(cores)),
         }
+    }
+
+    /// The same state with another in-flight memory budget.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The same state with another whole-request deadline.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// This state, fetching executors the cache misses with `fetch`.
@@ -62,16 +99,14 @@ impl AdmissionState {
 
 /// The admission router: every route of [`ROUTES`], nothing else (other paths are 404).
 pub fn router(state: AdmissionState) -> Router {
+    let deadline = state.deadline;
     let mut app = Router::new();
     for route in ROUTES {
         app = app.route(
             route.path,
             post(
-                move |State(state): State<AdmissionState>,
-                      caller: Option<Extension<Caller>>,
-                      body: Bytes| async move {
-                    let caller = caller.map(|Extension(c)| c).unwrap_or_default();
-                    handle_fetching(&state, route, &body, caller).await
+                move |State(state): State<AdmissionState>, request: Request| {
+                    serve(state, route, request)
                 },
             ),
         );
@@ -89,10 +124,101 @@ pub fn router(state: AdmissionState) -> Router {
             ))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
-                REQUEST_TIMEOUT,
+                deadline,
             ))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
     )
+}
+
+/// One request: charged to the memory budget before its body is read (or shed), then judged.
+async fn serve(state: AdmissionState, route: &'static Route, request: Request) -> Response {
+    // Who the TLS layer says called (a verified client certificate or not), for the audit line.
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .copied()
+        .unwrap_or_default();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    // Larger declared bodies are refused by the body limit below, unread; an undeclared size
+    // is charged as the largest until read.
+    let charged = declared.unwrap_or(MAX_BODY_BYTES).min(MAX_BODY_BYTES);
+    let Some(mut charge) = state.budget.try_charge(budget::body_cost(charged)) else {
+        return shed(&state, route);
+    };
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
+    charge.shrink_to(budget::body_cost(body.len()));
+    let tree = budget::tree_cost(&body);
+    if budget::body_cost(body.len()).saturating_add(tree) > state.budget.total_bytes() {
+        // Would never fit: retrying is no use.
+        return too_complex(&state, route);
+    }
+    if !charge.grow(&state.budget, tree) {
+        return shed(&state, route);
+    }
+    if body.len() <= INLINE_BODY_BYTES {
+        let inline = |state: AdmissionState| {
+            let response = with_caller(caller, || handle(&state, route, &body));
+            std::future::ready(response)
+        };
+        return handle_fetching(&state, route, inline).await;
+    }
+    // Waiting here is bounded by the deadline (the timeout layer drops this future).
+    let Ok(worker) = state.workers.clone().acquire_owned().await else {
+        return json_response(review::rejected("", "admission webhook shutting down"));
+    };
+    // The charge and the worker go with the work: if the deadline answers first, the memory
+    // and the thread stay accounted for until the handler is done with them.
+    let held = Arc::new((charge, worker));
+    let blocking = |state: AdmissionState| {
+        let (body, held) = (body.clone(), held.clone());
+        async move {
+            let judged = tokio::task::spawn_blocking(move || {
+                let _held = held;
+                with_caller(caller, || handle(&state, route, &body))
+            });
+            match judged.await {
+                Ok(response) => response,
+                Err(_) => {
+                    json_response(review::rejected("", "internal error in admission webhook"))
+                }
+            }
+        }
+    };
+    handle_fetching(&state, route, blocking).await
+}
+
+/// A body whose parse alone would take more than the whole budget: no retry will fit it.
+fn too_complex(state: &AdmissionState, route: &'static Route) -> Response {
+    state
+        .metrics
+        .observe(route.name, Outcome::Error, &[], Duration::ZERO);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "admission request has too many JSON values to judge within the webhook's memory budget\n",
+    )
+        .into_response()
+}
+
+/// The answer past the budget: fast, and retryable.
+fn shed(state: &AdmissionState, route: &'static Route) -> Response {
+    state.metrics.shed(route.name);
+    tracing::debug!(
+        target: "spin_operator::admission",
+        webhook = route.name,
+        "admission request shed: in-flight memory budget spent"
+    );
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, budget::RETRY_AFTER_SECONDS.to_string())],
+        "admission webhook at its in-flight memory budget; retry later\n",
+    )
+        .into_response()
 }
 
 fn json_bytes(bytes: Vec<u8>) -> Response<Body> {
@@ -343,22 +469,24 @@ fn log_decision<R: Reviewed>(route: &Route, req: &R, decision: &Decision, outcom
 
 /// Decides a review; a SpinApp review that missed its executor in the cache is decided again
 /// with the executor fetched (when it exists).
-async fn handle_fetching(
+async fn handle_fetching<F, Fut>(
     state: &AdmissionState,
     route: &'static Route,
-    body: &[u8],
-    caller: Caller,
-) -> Response {
-    let handle = |state: &AdmissionState| with_caller(caller, || handle(state, route, body));
+    judge: F,
+) -> Response
+where
+    F: Fn(AdmissionState) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let Some(fetch) = state
         .executor_fetch
         .as_ref()
         .filter(|_| route.resource == WebhookResource::SpinApps)
     else {
-        return handle(state);
+        return judge(state.clone()).await;
     };
     let first = Arc::new(Reviewing::new(state.lookup.clone(), None));
-    let response = handle(&state.with_lookup(first.clone()));
+    let response = judge(state.with_lookup(first.clone())).await;
     let Some((namespace, name)) = first.missed() else {
         return response;
     };
@@ -367,7 +495,7 @@ async fn handle_fetching(
     };
     tracing::debug!(%namespace, executor = %name, "executor fetched for a review; deciding again");
     let again = Reviewing::new(state.lookup.clone(), Some(executor));
-    handle(&state.with_lookup(Arc::new(again)))
+    judge(state.with_lookup(Arc::new(again))).await
 }
 
 impl AdmissionState {
@@ -483,6 +611,130 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["response"]["allowed"], true);
+    }
+
+    #[test]
+    fn the_deadline_leaves_a_margin_below_the_webhook_timeout() {
+        assert_eq!(deadline_for(5), REQUEST_TIMEOUT);
+        assert_eq!(deadline_for(1), Duration::from_millis(750));
+        assert_eq!(deadline_for(2), Duration::from_millis(1500));
+        assert_eq!(deadline_for(30), Duration::from_secs(29));
+    }
+
+    async fn post(app: &Router, body: Vec<u8>) -> Response {
+        app.clone()
+            .oneshot(
+                Request::post("/validate-core-spinkube-dev-v1alpha1-spinapp")
+                    .header(header::CONTENT_LENGTH, body.len())
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn over_the_memory_budget_requests_are_shed_with_429_and_retry_after() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = AdmissionMetrics::register(&mut registry);
+        let small = serde_json::to_vec(&review("CREATE")).unwrap();
+        // Room for one small request, not for one of 64 KiB.
+        let state =
+            AdmissionState::new(Arc::new(Inventory::default()), Options::default(), metrics)
+                .with_budget(Budget::new(
+                    budget::body_cost(small.len()) + budget::tree_cost(&small) + 4096,
+                ));
+        let app = router(state.clone());
+        let mut big = small.clone();
+        big.extend(std::iter::repeat_n(b' ', 64 * 1024));
+        let shed = post(&app, big).await;
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        // Small ones still fit, one after the other: each gives its charge back.
+        for _ in 0..3 {
+            assert_eq!(post(&app, small.clone()).await.status(), StatusCode::OK);
+        }
+        assert_eq!(state.budget.available_bytes(), state.budget.total_bytes());
+        // A request holding the budget sheds the next one.
+        let held = state.budget.try_charge(8192).unwrap();
+        assert_eq!(
+            post(&app, small.clone()).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        drop(held);
+        assert_eq!(post(&app, small).await.status(), StatusCode::OK);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"spin_operator_admission_shed_total{webhook="vspinapp.kb.io"} 2"#),
+            "{text}"
+        );
+    }
+
+    /// The denial message for a CREATE of `web` whose spec is `spec`, under `budget`.
+    async fn denial_for_spec(spec: Value, budget: Budget) -> String {
+        let mut body = review("CREATE");
+        body["request"]["object"]["spec"] = spec;
+        let bytes = serde_json::to_vec(&body).unwrap();
+        assert!(bytes.len() > 2 << 20 && bytes.len() <= MAX_BODY_BYTES);
+        let app = router(
+            AdmissionState::new(
+                Arc::new(Inventory::default()),
+                Options::default(),
+                AdmissionMetrics::default(),
+            )
+            .with_budget(budget)
+            // Debug builds are slow; time is the benchmark's business.
+            .with_deadline(Duration::from_secs(600)),
+        );
+        let resp = post(&app, bytes).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let answer = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(answer.len() < 2048, "{} byte answer", answer.len());
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["response"]["allowed"], false);
+        answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_huge_non_object_spec_gets_a_short_denial_naming_its_type() {
+        let head = "SpinApp.core.spinkube.dev \"web\" is invalid: spec: Invalid value";
+        let text = Value::String("x".repeat(3_000_000));
+        assert_eq!(
+            denial_for_spec(text, Budget::default()).await,
+            format!("{head}: \"string\": must be of type object")
+        );
+        let list = Value::Array(std::iter::repeat_n(json!(0), 1_500_000).collect());
+        assert_eq!(
+            denial_for_spec(list, Budget::new(1 << 30)).await,
+            format!("{head}: \"array\": must be of type object")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_parse_exceeds_the_whole_budget_is_refused_not_shed() {
+        let mut body = review("CREATE");
+        body["request"]["object"]["spec"] =
+            Value::Array(std::iter::repeat_n(json!(0), 100_000).collect());
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let app = router(
+            AdmissionState::new(
+                Arc::new(Inventory::default()),
+                Options::default(),
+                AdmissionMetrics::default(),
+            )
+            .with_budget(Budget::new(4 << 20)),
+        );
+        // 200 KiB of body, ~13 MiB of parsed trees: retrying would not help.
+        assert_eq!(
+            post(&app, bytes).await.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[tokio::test]

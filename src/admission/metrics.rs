@@ -53,6 +53,7 @@ pub struct AdmissionMetrics {
     requests: Family<RequestLabels, Counter>,
     rules: Family<RuleLabels, Counter>,
     latency: Family<WebhookLabels, Histogram>,
+    shed: Family<WebhookLabels, Counter>,
 }
 
 impl Default for AdmissionMetrics {
@@ -60,6 +61,7 @@ impl Default for AdmissionMetrics {
         Self {
             requests: Family::default(),
             rules: Family::default(),
+            shed: Family::default(),
             // 100µs .. ~1.6s: decisions are sub-millisecond, anything near the 4s timeout is broken.
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 15))
@@ -88,6 +90,11 @@ impl AdmissionMetrics {
             "Time to answer an admission request, by webhook",
             metrics.latency.clone(),
         );
+        sub.register(
+            "shed",
+            "Admission requests answered 429 because the in-flight memory budget was spent, by webhook",
+            metrics.shed.clone(),
+        );
         // Series exist at 0 from the start, so error ratios and alerts see a value before the
         // first request (rule hits stay sparse: one series per rule that ever fired).
         for route in super::routes::ROUTES {
@@ -100,8 +107,16 @@ impl AdmissionMetrics {
             let _ = metrics.latency.get_or_create(&WebhookLabels {
                 webhook: route.name,
             });
+            let _ = metrics.shed.get_or_create(&WebhookLabels {
+                webhook: route.name,
+            });
         }
         metrics
+    }
+
+    /// Record one request shed at the memory budget (not judged, so not in `requests`).
+    pub fn shed(&self, webhook: &'static str) {
+        self.shed.get_or_create(&WebhookLabels { webhook }).inc();
     }
 
     /// Record one answered request.

@@ -3,7 +3,8 @@
 //! - [`routes`]: the one route table (paths, webhook names, operations).
 //! - [`review`]: AdmissionReview parsing and responses (pure); [`view`]: the fast path's
 //!   borrowed, typed reading of a review.
-//! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard.
+//! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard;
+//!   [`budget`]: the in-flight memory budget past which requests are shed with 429.
 //! - [`server`]: the accept loop (TLS or plain HTTP) with a handshake budget per peer, idle
 //!   timeout, eviction at the connection cap and graceful drain (rustls configuration and
 //!   certificates come from [`crate::tls`]).
@@ -12,6 +13,7 @@
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
 
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod executor_fetch;
@@ -27,7 +29,8 @@ pub mod routes;
 pub mod server;
 pub mod view;
 
-pub use handler::{AdmissionState, MAX_BODY_BYTES, REQUEST_TIMEOUT, router};
+pub use budget::Budget;
+pub use handler::{AdmissionState, MAX_BODY_BYTES, REQUEST_TIMEOUT, deadline_for, router};
 pub use health::{Readiness, ReadinessCheck, health_router};
 pub use idle::Caller;
 pub use metrics::AdmissionMetrics;

@@ -159,11 +159,20 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Longest rejection reason: they quote envelope fields and serde's errors (which quote a
+/// mistyped string whole), and a hostile body must not be echoed back at length.
+const MAX_REASON_CHARS: usize = 512;
+
 impl Rejection {
     fn new(uid: Option<&str>, reason: impl Into<String>) -> Self {
+        let mut reason = reason.into();
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push_str("...");
+        }
         Self {
             uid: uid.map(str::to_string),
-            reason: reason.into(),
+            reason,
         }
     }
 }
@@ -534,6 +543,29 @@ mod tests {
         let err = parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert_eq!(err.uid.as_deref(), Some("u-1"));
         assert!(err.reason.contains("v1beta1"));
+    }
+
+    #[test]
+    fn a_huge_envelope_field_is_not_echoed_whole() {
+        let huge = "X".repeat(1 << 20);
+        for field in ["operation", "subResource"] {
+            let mut r = spinapp_request();
+            r[field] = huge.clone().into();
+            let reason = match parse(&body(r)) {
+                Err(rejection) => rejection.reason,
+                Ok(req) => {
+                    let route =
+                        route_for_path("/validate-core-spinkube-dev-v1alpha1-spinapp").unwrap();
+                    check_route(route, &req).unwrap_err().reason
+                }
+            };
+            assert!(
+                reason.len() <= MAX_REASON_CHARS + 3,
+                "{field}: {} chars",
+                reason.len()
+            );
+            assert!(reason.ends_with("..."), "{field}: {reason}");
+        }
     }
 
     #[test]

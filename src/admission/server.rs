@@ -71,6 +71,25 @@ impl Default for ServerLimits {
     }
 }
 
+/// HTTP/2 concurrent streams per connection. RFC 9113 asks for no fewer than 100; more only
+/// lets one connection hold more of the in-flight budget (which sheds past it anyway).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Largest request header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, and the HTTP/1 read
+/// buffer that holds the request head). The API server sends well under 1 KiB.
+pub const MAX_HEADER_BYTES: u32 = 16 * 1024;
+/// HTTP/2 flow-control windows: body bytes a connection may send ahead of the handler reading
+/// them. The RFC's default, so that connections at the cap buffer at most 512 × 64 KiB.
+pub const H2_WINDOW_BYTES: u32 = 65_535;
+/// Rapid reset (CVE-2023-44487): streams a client opened and reset before we accepted them, and
+/// streams we had to reset for its protocol errors, allowed before the connection is closed
+/// with GOAWAY (ENHANCE_YOUR_CALM).
+pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 100;
+/// HTTP/2 PING interval and the wait for its answer: a peer that vanished without a FIN frees
+/// its connection slot within a minute.
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Errors of the admission server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -215,6 +234,33 @@ impl Server {
         }
         tracing::info!("server stopped");
     }
+}
+
+/// hyper's protocol settings, every memory-relevant one explicit rather than a default that could
+/// change with an upgrade.
+pub(crate) fn http_builder(limits: ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES as usize)
+        .max_headers(64);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES)
+        .max_frame_size(16 * 1024)
+        .initial_stream_window_size(H2_WINDOW_BYTES)
+        .initial_connection_window_size(H2_WINDOW_BYTES)
+        .adaptive_window(false)
+        .max_send_buf_size(64 * 1024)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+    builder
 }
 
 /// What every connection task of one server shares.
@@ -372,12 +418,7 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    let builder = http_builder(limits);
     let registration = open.register();
     let activity = registration.activity().clone();
     let conn = builder.serve_connection(TokioIo::new(io), registration.service(router, caller));

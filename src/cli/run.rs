@@ -14,8 +14,8 @@ use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::executor_fetch::ExecutorFetch;
 use spin_operator::admission::health::{METRICS_PATH, MetricsAuth};
 use spin_operator::admission::{
-    AdmissionState, HttpsServer, Readiness, ReadinessCheck, Server, ServerLimits, health_router,
-    router,
+    AdmissionState, Budget, HttpsServer, MAX_BODY_BYTES, Readiness, ReadinessCheck, Server,
+    ServerLimits, budget, deadline_for, health_router, router,
 };
 use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
@@ -156,6 +156,25 @@ pub struct Args {
         value_parser = lease_name
     )]
     pub leader_election_lease: String,
+    /// The webhook configurations' `timeoutSeconds` (the chart passes `webhooks.timeoutSeconds`):
+    /// requests are answered (or given up with 408) a margin before the API server gives up.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WEBHOOK_TIMEOUT_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=30)
+    )]
+    pub webhook_timeout_seconds: u64,
+    /// Memory the admission requests in flight may take at once (a Kubernetes quantity, e.g.
+    /// `128Mi`); past it requests are answered 429 with Retry-After. Default: half the
+    /// container's cgroup memory limit, or 128Mi without one.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_WEBHOOK_MEMORY_BUDGET",
+        value_name = "QUANTITY",
+        value_parser = memory_quantity
+    )]
+    pub webhook_memory_budget: Option<usize>,
     /// Seconds to keep serving after SIGTERM with /readyz answering 503, so that Endpoints drop
     /// the pod before its servers stop accepting (the lame-duck period). A second signal ends it.
     #[arg(
@@ -403,6 +422,35 @@ fn lease_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// A memory size as a Kubernetes quantity (`128Mi`, `200M`, `134217728`); at least what one
+/// largest admission request may cost.
+fn memory_quantity(s: &str) -> Result<usize, String> {
+    let bytes = spin_operator::rules::quantity::Quantity::parse(s)
+        .ok()
+        .filter(|q| !q.is_negative())
+        .and_then(|q| q.to_whole_units())
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{s:?} is not a memory quantity such as 128Mi"))?;
+    let least = budget::body_cost(MAX_BODY_BYTES);
+    if bytes < least {
+        return Err(format!(
+            "{s:?} is below what reading one largest admission request takes ({} Mi)",
+            least.div_ceil(1 << 20)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The admission memory budget: the flag, else half the cgroup memory limit, else the default.
+fn memory_budget(args: &Args) -> Budget {
+    let bytes = args.webhook_memory_budget.unwrap_or_else(|| {
+        budget::cgroup_memory_limit().map_or(budget::DEFAULT_BUDGET_BYTES, |limit| {
+            budget::budget_for_limit(limit, MAX_BODY_BYTES)
+        })
+    });
+    Budget::new(bytes)
+}
+
 /// Who may write shared state (the self-signed certificate): the controllers' leader, a
 /// stand-alone Lease holder when the controllers are off, or this replica alone without election.
 fn leader_flag(
@@ -526,9 +574,16 @@ async fn start_webhooks(
         },
         metrics.admission.clone().unwrap_or_default(),
     )
+    .with_budget(memory_budget(args))
+    .with_deadline(deadline_for(args.webhook_timeout_seconds))
     // An executor created a moment before its app (`kubectl apply -f dir/`) may not be in the
     // cache yet: fetched once on a miss.
     .with_executor_fetch(fetch);
+    tracing::info!(
+        memory_budget_bytes = state.budget.total_bytes(),
+        deadline_ms = state.deadline.as_millis() as u64,
+        "admission limits"
+    );
     let server =
         HttpsServer::bind(args.webhook_addr, tls, router(state), args.server_limits()).await?;
     tracing::info!(addr = %server.local_addr()?, "admission webhook server listening");
@@ -563,6 +618,35 @@ mod tests {
         let run = Run::try_parse_from(["run", "--watch-namespaces=a,Not_A_Namespace"]).unwrap();
         let err = run.args.namespaces().unwrap_err().to_string();
         assert!(err.contains("\"Not_A_Namespace\""), "{err}");
+    }
+
+    #[test]
+    fn webhook_timeout_and_memory_budget_are_validated() {
+        let run = Run::try_parse_from(["run"]).unwrap();
+        assert_eq!(run.args.webhook_timeout_seconds, 5);
+        assert_eq!(run.args.webhook_memory_budget, None);
+        let run = Run::try_parse_from([
+            "run",
+            "--webhook-timeout-seconds=10",
+            "--webhook-memory-budget=200Mi",
+        ])
+        .unwrap();
+        assert_eq!(run.args.webhook_timeout_seconds, 10);
+        assert_eq!(run.args.webhook_memory_budget, Some(200 << 20));
+        assert_eq!(super::memory_budget(&run.args).total_bytes(), 200 << 20);
+        for bad in [
+            "--webhook-timeout-seconds=0",
+            "--webhook-timeout-seconds=31",
+        ] {
+            assert!(Run::try_parse_from(["run", bad]).is_err(), "{bad} accepted");
+        }
+        for bad in ["lots", "-1Gi", "1Mi"] {
+            let err = Run::try_parse_from(["run", &format!("--webhook-memory-budget={bad}")])
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"))
+                .to_string();
+            assert!(err.contains(bad), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -41,6 +41,12 @@ impl<T> Decoded<T> {
 
 /// Cap on decode passes; each pass removes one bad node, so this bounds work on hostile input.
 const MAX_PASSES: usize = 64;
+/// Cap on the total work of the passes, in JSON nodes decoded: a pass may visit the whole spec,
+/// so a large spec gets fewer passes (at least one). Bounds the worst case of one request to a
+/// few full decodes of the largest body (BENCHMARKS.md, "Webhook under hostile load").
+const MAX_WORK_NODES: usize = 2_000_000;
+/// Longest string echoed in an error; longer ones are cut, with `...`.
+const MAX_ECHO_CHARS: usize = 64;
 
 /// Decodes `spec` (absent or null decodes as the default). Returns `None` when `spec` is not an
 /// object at all (after reporting it).
@@ -66,20 +72,29 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
             v.clone()
         }
         Some(other) => {
-            out.invalid(rule, "spec", other.clone(), "must be of type object");
+            // Named by its type only, as the API server's schema errors do: a spec of
+            // megabytes is not copied into the message.
+            out.invalid(rule, "spec", type_name(other), "must be of type object");
             return None;
         }
     };
+    // Bad values are quoted from the spec as received: stripping nulls removes object
+    // members only, so paths into the working copy (mapped through removed list elements)
+    // are paths into it.
+    let original = spec.unwrap_or(&Value::Null);
     strip_nulls(&mut working);
-    // Copied on the first error only: bad values are quoted from the object as received.
-    let mut original: Option<Value> = None;
+    let passes = (MAX_WORK_NODES / nodes(&working).max(1)).clamp(1, MAX_PASSES);
     let mut broken = BTreeSet::new();
     let mut removed: Vec<(Vec<Seg>, usize)> = Vec::new();
-    for _ in 0..MAX_PASSES {
+    let mut settled = false;
+    for _ in 0..passes {
         let err = match serde_path_to_error::deserialize::<_, T>(&working) {
             // The common case: everything decoded on the first pass.
             Ok(value) if broken.is_empty() => return Some(Decoded { value, broken }),
-            Ok(_) => break,
+            Ok(_) => {
+                settled = true;
+                break;
+            }
             Err(e) => e,
         };
         let current: Vec<Seg> = err
@@ -94,7 +109,6 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
             .collect();
         let message = err.inner().to_string();
         let orig = to_original(&current, &removed);
-        let original = original.get_or_insert_with(|| working.clone());
         match missing_field(&message) {
             Some(name) => {
                 let mut at = orig.clone();
@@ -106,7 +120,7 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
                 }
             }
             None => {
-                let bad = lookup_segs(original, &orig).cloned().unwrap_or(Value::Null);
+                let bad = lookup_segs(original, &orig).map_or(Value::Null, echo);
                 out.invalid(rule, path::format("spec", &orig), bad, friendly(&message));
             }
         }
@@ -118,8 +132,18 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
             _ => return None,
         }
         if !remove(&mut working, &current, &orig, &mut removed) {
+            settled = true;
             break;
         }
+    }
+    if !settled {
+        // Out of passes with errors left: say so rather than judge defaults in their place.
+        out.invalid(
+            rule,
+            "spec",
+            type_name(original),
+            "too many invalid fields to list them all; fix the ones reported and retry",
+        );
     }
     // Decode what is left, without the fields that had errors (their indices may have moved).
     if let Value::Object(map) = &mut working {
@@ -127,6 +151,44 @@ pub(crate) fn decode_spec<T: DeserializeOwned + Default>(
     }
     let value = serde_json::from_value(working).unwrap_or_default();
     Some(Decoded { value, broken })
+}
+
+/// A bad value as echoed in an error: scalars as they are, strings cut to a short prefix,
+/// objects and lists by their type name only (as the API server's schema errors print them).
+fn echo(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.chars().nth(MAX_ECHO_CHARS).is_some() => {
+            let cut: String = s.chars().take(MAX_ECHO_CHARS).collect();
+            Value::String(format!("{cut}..."))
+        }
+        Value::Array(_) | Value::Object(_) => type_name(v),
+        other => other.clone(),
+    }
+}
+
+/// The JSON Schema type name of a value, as a string value.
+fn type_name(v: &Value) -> Value {
+    Value::String(
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+        .to_string(),
+    )
+}
+
+/// JSON nodes in `v` (each value, member and element counts one).
+fn nodes(v: &Value) -> usize {
+    match v {
+        Value::Object(map) => 1 + map.values().map(nodes).sum::<usize>(),
+        Value::Array(items) => 1 + items.iter().map(nodes).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 /// Whether [`strip_nulls`] would change anything.
@@ -300,12 +362,65 @@ mod tests {
     }
 
     #[test]
-    fn non_object_spec_is_one_error() {
+    fn non_object_spec_is_one_error_naming_its_type() {
         let (errs, d) = errors(json!("nope"));
         assert_eq!(
             errs,
-            vec!["spec: Invalid value: \"nope\": must be of type object"]
+            vec!["spec: Invalid value: \"string\": must be of type object"]
         );
         assert!(d.is_none());
+        let (errs, _) = errors(json!([1, 2, 3]));
+        assert_eq!(
+            errs,
+            vec!["spec: Invalid value: \"array\": must be of type object"]
+        );
+    }
+
+    #[test]
+    fn long_and_structured_bad_values_are_not_echoed_whole() {
+        let long = "x".repeat(1 << 20);
+        let (errs, _) = errors(json!({
+            "image": "a",
+            "replicas": long,
+            "enableAutoscaling": [1, 2, 3],
+            "variables": {"deep": [1, 2, 3]},
+        }));
+        let cut = format!("\"{}...\"", "x".repeat(MAX_ECHO_CHARS));
+        assert_eq!(
+            errs,
+            vec![
+                "spec.enableAutoscaling: Invalid value: \"array\": must be of type boolean"
+                    .to_string(),
+                format!("spec.replicas: Invalid value: {cut}: must be of type integer"),
+                "spec.variables: Invalid value: \"object\": must be of type array".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn decode_work_is_capped_and_says_so() {
+        // Many bad elements in a list: each pass removes one, so a large list would take one
+        // full decode per element. Past the work cap the rest is summed up in one error.
+        let bad: Vec<Value> = (0..200_000).map(|_| json!({"name": 1})).collect();
+        let mut out = Findings::default();
+        let d = decode_spec::<SpinAppSpec>(
+            Some(&json!({"image": "a", "variables": bad})),
+            "SA-DECODE",
+            &mut out,
+        );
+        assert!(d.is_some());
+        let errs: Vec<String> = out.errors.iter().map(ToString::to_string).collect();
+        // 400,003 nodes: four passes, two per bad element (its field, then the element
+        // left without it).
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(
+            errs[0],
+            "spec.variables[0].name: Invalid value: 1: must be of type string"
+        );
+        assert_eq!(
+            errs[1],
+            "spec.variables[1].name: Invalid value: 1: must be of type string"
+        );
+        assert!(errs[2].starts_with("spec: Invalid value: \"object\": too many invalid fields"));
     }
 }

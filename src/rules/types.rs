@@ -174,12 +174,24 @@ impl FieldError {
     }
 }
 
-/// Formats a bad value as Kubernetes does: strings quoted, numbers and booleans bare, others JSON.
+/// Longest echo of a bad value in a message; longer ones are cut, ending in `...`.
+const MAX_VALUE_CHARS: usize = 256;
+
+/// Formats a bad value as Kubernetes does: strings quoted, numbers and booleans bare, others JSON,
+/// cut to [`MAX_VALUE_CHARS`] so that a huge value never makes a huge message.
 fn format_value(v: &serde_json::Value) -> String {
-    match v {
+    let text = match v {
+        serde_json::Value::String(s) if s.chars().nth(MAX_VALUE_CHARS).is_some() => {
+            let cut: String = s.chars().take(MAX_VALUE_CHARS).collect();
+            return format!("{cut:?}...");
+        }
         serde_json::Value::String(s) => format!("{s:?}"),
         serde_json::Value::Null => "null".to_string(),
         other => other.to_string(),
+    };
+    match text.char_indices().nth(MAX_VALUE_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text,
     }
 }
 

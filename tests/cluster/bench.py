@@ -14,6 +14,10 @@
    reconciled every app and BENCH_SETTLE_SECS (default 35: one heap-trim interval and a margin)
    have passed.
 
+4. Hostile (not run by default): the worst body at full concurrency against the webhook port
+   while real admissions go through the API server; peak RSS against the chart's limit
+   (bench_hostile.py). The operator runs with the budget the chart's 256 Mi limit gives it.
+
 Parts: BENCH_PARTS (default "admission fleet"; e.g. BENCH_PARTS=secrets for the third alone).
 
 Not a test: it asserts nothing but that the run completes, and prints one table per part.
@@ -49,6 +53,7 @@ from controlplane import (  # noqa: E402
     wait_until,
 )
 from conftest import wait_for_executors  # noqa: E402
+from bench_hostile import hostile, print_hostile_table  # noqa: E402
 
 CHUNK = 250
 
@@ -276,7 +281,10 @@ def print_secret_table(rows: list[dict]) -> None:
               f"{r['requests']} |")
 
 
-PARTS = ("admission", "fleet", "secrets")
+PARTS = ("admission", "fleet", "secrets", "hostile")
+# What the chart's 256 Mi limit gives `--webhook-memory-budget` when it is left empty (half of it,
+# or one largest request if that is more): the same budget here, without a cgroup limit.
+CHART_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 def main() -> int:
@@ -293,6 +301,8 @@ def main() -> int:
             port = free_port()
             install_chart(cp, port, {"certManager": {"enabled": False}})
             args, service_account = chart_operator(cp)
+            if "hostile" in parts:
+                args = [*args, f"--webhook-memory-budget={CHART_LIMIT_BYTES // 2}"]
             op = start_operator(cp, "bench", port, args, service_account=service_account, env={"RUST_LOG": "warn"})
             wait_for_webhooks(cp)
 
@@ -315,6 +325,14 @@ def main() -> int:
                 for row in rows:
                     print(f"| secrets | {json.dumps(row)} |", flush=True)
                 print_secret_table(rows)
+            if "hostile" in parts:
+                ns = "bench-hostile"
+                cp.kubectl("create", "namespace", ns)
+                cp.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "executors.yaml"))
+                wait_for_executors(cp, ns)
+                row = hostile(cp, op, ns, Path(tmp))
+                print(f"| hostile | {json.dumps(row)} |", flush=True)
+                print_hostile_table(row)
         finally:
             cp.stop()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import helm_python as helm
 import pytest
 
 from conftest import REPO, SCENARIOS, by_kind, chart, one, operator_container, render
@@ -81,6 +82,17 @@ def test_args_follow_values() -> None:
     args = operator_container(render(SCENARIOS["webhooks-only-no-reference-watch"]))["args"]
     assert "--log-format=text" in args and "--skip-reference-watch" in args
     assert operator_container(render({"extraArgs": ["--foo=bar"]}))["args"][-1] == "--foo=bar"
+
+
+def test_webhook_timeout_and_memory_budget_reach_the_operator() -> None:
+    # The server's deadline follows the timeout the API server is configured with.
+    args = operator_container(render())["args"]
+    assert "--webhook-timeout-seconds=5" in args
+    assert not any(a.startswith("--webhook-memory-budget") for a in args)
+    args = operator_container(render({"webhooks": {"timeoutSeconds": 12, "memoryBudget": "96Mi"}}))["args"]
+    assert "--webhook-timeout-seconds=12" in args and "--webhook-memory-budget=96Mi" in args
+    with pytest.raises(helm.HelmValuesError):
+        render({"webhooks": {"memoryBudget": "lots"}})
 
 
 def test_leader_election_namespace_comes_from_the_pod() -> None:
