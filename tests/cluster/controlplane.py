@@ -340,6 +340,13 @@ class ControlPlane:
     def helm(self, *args: str, **kw) -> subprocess.CompletedProcess:
         return self.run("helm", *args, **kw)
 
+    def uninstall_in_pods(self, release: str, namespace: str) -> None:
+        """`helm uninstall --wait`, then until the operator pods are gone: a pod in its lame-duck
+        period still serves (and may still hold the old self-signed CA) after helm returns."""
+        self.helm("uninstall", release, "-n", namespace, "--wait", timeout=300)
+        self.kubectl("wait", "--for=delete", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator",
+                     "--timeout=120s", timeout=150)
+
     def get_json(self, *args: str, **kw) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json", **kw).stdout)
 

@@ -75,7 +75,7 @@ def in_pods(node_cluster: ControlPlane):
         wait_for_webhooks(node_cluster)
         yield node_cluster
     finally:
-        node_cluster.helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait", timeout=300)
+        node_cluster.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
 
 
 @pytest.fixture(scope="session")

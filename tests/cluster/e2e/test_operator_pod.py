@@ -45,7 +45,7 @@ def helm_install(cp: ControlPlane, image: dict, *values: str) -> None:
 
 
 def helm_uninstall(cp: ControlPlane) -> None:
-    cp.helm("uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait", timeout=300)
+    cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
 
 
 def operator_pods(cp: ControlPlane) -> list[dict]:
