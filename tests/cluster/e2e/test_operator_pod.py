@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, ControlPlane
+from controlplane import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, ControlPlane, wait_for_webhooks
 from conftest import apply, new_namespace, spinapp
 from test_certmanager_and_leader import issue, openssl
 
@@ -42,6 +42,8 @@ def helm_install(cp: ControlPlane, image: dict, *values: str) -> None:
     cp.helm("install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait",
             "--timeout=5m", f"--set=image.repository={image['repository']}", f"--set=image.digest={image['digest']}",
             *values, timeout=400)
+    # Ready pods are not yet a patched caBundle: the leader writes it (self-signed) once elected.
+    wait_for_webhooks(cp)
 
 
 def helm_uninstall(cp: ControlPlane) -> None:
