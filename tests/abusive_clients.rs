@@ -16,13 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, MAX_BODY_BYTES, Readiness, Server, ServerLimits,
     health_router, router,
 };
-use spin_operator::api::SpinAppExecutor;
-use spin_operator::inventory::Inventory;
 use spin_operator::rules::Options;
 use spin_operator::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,9 +31,11 @@ use tokio_rustls::client::TlsStream;
 #[path = "support/pki.rs"]
 mod support_pki;
 use support_pki::{Pki, pki};
+#[path = "support/hostile_bodies.rs"]
+mod hostile;
+use hostile::{VALIDATE_APP, inventory, normal_review as review};
 
 const HOST: &str = "webhook.test";
-const VALIDATE_APP: &str = "/validate-core-spinkube-dev-v1alpha1-spinapp";
 /// Short server deadlines keep the test short; the behaviour is the same as with the defaults.
 const LIMITS: ServerLimits = ServerLimits {
     tls_handshake_timeout: Duration::from_secs(1),
@@ -47,39 +47,6 @@ const LIMITS: ServerLimits = ServerLimits {
     drain_timeout: Duration::from_secs(2),
 };
 const WAIT: Duration = Duration::from_secs(10);
-
-fn inventory() -> Inventory {
-    let mut inv = Inventory {
-        complete: true,
-        ..Default::default()
-    };
-    let e: SpinAppExecutor = serde_json::from_value(json!({
-        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-        "metadata": {"name": "containerd-shim-spin", "namespace": "apps"},
-        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"}}
-    }))
-    .unwrap();
-    inv.add_executor(e);
-    inv
-}
-
-fn review() -> Vec<u8> {
-    let gvk = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "kind": "SpinApp"});
-    let gvr = json!({"group": "core.spinkube.dev", "version": "v1alpha1", "resource": "spinapps"});
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1", "kind": gvk, "resource": gvr, "name": "web", "namespace": "apps",
-            "operation": "CREATE", "userInfo": {"username": "alice"},
-            "object": {
-                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
-                "metadata": {"name": "web", "namespace": "apps"},
-                "spec": {"image": "ghcr.io/example/web:v1", "executor": "containerd-shim-spin", "replicas": 1}
-            }
-        }
-    }))
-    .unwrap()
-}
 
 async fn start(pki: &Pki, limits: ServerLimits) -> SocketAddr {
     let resolver = Arc::new(tls::ReloadingResolver::new(None));

@@ -1,5 +1,5 @@
 //! Fault injection: failing and delaying matching requests (counted or at random), breaking
-//! watches.
+//! watches and holding their events back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,9 +163,27 @@ impl Faults {
         });
     }
 
-    /// Removes all pending failures and delays (counted, fixed and random).
+    /// Removes all pending failures and delays (counted, fixed and random), and releases held
+    /// watch events.
     pub fn clear(&self) {
         *self.shared.faults() = FaultRules::default();
+        self.release_watch_events();
+    }
+
+    /// Holds back the events of every watch whose request matches `matcher` (open ones and
+    /// ones opened later), until [`Faults::release_watch_events`]: a watch that has fallen
+    /// behind, as a loaded API server's can. Writes take effect and reads see them at once;
+    /// only the watch streams wait. No event is lost or reordered, and no bookmark is sent
+    /// while events are held (a bookmark promises every earlier event was delivered).
+    pub fn hold_watch_events(&self, matcher: RequestMatcher) {
+        self.shared
+            .held_watches()
+            .send_modify(|held| held.push(matcher));
+    }
+
+    /// Delivers the held watch events, in order, and stops holding.
+    pub fn release_watch_events(&self) {
+        self.shared.held_watches().send_replace(Vec::new());
     }
 
     /// Ends every open watch stream (clients see the stream close and re-watch).

@@ -119,6 +119,13 @@ fn selectors(q: &HashMap<String, String>) -> Result<Selectors, ApiError> {
     })
 }
 
+fn client_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CLIENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 fn field_manager(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
     if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
         return m.clone();
@@ -144,10 +151,7 @@ async fn handle(
     let path = uri.path();
     let arrival_seq = shared.next_seq();
     let arrived_at = std::time::Instant::now();
-    let client = headers
-        .get(CLIENT_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let client = client_id(&headers);
     if let Some(resp) = discovery(path) {
         shared.log_request(RequestRecord {
             method: method.to_string(),
@@ -369,7 +373,7 @@ fn serve_inner(
                 "metadata": list_meta, "items": items});
             Ok(json_response(StatusCode::OK, &list))
         }
-        Verb::Watch => watch(shared, rt, t, q, meta),
+        Verb::Watch => watch(shared, rt, t, q, headers, meta),
         Verb::Create => {
             let body = parse_body()?;
             write(&mut |state| {
@@ -485,6 +489,9 @@ fn event_line(event: &str, object: &Value) -> Bytes {
 struct WatchStream {
     rx: mpsc::UnboundedReceiver<WatchMsg>,
     shared: Arc<Shared>,
+    /// The watch request, for [`crate::Faults::hold_watch_events`].
+    request: RequestRecord,
+    held: tokio::sync::watch::Receiver<Vec<crate::RequestMatcher>>,
     deadline: Instant,
     bookmarks: Option<Duration>,
     meta: bool,
@@ -493,12 +500,25 @@ struct WatchStream {
 }
 
 impl WatchStream {
+    /// Returns once no hold matches this watch; `None` when the watch times out first.
+    async fn wait_while_held(&mut self) -> Option<()> {
+        let request = &self.request;
+        let released = self
+            .held
+            .wait_for(|held| !held.iter().any(|m| m.matches(request)));
+        tokio::select! {
+            released = released => released.ok().map(|_| ()),
+            _ = tokio::time::sleep_until(self.deadline) => None,
+        }
+    }
+
     async fn next_line(&mut self) -> Option<Bytes> {
         loop {
             let tick = self.bookmarks.unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 msg = self.rx.recv() => {
                     let msg = msg?;
+                    self.wait_while_held().await?;
                     let obj = if self.meta && msg.event != "BOOKMARK" { meta_only(&msg.object) } else { msg.object };
                     return Some(event_line(msg.event, &obj));
                 }
@@ -524,9 +544,23 @@ fn watch(
     rt: &'static ResourceType,
     t: &Target,
     q: &HashMap<String, String>,
+    headers: &HeaderMap,
     meta: bool,
 ) -> Result<Response, ApiError> {
     let sel = selectors(q)?;
+    // What a hold matches: the watch request as the log records it.
+    let request = RequestRecord {
+        method: Method::GET.to_string(),
+        group: t.group.clone(),
+        version: t.version.clone(),
+        namespace: t.namespace.clone(),
+        name: None,
+        label_selector: q.get("labelSelector").cloned(),
+        field_selector: q.get("fieldSelector").cloned(),
+        metadata_only: meta,
+        client: client_id(headers),
+        ..RequestRecord::synthetic(Verb::Watch, &t.plural)
+    };
     let from = parse_rv(q.get("resourceVersion").map_or("", String::as_str));
     let send_initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
     let allow_bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
@@ -552,6 +586,8 @@ fn watch(
     let stream = WatchStream {
         rx,
         shared: shared.clone(),
+        request,
+        held: shared.held_watches().subscribe(),
         deadline: Instant::now() + Duration::from_secs(timeout),
         bookmarks: allow_bookmarks.then(|| shared.bookmark_interval()),
         meta,

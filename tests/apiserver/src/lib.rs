@@ -24,6 +24,9 @@
 //! // Faults: the next 2 Deployment patches fail with 500; open watches end.
 //! server.faults().fail_next(2, 500, RequestMatcher::any().verb(Verb::Patch).resource("deployments"));
 //! server.faults().drop_watches();
+//! // The watches of executors fall behind: their events wait until released.
+//! server.faults().hold_watch_events(RequestMatcher::any().resource("spinappexecutors"));
+//! server.faults().release_watch_events();
 //! // Fleet-level chaos: 15% of Deployment writes fail, every request waits up to 20ms.
 //! server.faults().fail_randomly(RequestMatcher::writes().resource("deployments"), 0.15, 500, 7);
 //! server.faults().delay_randomly(RequestMatcher::any(), Duration::from_millis(20), 8);
@@ -111,6 +114,9 @@ pub(crate) struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     faults: Mutex<FaultRules>,
     bookmark_interval: Mutex<Duration>,
+    /// Watches matching one of these deliver no event until released (see
+    /// [`Faults::hold_watch_events`]); a watch channel, so held streams wake on release.
+    held_watches: tokio::sync::watch::Sender<Vec<RequestMatcher>>,
     /// One counter for request arrival and completion (see `RequestRecord::arrival_seq`).
     seq: AtomicU64,
 }
@@ -139,6 +145,10 @@ impl Shared {
 
     pub(crate) fn bookmark_interval(&self) -> Duration {
         *lock(&self.bookmark_interval)
+    }
+
+    pub(crate) fn held_watches(&self) -> &tokio::sync::watch::Sender<Vec<RequestMatcher>> {
+        &self.held_watches
     }
 }
 
@@ -171,6 +181,7 @@ impl TestApiServer {
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultRules::default()),
             bookmark_interval: Mutex::new(Duration::from_secs(1)),
+            held_watches: tokio::sync::watch::Sender::new(Vec::new()),
             seq: AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

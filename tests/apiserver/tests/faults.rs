@@ -278,3 +278,69 @@ async fn named_clients_are_told_apart_and_sequence_numbers_order_effects() {
         slow_a.arrival_seq < fast_b.arrival_seq && fast_b.completion_seq < slow_a.completion_seq
     );
 }
+
+/// A reflector over ConfigMaps in `namespace`; its store's names.
+fn reflect_names(server: &TestApiServer, namespace: &str) -> impl Fn() -> Vec<String> + use<> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), namespace);
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    tokio::spawn(stream.for_each(|_| async {}));
+    move || {
+        let mut names: Vec<String> = reader
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+#[tokio::test]
+async fn held_watch_events_wait_for_release_while_reads_see_the_write() {
+    let server = TestApiServer::start().await;
+    let wait = Duration::from_secs(10);
+    let held = reflect_names(&server, "held");
+    let free = reflect_names(&server, "free");
+    let watching = || {
+        server
+            .requests_matching(&RequestMatcher::any().verb(Verb::Watch))
+            .len()
+            == 2
+    };
+    assert!(spin_test_apiserver::wait_for(watching, wait).await);
+    server.faults().hold_watch_events(
+        RequestMatcher::any()
+            .verb(Verb::Watch)
+            .resource("configmaps")
+            .namespace("held"),
+    );
+    let in_held: Api<ConfigMap> = Api::namespaced(server.client(), "held");
+    in_held
+        .create(&PostParams::default(), &cm("a"))
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(server.client(), "free")
+        .create(&PostParams::default(), &cm("b"))
+        .await
+        .unwrap();
+    // The write took effect: a GET sees it at once.
+    in_held.get("a").await.unwrap();
+    // The free watch got its event, sent after the held one: the held one is still waiting.
+    assert!(spin_test_apiserver::wait_for(|| free() == ["b"], wait).await);
+    assert!(held().is_empty(), "{:?}", held());
+
+    server.faults().release_watch_events();
+    assert!(spin_test_apiserver::wait_for(|| held() == ["a"], wait).await);
+    // One watch each: the held stream stayed open and delivered, nothing was re-listed.
+    assert_eq!(
+        server
+            .requests_matching(&RequestMatcher::any().verb(Verb::Watch))
+            .len(),
+        2
+    );
+}
