@@ -168,6 +168,14 @@ impl Reviewing {
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// Whether an executor was missed so far (the review may be decided again).
+    pub(super) fn has_missed(&self) -> bool {
+        self.missed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The fetched executor, when it is `namespace/name`.
     fn fetched(&self, namespace: &str, name: &str) -> Option<&SpinAppExecutor> {
         self.fetched.as_deref().filter(|e| {

@@ -19,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::budget::{self, Budget};
 use super::executor_fetch::{ExecutorFetch, Reviewing};
+use super::held::{HeldBack, Snapshot};
 use super::idle::Caller;
 use super::metrics::{AdmissionMetrics, Outcome};
 use super::review::{self, RawRequest, Rejection, Reviewed};
@@ -59,6 +60,12 @@ pub struct AdmissionState {
     pub budget: Budget,
     /// Whole-request deadline (a 408 answers a request that misses it).
     pub deadline: Duration,
+    /// Set while a review's first decision may be redone (see [`handle_fetching`]): its
+    /// effects wait there.
+    held: Option<Arc<HeldBack>>,
+    /// When the review arrived, once a decision of it was made (a redone decision's latency
+    /// counts from there).
+    started: Option<Instant>,
     /// Blocking threads judging large bodies at once: CPU work has no use for more threads
     /// than cores, and a bounded number keeps the worst case of each measurable.
     workers: Arc<Semaphore>,
@@ -74,6 +81,8 @@ impl AdmissionState {
             executor_fetch: None,
             budget: Budget::default(),
             deadline: REQUEST_TIMEOUT,
+            held: None,
+            started: None,
             workers: Arc::new(Semaphore::new(cores)),
         }
     }
@@ -242,7 +251,7 @@ fn json_response(response: AdmissionResponse) -> Response<Body> {
 }
 
 pub(super) fn handle(state: &AdmissionState, route: &'static Route, body: &[u8]) -> Response {
-    let started = Instant::now();
+    let started = state.started.unwrap_or_else(Instant::now);
     if let Some(response) = handle_view(state, route, body, started) {
         return response;
     }
@@ -379,6 +388,16 @@ fn record<R: Reviewed>(
     outcome: Outcome,
     started: Instant,
 ) {
+    if let Some(held) = state.holding() {
+        let (req, decision) = (Snapshot::of(req), decision.clone());
+        let (caller, metrics) = (CALLER.with(|c| c.get()), state.metrics.clone());
+        held.hold(move || {
+            with_caller(caller, || log_decision(route, &req, &decision, outcome));
+            let elapsed = started.elapsed();
+            metrics.observe(route.name, outcome, &decision.rules_fired, elapsed);
+        });
+        return;
+    }
     log_decision(route, req, decision, outcome);
     state.metrics.observe(
         route.name,
@@ -415,16 +434,24 @@ fn reject(
     rejection: Rejection,
     started: Instant,
 ) -> Response {
-    tracing::warn!(
-        target: "spin_operator::admission",
-        webhook = route.name,
-        uid = rejection.uid.as_deref().unwrap_or(""),
-        reason = %rejection.reason,
-        "admission request rejected"
-    );
-    state
-        .metrics
-        .observe(route.name, Outcome::Error, &[], started.elapsed());
+    let effects = {
+        let (uid, reason) = (rejection.uid.clone(), rejection.reason.clone());
+        let metrics = state.metrics.clone();
+        move || {
+            tracing::warn!(
+                target: "spin_operator::admission",
+                webhook = route.name,
+                uid = uid.as_deref().unwrap_or(""),
+                reason = %reason,
+                "admission request rejected"
+            );
+            metrics.observe(route.name, Outcome::Error, &[], started.elapsed());
+        }
+    };
+    match state.holding() {
+        Some(held) => held.hold(effects),
+        None => effects(),
+    }
     match rejection.uid {
         Some(uid) => json_response(review::rejected(&uid, &rejection.reason)),
         None => (StatusCode::BAD_REQUEST, format!("{}\n", rejection.reason)).into_response(),
@@ -485,25 +512,44 @@ where
     else {
         return judge(state.clone()).await;
     };
+    let started = Instant::now();
     let first = Arc::new(Reviewing::new(state.lookup.clone(), None));
-    let response = judge(state.with_lookup(first.clone())).await;
+    // The first decision's audit line and metrics wait until it is known to be the answer.
+    let held = Arc::new(HeldBack::new(first.clone()));
+    let response = judge(state.for_pass(first.clone(), Some(held.clone()), started)).await;
     let Some((namespace, name)) = first.missed() else {
         return response;
     };
     let Some(executor) = fetch.get(&namespace, &name).await else {
+        held.release();
         return response;
     };
+    held.discard();
     tracing::debug!(%namespace, executor = %name, "executor fetched for a review; deciding again");
     let again = Reviewing::new(state.lookup.clone(), Some(executor));
-    judge(state.with_lookup(Arc::new(again))).await
+    judge(state.for_pass(Arc::new(again), None, started)).await
 }
 
 impl AdmissionState {
-    fn with_lookup(&self, lookup: Arc<dyn Lookup>) -> AdmissionState {
+    /// The state one decision of a review is made with: its view of the cluster, where its
+    /// effects go, and when the review arrived.
+    fn for_pass(
+        &self,
+        lookup: Arc<dyn Lookup>,
+        held: Option<Arc<HeldBack>>,
+        started: Instant,
+    ) -> AdmissionState {
         AdmissionState {
             lookup,
+            held,
+            started: Some(started),
             ..self.clone()
         }
+    }
+
+    /// Where this decision's effects wait, when it may be redone.
+    fn holding(&self) -> Option<&HeldBack> {
+        self.held.as_deref().filter(|held| held.may_redo())
     }
 }
 

@@ -9,7 +9,8 @@
 //!   timeout, eviction at the connection cap and graceful drain (rustls configuration and
 //!   certificates come from [`crate::tls`]).
 //! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per
-//!   request answered from them); [`executor_fetch`]: one GET for an executor a review missed.
+//!   request answered from them); [`executor_fetch`]: one GET for an executor a review missed,
+//!   [`held`]: the first decision's audit line and metrics held back until it is final.
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod executor_fetch;
 pub mod handler;
 pub mod health;
+mod held;
 mod idle;
 pub mod metrics;
 mod metrics_auth;
