@@ -347,7 +347,7 @@ async fn denials(app: &axum::Router, namespaces: &[String]) -> Vec<String> {
     for ns in namespaces {
         let r = admit(app, &review_in(ns, "web", "exec")).await;
         if r["allowed"] != true {
-            denied.push(format!("{ns}: {r}"));
+            denied.push(format!("{ns}: {}", r["status"]["message"]));
         }
     }
     denied
