@@ -24,6 +24,9 @@ use spin_test_apiserver::{RequestMatcher, TestApiServer, Verb, wait_for};
 use tokio::sync::watch;
 
 mod admission_fake_api;
+#[path = "support/logs.rs"]
+mod support_logs;
+use support_logs::Logs;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -246,31 +249,6 @@ async fn a_fetch_that_outlives_its_deadline_answers_from_the_cache() {
     assert_eq!(api.total_gets(), 1);
 }
 
-/// Every line the current thread's tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// The lines containing every one of `needles`.
-    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|line| needles.iter().all(|n| line.contains(n)))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
 fn metrics_text(registry: &Registry) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
@@ -280,13 +258,7 @@ fn metrics_text(registry: &Registry) -> String {
 #[tokio::test(flavor = "current_thread")]
 async fn only_the_decision_that_answers_a_review_is_logged_and_counted() {
     // Thread-local: the reviews, the fetch task and the held effects all run on this thread.
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
     let api = Api::new(true);
     let fetch = fetcher(&api, Duration::from_secs(10), 4);
     let mut registry = Registry::default();

@@ -17,6 +17,10 @@ use spin_operator::tls::{
     spawn_cert_dir_reloader,
 };
 
+#[path = "support/logs.rs"]
+mod support_logs;
+use support_logs::Logs;
+
 const HOST: &str = "localhost";
 
 /// A test CA that signs every rotated leaf, so clients trust all of them while each rotation
@@ -280,38 +284,10 @@ async fn rotation_under_load_fails_no_request_and_new_handshakes_see_new_cert() 
     assert_eq!(metrics.not_after(), expected.not_after);
 }
 
-/// Collects formatted log lines.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .matches(needle)
-            .count()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn mismatched_pair_is_refused_and_old_certificate_keeps_serving() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
     // Thread-local: the reloads below run on this thread (current_thread runtime, no poller).
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
