@@ -32,18 +32,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A configuration as the chart installs it: no caBundle.
+#[path = "support/webhook_configs.rs"]
+mod support_webhook_configs;
+
 fn webhook_config(kind: &str, name: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
-        "metadata": {"name": name},
-        "webhooks": [
-            {"name": "spinapp.core.spinkube.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-             "clientConfig": {"service": {"name": SVC, "namespace": NS, "path": "/x"}}},
-            {"name": "spinappexecutor.core.spinkube.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-             "clientConfig": {"service": {"name": SVC, "namespace": NS, "path": "/y"}}}
-        ]
-    })
+    support_webhook_configs::webhook_config(kind, name, SVC, NS)
 }
 
 fn put_configs(server: &TestApiServer) {
