@@ -11,16 +11,15 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// Whether `bundle_pem` (a caBundle) verifies `cert_pem` (the served chain, leaf first) for
-/// `server_name` at unix second `now`, as the API server's TLS client would. Anything
-/// unparseable, an empty bundle or a missing name is "does not verify".
+/// `server_name` at unix second `now`, as the API server's TLS client would. Like Go's
+/// `AppendCertsFromPEM`, certificates of the bundle that do not parse are skipped; malformed PEM,
+/// no usable CA, an unparseable chain or a name that is not a DNS name is "does not verify".
 pub fn ca_bundle_verifies(bundle_pem: &[u8], cert_pem: &[u8], server_name: &str, now: i64) -> bool {
     let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls_pemfile::certs(&mut &bundle_pem[..]) {
-        let Ok(ca) = ca else { return false };
-        if roots.add(ca).is_err() {
-            return false;
-        }
-    }
+    let Ok(cas) = rustls_pemfile::certs(&mut &bundle_pem[..]).collect::<Result<Vec<_>, _>>() else {
+        return false;
+    };
+    roots.add_parsable_certificates(cas);
     if roots.is_empty() {
         return false;
     }
@@ -100,6 +99,15 @@ mod tests {
         // A bundle holding both CAs (a rotation in progress) still verifies.
         let both = [other.ca_bundle_pem.as_bytes(), ca].concat();
         assert!(ca_bundle_verifies(&both, cert, NAME, now));
+        // A block that is no certificate is skipped, as Go's AppendCertsFromPEM does.
+        let junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(ca_bundle_verifies(
+            &[&junk[..], ca].concat(),
+            cert,
+            NAME,
+            now
+        ));
+        assert!(!ca_bundle_verifies(junk, cert, NAME, now));
     }
 
     #[test]
