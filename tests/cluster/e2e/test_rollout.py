@@ -209,8 +209,8 @@ def test_rollout_under_continuous_admissions_fails_none(node):
     unready at SIGTERM, keep serving through the lame-duck period while the Endpoints drop them,
     then drain."""
     cp = node
-    ns = new_namespace(cp, "e2e-rollout")
     with installed(cp, SELF_SIGNED):
+        ns = new_namespace(cp, "e2e-rollout")  # the chart brings the CRDs
         before = {p["metadata"]["name"] for p in operator_pods(cp)}
         with Admissions(cp, ns) as admissions:
             drops = []
