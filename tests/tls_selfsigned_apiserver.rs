@@ -24,17 +24,11 @@ const SVC: &str = "spin-operator-webhook";
 const SECRET: &str = "spin-operator-webhook-cert";
 const HOUR: i64 = 3600;
 
+#[path = "support/webhook_configs.rs"]
+mod support_webhook_configs;
+
 fn webhook_config(kind: &str, name: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
-        "metadata": {"name": name},
-        "webhooks": [
-            {"name": "spinapp.core.spinkube.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-             "clientConfig": {"service": {"name": SVC, "namespace": NS, "path": "/x"}}},
-            {"name": "spinappexecutor.core.spinkube.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-             "clientConfig": {"service": {"name": SVC, "namespace": NS, "path": "/y"}}}
-        ]
-    })
+    support_webhook_configs::webhook_config(kind, name, SVC, NS)
 }
 
 fn config() -> SelfSignedConfig {

@@ -514,7 +514,15 @@ async fn start_webhooks(
         config.validating_webhook_configuration =
             Some(args.validating_webhook_configuration.clone());
         let self_signed = SelfSigned::new(client.clone(), config, resolver.clone());
-        tokio::spawn(self_signed.run(move || is_leader()));
+        let published = self_signed.published_flag();
+        follow(readiness.register("webhook-ca-bundle"), move || {
+            published.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        // From SIGTERM on, this replica only follows: a pod in its lame-duck period must not
+        // write its CA into the configurations of its successors or of a new install (the
+        // controllers may take up to their graceful stop to give the Lease up).
+        let stopping = shutdown.clone();
+        tokio::spawn(self_signed.run(move || !stopping.has_begun() && is_leader()));
     } else {
         // Polled, not inotify: kubelet rotates a mounted Secret by swapping a `..data` symlink.
         tls::spawn_cert_dir_reloader(

@@ -47,6 +47,11 @@ impl Shutdown {
         }
     }
 
+    /// Whether a shutdown signal has arrived (the lame-duck period may still be running).
+    pub fn has_begun(&self) -> bool {
+        *self.begun.borrow()
+    }
+
     /// Completes as soon as a shutdown signal arrives (for what serves no clients).
     pub fn begun(&self) -> impl Future<Output = ()> + Send + 'static {
         Self::fired(&self.begun)

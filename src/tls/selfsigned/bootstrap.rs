@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -18,6 +19,7 @@ use serde_json::json;
 use super::issue::{
     DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, generate, renew, service_dns_names,
 };
+use super::published;
 use crate::api::FIELD_MANAGER;
 use crate::tls::{CA_CERT_FILE, ReloadingResolver, TLS_CERT_FILE, TLS_KEY_FILE, TlsError};
 
@@ -67,6 +69,11 @@ impl SelfSignedConfig {
     pub fn dns_names(&self) -> Vec<String> {
         service_dns_names(&self.service, &self.namespace, &self.cluster_domain)
     }
+
+    /// The name the API server verifies when it calls the webhook Service.
+    pub fn service_host(&self) -> String {
+        format!("{}.{}.svc", self.service, self.namespace)
+    }
 }
 
 /// What one [`SelfSigned::sync_once`] did.
@@ -80,6 +87,9 @@ pub struct SyncOutcome {
     pub patched: Vec<String>,
     /// The resolver now serves the Secret's certificate.
     pub serving: bool,
+    /// Every webhook of our configurations carries a caBundle that verifies the served
+    /// certificate (false while a configuration is absent): the API server can call us.
+    pub published: bool,
 }
 
 /// The self-signed certificate manager for one replica.
@@ -91,6 +101,8 @@ pub struct SelfSigned {
     validating: Api<ValidatingWebhookConfiguration>,
     pub(super) config: SelfSignedConfig,
     resolver: Arc<ReloadingResolver>,
+    /// The last pass's [`SyncOutcome::published`], kept across failed passes.
+    published: Arc<AtomicBool>,
 }
 
 impl SelfSigned {
@@ -102,7 +114,15 @@ impl SelfSigned {
             client,
             config,
             resolver,
+            published: Arc::default(),
         }
+    }
+
+    /// Follows [`SyncOutcome::published`] of the latest successful pass: the readiness
+    /// condition "the API server trusts what this replica serves". A failed pass (the API
+    /// unreachable) keeps the last answer rather than flapping readiness.
+    pub fn published_flag(&self) -> Arc<AtomicBool> {
+        self.published.clone()
     }
 
     /// One pass: the leader creates/renews the Secret and patches caBundle where it differs;
@@ -136,7 +156,35 @@ impl SelfSigned {
             &source,
         )?;
         sync.serving = true;
+        sync.published = self.ca_bundles_verify(&material.cert_pem, now).await?;
+        self.published.store(sync.published, Ordering::SeqCst);
         Ok(sync)
+    }
+
+    /// Whether every webhook of both configurations (those configured) has a caBundle that
+    /// verifies `cert_pem` for the Service's name. Read on every replica, leader or not.
+    async fn ca_bundles_verify(&self, cert_pem: &str, now: i64) -> Result<bool, TlsError> {
+        let host = self.config.service_host();
+        let verified = |webhooks: Option<Vec<(String, Option<ByteString>)>>| {
+            // An absent configuration (not installed yet) cannot be called with our CA.
+            webhooks.is_some_and(|w| {
+                let bundles: Vec<_> = w.into_iter().map(|(_, bundle)| bundle).collect();
+                published::all_verify(&bundles, cert_pem.as_bytes(), &host, now)
+            })
+        };
+        if let Some(name) = &self.config.mutating_webhook_configuration {
+            let config = self.mutating.get_opt(name).await?;
+            if !verified(config.as_ref().map(mutating_bundles)) {
+                return Ok(false);
+            }
+        }
+        if let Some(name) = &self.config.validating_webhook_configuration {
+            let config = self.validating.get_opt(name).await?;
+            if !verified(config.as_ref().map(validating_bundles)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Create-if-absent. Two replicas may both get here: the API server lets exactly one create
@@ -244,31 +292,34 @@ impl SelfSigned {
     async fn patch_ca_bundles(&self, bundle: &[u8]) -> Result<Vec<String>, TlsError> {
         let mut patched = Vec::new();
         if let Some(name) = &self.config.mutating_webhook_configuration
-            && patch_one(&self.mutating, name, bundle, |c| {
-                c.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
-                    .collect()
-            })
-            .await?
+            && patch_one(&self.mutating, name, bundle, mutating_bundles).await?
         {
             patched.push(name.clone());
         }
         if let Some(name) = &self.config.validating_webhook_configuration
-            && patch_one(&self.validating, name, bundle, |c| {
-                c.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
-                    .collect()
-            })
-            .await?
+            && patch_one(&self.validating, name, bundle, validating_bundles).await?
         {
             patched.push(name.clone());
         }
         Ok(patched)
     }
+}
+
+/// Each webhook's name and caBundle, in order.
+fn mutating_bundles(c: &MutatingWebhookConfiguration) -> Vec<(String, Option<ByteString>)> {
+    c.webhooks
+        .iter()
+        .flatten()
+        .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
+        .collect()
+}
+
+fn validating_bundles(c: &ValidatingWebhookConfiguration) -> Vec<(String, Option<ByteString>)> {
+    c.webhooks
+        .iter()
+        .flatten()
+        .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
+        .collect()
 }
 
 fn secret_data(m: &Material) -> BTreeMap<String, ByteString> {

@@ -5,13 +5,17 @@
 //! configurations; every replica serves the Secret's certificate through the shared resolver.
 //! Each replica watches the Secret and the configurations by name, so a rotation, deletion or
 //! caBundle edit by someone else is acted on at once; a slow resync is only the fallback.
+//! A replica counts as published (a readiness condition) only while both configurations carry a
+//! caBundle that verifies the certificate it serves.
 
 mod bootstrap;
 mod follow;
 mod issue;
+mod published;
 
 pub use bootstrap::{SelfSigned, SelfSignedConfig, SyncOutcome};
 pub use issue::{
     COMMON_NAME_MAX, DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, common_name, generate, renew,
     service_dns_names,
 };
+pub use published::ca_bundle_verifies;
