@@ -4,6 +4,10 @@ none is lost, the other replica takes the Lease within its duration (read from t
 child is written twice (writes per child counted in the API server's audit log, which records
 every request of the operator's ServiceAccount with the pod it came from).
 
+A SpinApp needs at least one replica. Its executor names a RuntimeClass that does not exist, so
+the 1,000 Deployments make no pods (the API server's RuntimeClass admission refuses them) and the
+load is on the operator and the API server, not on the node.
+
 SPIN_E2E_LEADER_LOSS_APPS sets the number of apps (default 1000)."""
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import time
 
 import yaml
 
-from conftest import new_namespace, resource_of, spinapp
+from conftest import apply, new_namespace, resource_of, spinapp, wait_for_executors
 from controlplane import OPERATOR_NAMESPACE, ControlPlane, wait_until
+from node import IMAGE_HOST
 from test_operator_pod import operator_pods
 
 APPS = int(os.environ.get("SPIN_E2E_LEADER_LOSS_APPS", "1000"))
@@ -27,6 +32,7 @@ LEASE = "spin-operator-leader"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 CHILDREN = {"deployments", "services"}
 POD_NAME = "authentication.kubernetes.io/pod-name"
+EXECUTOR = "no-pods"
 
 
 def lease(cp: ControlPlane) -> dict:
@@ -50,13 +56,16 @@ class Creator(threading.Thread):
     def run(self) -> None:
         try:
             for first in range(0, APPS, CHUNK):
-                docs = "\n---\n".join(yaml.safe_dump(spinapp(f"app-{i}", replicas=0))
+                docs = "\n---\n".join(yaml.safe_dump(spinapp(f"app-{i}", replicas=1, executor=EXECUTOR,
+                                                              image=f"{IMAGE_HOST}/absent:v1"))
                                       for i in range(first, min(first + CHUNK, APPS)))
                 for _ in range(10):
                     out = self.cp.kubectl("apply", "-n", self.namespace, "-f", "-", input=docs, check=False,
                                           timeout=120)
                     if out.returncode == 0:
                         break
+                    if "denied the request" in out.stderr:
+                        raise AssertionError(out.stderr)
                     self.refused.append(out.stderr.strip().splitlines()[-1])
                     time.sleep(1)
                 else:
@@ -76,7 +85,11 @@ def converged(cp: ControlPlane, namespace: str) -> int:
 
 def test_leader_pod_deleted_while_apps_are_created(in_pods):
     cp = in_pods
-    ns = new_namespace(cp, "e2e-leader-loss")
+    ns = new_namespace(cp, "e2e-leader-loss", executors=False)
+    apply(cp, ns, {"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+                   "metadata": {"name": EXECUTOR},
+                   "spec": {"createDeployment": True, "deploymentConfig": {"runtimeClassName": "e2e-absent"}}})
+    wait_for_executors(cp, ns, EXECUTOR)
     pods = {p["metadata"]["name"] for p in operator_pods(cp)}
     leader = wait_until("a leader among the pods", lambda: lease(cp).get("holderIdentity") in pods
                         and lease(cp)["holderIdentity"], timeout=60)
@@ -108,7 +121,8 @@ def test_leader_pod_deleted_while_apps_are_created(in_pods):
     print(f"{APPS} apps: created in {created:.0f}s, converged in {total:.0f}s; "
           f"{len(creator.refused)} chunk(s) refused and retried: {creator.refused[:3]}")
 
-    # None lost: every app has its Deployment and Service, owned by it.
+    # None lost: every app has its Deployment and Service, owned by it; no pod ran.
+    assert count(cp, "pods", ns) == 0
     apps = {a["metadata"]["name"]: a["metadata"]["uid"] for a in cp.get_json("spinapps", "-n", ns)["items"]}
     assert set(apps) == {f"app-{i}" for i in range(APPS)}
     for kind in ("deployments", "services"):
