@@ -217,8 +217,9 @@ def test_eviction_of_both_replicas_honours_the_pdb(in_pods):
 
 def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
     """tls.existingSecret: a Secret volume (mode 0440, root-owned files but group fsGroup) that the
-    operator, uid 65532, must read to become Ready. Last in the module: it upgrades the release
-    away from self-signed certificates and back."""
+    operator, uid 65532, must read to become Ready. A fresh install (a `helm upgrade` from
+    self-signed certificates conflicts on the caBundle the operator owns); last in the module, it
+    puts the module's self-signed release back."""
     cp = in_pods
     values = json.loads((cp.workdir / f"values-{RELEASE}.json").read_text())
     service = f"{RELEASE}-webhook.{OPERATOR_NAMESPACE}.svc"
@@ -228,13 +229,10 @@ def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
     files = issue(tmp_path, tmp_path, [service, f"{service}.cluster.local"], "own")
     cp.kubectl("create", "secret", "tls", "own-cert", "-n", OPERATOR_NAMESPACE,
                f"--cert={tmp_path / 'own/tls.crt'}", f"--key={tmp_path / 'own/tls.key'}")
+    cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
     try:
         install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert",
-                                                      "caBundle": base64.b64encode(files["ca.crt"]).decode()}},
-                              upgrade=True)
-        wait_until("the pods of the existingSecret release alone", lambda: len(operator_pods(cp)) == 2 and all(
-            any(v.get("secret", {}).get("secretName") == "own-cert" for v in p["spec"]["volumes"])
-            for p in operator_pods(cp)), timeout=180, interval=1)
+                                                      "caBundle": base64.b64encode(files["ca.crt"]).decode()}})
         wait_for_webhooks(cp)
         for pod in operator_pods(cp):
             pid = assert_hardened(pod)
@@ -242,6 +240,7 @@ def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
             assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
         assert_admits_through_pods(cp)
     finally:
-        install_chart_in_pods(cp, values, upgrade=True)
-        wait_for_webhooks(cp)
+        cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
         cp.kubectl("delete", "secret", "own-cert", "-n", OPERATOR_NAMESPACE, check=False)
+        install_chart_in_pods(cp, values)
+        wait_for_webhooks(cp)
