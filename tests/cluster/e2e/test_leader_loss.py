@@ -13,6 +13,7 @@ SPIN_E2E_LEADER_LOSS_APPS sets the number of apps (default 1000)."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import datetime
 import json
 import os
@@ -27,7 +28,8 @@ from node import IMAGE_HOST
 from test_operator_pod import operator_pods
 
 APPS = int(os.environ.get("SPIN_E2E_LEADER_LOSS_APPS", "1000"))
-CHUNK = 50
+CHUNK = 25
+WORKERS = 4
 LEASE = "spin-operator-leader"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 CHILDREN = {"deployments", "services"}
@@ -44,8 +46,9 @@ def micro_time(value: str) -> float:
 
 
 class Creator(threading.Thread):
-    """Creates the apps in chunks, as a CI pipeline would, retrying a chunk the API server refused
-    (a webhook call may fail while the deleted pod leaves the Endpoints): refusals are counted."""
+    """Creates the apps in chunks from WORKERS clients at once, as a CI pipeline would, retrying a
+    chunk the API server refused (a webhook call may fail while the deleted pod leaves the
+    Endpoints) with `kubectl apply`, which takes the apps already created: refusals are counted."""
 
     def __init__(self, cp: ControlPlane, namespace: str):
         super().__init__(daemon=True)
@@ -53,23 +56,27 @@ class Creator(threading.Thread):
         self.refused: list[str] = []
         self.error: BaseException | None = None
 
+    def create(self, first: int) -> None:
+        docs = "\n---\n".join(yaml.safe_dump(spinapp(f"app-{i}", replicas=1, executor=EXECUTOR,
+                                                      image=f"{IMAGE_HOST}/absent:v1"))
+                              for i in range(first, min(first + CHUNK, APPS)))
+        verb = "create"
+        for _ in range(10):
+            out = self.cp.kubectl(verb, "-n", self.namespace, "-f", "-", input=docs, check=False, timeout=120)
+            if out.returncode == 0:
+                return
+            if "denied the request" in out.stderr:
+                raise AssertionError(out.stderr)
+            self.refused.append(out.stderr.strip().splitlines()[-1])
+            verb = "apply"
+            time.sleep(1)
+        raise AssertionError(f"chunk from app-{first} refused 10 times: {self.refused[-3:]}")
+
     def run(self) -> None:
         try:
-            for first in range(0, APPS, CHUNK):
-                docs = "\n---\n".join(yaml.safe_dump(spinapp(f"app-{i}", replicas=1, executor=EXECUTOR,
-                                                              image=f"{IMAGE_HOST}/absent:v1"))
-                                      for i in range(first, min(first + CHUNK, APPS)))
-                for _ in range(10):
-                    out = self.cp.kubectl("apply", "-n", self.namespace, "-f", "-", input=docs, check=False,
-                                          timeout=120)
-                    if out.returncode == 0:
-                        break
-                    if "denied the request" in out.stderr:
-                        raise AssertionError(out.stderr)
-                    self.refused.append(out.stderr.strip().splitlines()[-1])
-                    time.sleep(1)
-                else:
-                    raise AssertionError(f"chunk from app-{first} refused 10 times: {self.refused[-3:]}")
+            with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+                for done in pool.map(self.create, range(0, APPS, CHUNK)):
+                    assert done is None
         except BaseException as e:  # noqa: BLE001 (re-raised by the test)
             self.error = e
 
