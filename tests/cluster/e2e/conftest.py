@@ -106,11 +106,11 @@ def new_namespace(cp: ControlPlane, prefix: str, executors: bool = True) -> str:
     return name
 
 
-def wait_for_executors(cp: ControlPlane, namespace: str) -> None:
+def wait_for_executors(cp: ControlPlane, namespace: str, executor: str = "containerd-shim-spin") -> None:
     """The webhooks learn of executors from a watch: until their cache has caught up, an app
     naming one is denied with "executor not found" (as it is for a user applying both at once
     without --allow-missing-executor). Wait for the webhooks' view, not a fixed time."""
-    probe = json.dumps(spinapp("executor-probe", replicas=1))
+    probe = json.dumps(spinapp("executor-probe", replicas=1, executor=executor))
     wait_until(f"the webhooks to see the executors of {namespace}", lambda: cp.kubectl(
         "create", "--dry-run=server", "-n", namespace, "-f", "-", input=probe, check=False).returncode == 0,
         timeout=60, interval=0.3)

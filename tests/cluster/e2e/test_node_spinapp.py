@@ -1,6 +1,9 @@
-"""SpinApp workloads run: what the operator (in its pods) renders works as a workload on the node.
-The Wasm runtime is the one stand-in: the executors' RuntimeClass handler `spin` runs the stand-in
-app image (image/spin-standin: busybox httpd on Spin's port and health paths) under runc."""
+"""SpinApp workloads run: what the operator (its image, in pods) renders works as a workload on the
+node, and the pods go Ready through the probes the operator rendered. The Wasm runtime is the one
+stand-in: the executors' RuntimeClass handler `spin` runs the stand-in app image
+(image/spin-standin: busybox httpd on Spin's port and health paths) under runc (through
+runc-spin), and an executor's `spinImage` runs the same image as a container. Everything else is
+the operator's and Kubernetes' own."""
 
 from __future__ import annotations
 
@@ -9,9 +12,14 @@ import urllib.request
 
 import pytest
 
-from conftest import apply, new_namespace, spinapp
+from conftest import apply, new_namespace, spinapp, wait_for
 from controlplane import ControlPlane, free_port, start_process, wait_until
 from node import BUSYBOX_IMAGE, STANDIN_RUNC
+
+
+# Probes on Spin's health and info paths, served by the stand-in as by Spin.
+CHECKS = {"readiness": {"httpGet": {"path": "/.well-known/spin/health"}, "periodSeconds": 1},
+          "liveness": {"httpGet": {"path": "/.well-known/spin/info"}, "periodSeconds": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +29,7 @@ def app(in_pods: ControlPlane):
     cp = in_pods
     image = cp.node.push_app_image()
     ns = new_namespace(cp, "e2e-spinapp")
-    # Probes on Spin's health path, served by the stand-in as by Spin.
-    checks = {kind: {"httpGet": {"path": "/.well-known/spin/health"}, "periodSeconds": 1}
-              for kind in ("liveness", "readiness")}
-    apply(cp, ns, spinapp("hello", image=image, replicas=1, checks=checks))
+    apply(cp, ns, spinapp("hello", image=image, replicas=1, checks=CHECKS))
     client = {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
         "spec": {"containers": [{"name": "main", "image": BUSYBOX_IMAGE, "command": ["sleep", "100000"]}],
@@ -46,8 +51,10 @@ def test_spinapp_pods_run_ready_through_the_rendered_probes(app):
     [pod] = app_pods(cp, ns)
     assert pod["spec"]["runtimeClassName"] == "wasmtime-spin-v2"
     container = pod["spec"]["containers"][0]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/.well-known/spin/health", container
+    # The shim ignores the command; runc-spin runs the stand-in's entrypoint for it.
+    assert container["command"] == ["/"], container
+    assert container["readinessProbe"]["httpGet"]["path"] == "/.well-known/spin/health", container
+    assert container["livenessProbe"]["httpGet"]["path"] == "/.well-known/spin/info", container
     assert pod["status"]["phase"] == "Running"
     assert [c["ready"] for c in pod["status"]["containerStatuses"]] == [True]
     deployment = cp.get_json("deployment", "hello", "-n", ns)
@@ -64,6 +71,7 @@ def test_spinapp_service_answers_from_a_pod_and_through_port_forward(app):
     out = cp.kubectl("exec", "client", "-n", ns, "--", "sh", "-c",
                      f"printf 'GET /.well-known/spin/health HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {ip} {port}")
     assert out.stdout.startswith("HTTP/1.") and " 200 " in out.stdout.splitlines()[0], out.stdout
+    assert out.stdout.rstrip().endswith("OK"), out.stdout
 
     local = free_port()
     proc = start_process("port-forward-app", [str(cp.bin_dir / "kubectl"), "port-forward", "-n", ns, "svc/hello",
@@ -106,3 +114,25 @@ def test_runtime_config_and_ca_bundle_are_mounted_where_spin_reads_them(app):
     in_pod = cp.kubectl("exec", name, "-n", ns, "--", "cat", "/etc/ssl/certs/ca-certificates.crt").stdout
     assert in_pod == base64.b64decode(ca_secret["data"]["ca-certificates.crt"]).decode()
     assert "BEGIN CERTIFICATE" in in_pod
+
+
+def test_spin_image_app_goes_ready(app):
+    """An executor with `spinImage`: the app runs as a container of that image, `spin up` arguments."""
+    cp, hello_ns = app
+    image = cp.get_json("spinapp", "hello", "-n", hello_ns)["spec"]["image"]
+    ns = new_namespace(cp, "e2e-spin-image", executors=False)
+    executor = {"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+                "metadata": {"name": "stand-in-spin"},
+                "spec": {"createDeployment": True, "deploymentConfig": {"spinImage": image}}}
+    apply(cp, ns, executor)
+    containerized = spinapp("containerized", image="spin-e2e.local/some-app:v1", executor="stand-in-spin",
+                            checks=CHECKS)
+    wait_until("the webhooks to see the executor", lambda: apply(cp, ns, containerized, check=False).returncode == 0,
+               timeout=60, interval=0.5)
+    wait_for(cp, "the spinImage SpinApp ready", "spinapp", "containerized", ns,
+             lambda o: o.get("status", {}).get("readyReplicas") == 1, timeout=180)
+    [pod] = [p for p in cp.get_json("pods", "-n", ns, "-l", "core.spinkube.dev/app-name=containerized")["items"]
+             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+    assert "runtimeClassName" not in pod["spec"], pod["spec"]
+    assert pod["spec"]["containers"][0]["image"] == image
+    assert pod["spec"]["containers"][0]["args"][:3] == ["up", "--listen", "0.0.0.0:80"]
