@@ -12,7 +12,9 @@
 //!   request answered from them); [`executor_fetch`]: one GET for an executor a review missed.
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
+//! - [`audit`]: the per-decision audit line, queued to a writer thread off the request path.
 
+pub mod audit;
 pub mod budget;
 pub mod cache;
 pub mod config;
