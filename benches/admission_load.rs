@@ -503,15 +503,7 @@ fn main() {
             if !routes.contains(&route) {
                 continue;
             }
-            let p = load_rt.block_on(drive(
-                &pki,
-                validate_addr,
-                path,
-                body,
-                conns,
-                duration,
-                &[],
-            ));
+            let p = load_rt.block_on(drive(&pki, validate_addr, path, body, conns, duration, &[]));
             total_admissions += p.requests + conns as u64;
             assert_eq!(p.errors, 0, "{name}: failed requests");
             row(

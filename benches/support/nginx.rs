@@ -155,7 +155,11 @@ impl Nginx {
                     .ok()
                     .and_then(|s| {
                         let close = s.rfind(')')?;
-                        s[close + 1..].split_whitespace().nth(1)?.parse::<i32>().ok()
+                        s[close + 1..]
+                            .split_whitespace()
+                            .nth(1)?
+                            .parse::<i32>()
+                            .ok()
                     });
                 if ppid == Some(master) {
                     pids.push(pid);

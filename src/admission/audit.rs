@@ -372,7 +372,15 @@ mod tests {
         assert_eq!(expected[3]["rules"], "SA-A,SA-B");
         assert_eq!(expected[3]["target"], "spin_operator::admission");
         assert_eq!(lines(&batched), expected);
-        assert_eq!(in_place.0.lock().unwrap().1, 10, "in place: a write per line");
-        assert_eq!(batched.0.lock().unwrap().1, 1, "queued: one write per batch");
+        assert_eq!(
+            in_place.0.lock().unwrap().1,
+            10,
+            "in place: a write per line"
+        );
+        assert_eq!(
+            batched.0.lock().unwrap().1,
+            1,
+            "queued: one write per batch"
+        );
     }
 }

@@ -263,7 +263,9 @@ fn init_logging(format: LogFormat) {
     // Audit lines of admission decisions are written in batches by their writer thread.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(spin_operator::admission::audit::LogWriter::new(std::io::stdout()));
+        .with_writer(spin_operator::admission::audit::LogWriter::new(
+            std::io::stdout(),
+        ));
     // Ignore "already set" (e.g. when embedded in tests).
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
