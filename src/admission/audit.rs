@@ -253,13 +253,13 @@ mod tests {
     fn line(i: usize) -> AuditLine {
         AuditLine {
             uid: format!("uid-{i}"),
-            caller_authenticated: i % 2 == 0,
+            caller_authenticated: i.is_multiple_of(2),
             claimed_user: "alice".into(),
             namespace: "apps".into(),
             name: format!("web-{i}"),
             operation: "CREATE",
             webhook: "vspinapp.kb.io",
-            allowed: i % 3 != 0,
+            allowed: !i.is_multiple_of(3),
             rules: "SA-A,SA-B".into(),
             patch_ops: i,
             warnings: 1,
