@@ -5,12 +5,20 @@
 //! `CachedLookup` filled from the in-memory test API server. A separate load generator runtime
 //! drives it with N keep-alive HTTP/1.1 connections (one reqwest client per connection, requests
 //! back to back) for a fixed duration per point. The same `HttpsServer` with a one-route router
-//! returning a fixed small JSON is the trivial endpoint for the throughput ratio.
+//! returning a fixed small JSON is the trivial endpoint for the throughput ratio. The floor is
+//! nginx (Debian's package, `support/nginx.rs`; installed with apt-get when missing) answering the
+//! webhook's own validate response as a fixed AdmissionReview over TLS 1.3 with keep-alive,
+//! driven by the same load generator at the same connection counts.
+//!
+//! The server logs as `spin-operator run --log-format json` does (level info, one JSON line per
+//! admission decision, queued to the audit writer thread), to `/dev/null` (in a pod, stdout is a
+//! pipe). To price the audit line: `LOAD_LOG=off` runs without a log subscriber, `LOAD_LOG=inline`
+//! formats and writes each line on the request path (as before the queue).
 //!
 //! `cargo bench --bench admission_load`. Environment:
 //! - `LOAD_SECS` (default 3) per point; `LOAD_CONNS` (default `1,8,32,128`); `LOAD_ROUTES`
-//!   (default `trivial,validate,mutate`; a subset is for profiling one endpoint, ratios need
-//!   `trivial`).
+//!   (default `nginx,trivial,validate,mutate`; a subset is for profiling one endpoint, ratios
+//!   need `nginx` or `trivial`).
 //! - `LOAD_TAIL=1` prints, per point, more latency percentiles, the server threads' preemptions,
 //!   and how long the server's and the load generator's threads were runnable but waited for a
 //!   CPU, per request.
@@ -29,6 +37,7 @@ use axum::body::Bytes;
 use axum::routing::post;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
+use spin_operator::admission::audit::{AuditLog, LogWriter};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
@@ -42,6 +51,8 @@ mod support_pki;
 use support_pki::{Pki, pki};
 #[path = "../tests/support/review_bodies.rs"]
 mod bodies;
+#[path = "support/nginx.rs"]
+mod nginx;
 use bodies::{MUTATE_APP, VALIDATE_APP};
 
 const HOST: &str = "webhook.bench";
@@ -165,7 +176,9 @@ fn client(pki: &Pki, addr: SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
-/// `conns` connections, each sending `body` to `path` back to back for `duration`.
+/// `conns` connections, each sending `body` to `path` back to back for `duration`. The server's
+/// CPU is that of processes `server_pids` when given (nginx), else of this process's `server`
+/// threads.
 async fn drive(
     pki: &Pki,
     addr: SocketAddr,
@@ -173,6 +186,7 @@ async fn drive(
     body: &Bytes,
     conns: usize,
     duration: Duration,
+    server_pids: &[i32],
 ) -> Point {
     let url = format!("https://{HOST}:{}{path}", addr.port());
     let clients: Vec<_> = (0..conns).map(|_| client(pki, addr)).collect();
@@ -183,6 +197,7 @@ async fn drive(
         r.bytes().await.unwrap();
     }
     let cpu_before = ThreadCpu::now();
+    let external_before = nginx::cpu_seconds(server_pids);
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = clients
@@ -223,7 +238,10 @@ async fn drive(
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
-    let cpu = ThreadCpu::now().since(cpu_before);
+    let mut cpu = ThreadCpu::now().since(cpu_before);
+    if !server_pids.is_empty() {
+        cpu.server = nginx::cpu_seconds(server_pids) - external_before;
+    }
     all.sort_unstable();
     let pct = |p: f64| -> u64 {
         if all.is_empty() {
@@ -284,11 +302,21 @@ fn main() {
     // Which endpoints to drive (a subset is for profiling one of them; ratios need `trivial`).
     let routes_env = std::env::var("LOAD_ROUTES").unwrap_or_default();
     let routes: Vec<&str> = if routes_env.is_empty() {
-        vec!["trivial", "validate", "mutate"]
+        vec!["nginx", "trivial", "validate", "mutate"]
     } else {
         routes_env.split(',').map(str::trim).collect()
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let log_mode = std::env::var("LOAD_LOG").unwrap_or_else(|_| "queued".into());
+    if log_mode != "off" {
+        // As `spin-operator run --log-format json`, to /dev/null instead of stdout.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .json()
+            .flatten_event(true)
+            .with_writer(LogWriter::new(std::fs::File::create("/dev/null").unwrap()))
+            .init();
+    }
 
     // The server side: API test server, reflector caches, webhook and trivial HTTPS servers.
     let mut server_builder = tokio::runtime::Builder::new_multi_thread();
@@ -313,11 +341,12 @@ fn main() {
         tokio::spawn(writers.run(api.client()));
         lookup.wait_until_ready().await.unwrap();
         let mut registry = Registry::default();
-        let state = AdmissionState::new(
-            Arc::new(lookup),
-            Options::default(),
-            AdmissionMetrics::register(&mut registry),
-        );
+        let metrics = AdmissionMetrics::register(&mut registry);
+        let dropped = metrics.audit_dropped();
+        let mut state = AdmissionState::new(Arc::new(lookup), Options::default(), metrics);
+        if log_mode == "inline" {
+            state = state.with_audit(AuditLog::in_place(dropped));
+        }
         let webhook = serve(&pki, router(state)).await;
         let trivial_router = Router::new().route(
             TRIVIAL,
@@ -364,9 +393,11 @@ fn main() {
     let validate_body = Bytes::from(bodies::validate_body());
     let mutate_body = Bytes::from(bodies::mutate_body());
 
-    // Sanity: validate allows, mutate returns a patch (outside the timed runs).
-    load_rt.block_on(async {
+    // Sanity: validate allows, mutate returns a patch (outside the timed runs). The validate
+    // response is nginx's fixed answer.
+    let validate_response = load_rt.block_on(async {
         let c = client(&pki, validate_addr);
+        let mut validate_response = String::new();
         for (path, body) in [(VALIDATE_APP, &validate_body), (MUTATE_APP, &mutate_body)] {
             let url = format!("https://{HOST}:{}{path}", validate_addr.port());
             let r: Value = c
@@ -381,32 +412,77 @@ fn main() {
             assert_eq!(r["response"]["allowed"], true, "{path}: {r}");
             if path == MUTATE_APP {
                 assert!(r["response"]["patch"].is_string(), "mutate patches: {r}");
+            } else {
+                validate_response = r.to_string();
             }
         }
+        validate_response
     });
 
+    // The static-TLS floor: nginx with as many workers as the server runtime has threads.
+    let nginx_floor = routes
+        .contains(&"nginx")
+        .then(|| {
+            let workers = env_number("SERVER_WORKERS").unwrap_or(2);
+            nginx::find(bench).and_then(|bin| {
+                nginx::Nginx::start(
+                    &bin,
+                    &pki.cert_pem,
+                    &pki.key_pem,
+                    VALIDATE_APP,
+                    &validate_response,
+                    workers,
+                )
+            })
+        })
+        .and_then(|started| {
+            started
+                .map_err(|why| eprintln!("no nginx floor: {why}"))
+                .ok()
+        });
+
     let api_calls_before = api.requests().len();
-    println!("# Admission load: {secs} s per point, HTTPS keep-alive HTTP/1.1, loopback\n");
     println!(
-        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to trivial | \
-         server CPU µs/req | load generator CPU µs/req |"
+        "# Admission load: {secs} s per point, HTTPS keep-alive HTTP/1.1, loopback, \
+         audit log: {log_mode} (LOAD_LOG)\n"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to nginx | \
+         ratio to trivial | server CPU µs/req | load generator CPU µs/req |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut total_admissions = 0;
     for &conns in &conn_points {
-        let row = |name: &str, p: &Point, ratio: Option<f64>| {
+        let ratio = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.2}"));
+        let row = |name: &str, p: &Point, to_nginx: Option<f64>, to_trivial: Option<f64>| {
             println!(
-                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} |",
+                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} |",
                 p.requests,
                 p.rps(),
                 p.p50_us as f64 / 1000.0,
                 p.p99_us as f64 / 1000.0,
                 p.errors,
-                ratio.map_or("—".to_string(), |r| format!("{r:.2}")),
+                ratio(to_nginx),
+                ratio(to_trivial),
                 p.cpu.server * 1e6 / p.requests.max(1) as f64,
                 p.cpu.load * 1e6 / p.requests.max(1) as f64,
             )
         };
+        let floor = nginx_floor.as_ref().map(|n| {
+            let p = load_rt.block_on(drive(
+                &pki,
+                n.addr,
+                VALIDATE_APP,
+                &validate_body,
+                conns,
+                duration,
+                &n.pids(),
+            ));
+            assert_eq!(p.errors, 0, "nginx: failed requests");
+            row("nginx (floor)", &p, None, None);
+            p
+        });
+        let to_nginx = |p: &Point| floor.as_ref().map(|f| p.rps() / f.rps());
         let trivial = routes.contains(&"trivial").then(|| {
             let p = load_rt.block_on(drive(
                 &pki,
@@ -415,8 +491,9 @@ fn main() {
                 &validate_body,
                 conns,
                 duration,
+                &[],
             ));
-            row("trivial", &p, None);
+            row("trivial", &p, to_nginx(&p), None);
             p
         });
         for (route, name, path, body) in [
@@ -426,10 +503,15 @@ fn main() {
             if !routes.contains(&route) {
                 continue;
             }
-            let p = load_rt.block_on(drive(&pki, validate_addr, path, body, conns, duration));
+            let p = load_rt.block_on(drive(&pki, validate_addr, path, body, conns, duration, &[]));
             total_admissions += p.requests + conns as u64;
             assert_eq!(p.errors, 0, "{name}: failed requests");
-            row(name, &p, trivial.as_ref().map(|t| p.rps() / t.rps()));
+            row(
+                name,
+                &p,
+                to_nginx(&p),
+                trivial.as_ref().map(|t| p.rps() / t.rps()),
+            );
         }
     }
     let api_calls = api.requests().len() - api_calls_before;
@@ -439,6 +521,7 @@ fn main() {
     );
     assert_eq!(api_calls, 0, "admission must not call the API server");
     drop(load_rt);
+    drop(nginx_floor);
     drop(api);
     drop(server_rt);
 }

@@ -17,6 +17,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use super::audit::{self, AuditLine, AuditLog};
 use super::budget::{self, Budget};
 use super::executor_fetch::{ExecutorFetch, Reviewing};
 use super::held::{HeldBack, Snapshot};
@@ -69,6 +70,8 @@ pub struct AdmissionState {
     /// Blocking threads judging large bodies at once: CPU work has no use for more threads
     /// than cores, and a bounded number keeps the worst case of each measurable.
     workers: Arc<Semaphore>,
+    /// The queue of audit lines to their writer thread.
+    audit: AuditLog,
 }
 
 impl AdmissionState {
@@ -77,13 +80,14 @@ impl AdmissionState {
         Self {
             lookup,
             options,
-            metrics,
             executor_fetch: None,
             budget: Budget::default(),
             deadline: REQUEST_TIMEOUT,
             held: None,
             started: None,
             workers: Arc::new(Semaphore::new(cores)),
+            audit: AuditLog::start(audit::QUEUE_LINES, metrics.audit_dropped()),
+            metrics,
         }
     }
 
@@ -96,6 +100,12 @@ impl AdmissionState {
     /// The same state with another whole-request deadline.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// The same state with another audit log writer.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
         self
     }
 
@@ -390,15 +400,21 @@ fn record<R: Reviewed>(
 ) {
     if let Some(held) = state.holding() {
         let (req, decision) = (Snapshot::of(req), decision.clone());
-        let (caller, metrics) = (CALLER.with(|c| c.get()), state.metrics.clone());
+        let (caller, metrics, audit) = (
+            CALLER.with(|c| c.get()),
+            state.metrics.clone(),
+            state.audit.clone(),
+        );
         held.hold(move || {
-            with_caller(caller, || log_decision(route, &req, &decision, outcome));
+            with_caller(caller, || {
+                log_decision(&audit, route, &req, &decision, outcome)
+            });
             let elapsed = started.elapsed();
             metrics.observe(route.name, outcome, &decision.rules_fired, elapsed);
         });
         return;
     }
-    log_decision(route, req, decision, outcome);
+    log_decision(&state.audit, route, req, decision, outcome);
     state.metrics.observe(
         route.name,
         outcome,
@@ -475,23 +491,31 @@ pub(super) fn with_caller<T>(caller: Caller, f: impl FnOnce() -> T) -> T {
 /// contents (they may hold secrets or runtime config). The review's `userInfo` is only what
 /// the caller claims: unless its client certificate was verified (`--client-ca-file`), anyone
 /// who can reach the port can write any user there, so it is logged as `claimed_user`.
-fn log_decision<R: Reviewed>(route: &Route, req: &R, decision: &Decision, outcome: Outcome) {
-    tracing::info!(
-        target: "spin_operator::admission",
-        uid = %req.uid(),
-        caller_authenticated = CALLER.with(|c| c.get()).authenticated,
-        claimed_user = req.user(),
-        namespace = req.namespace().unwrap_or_default(),
-        name = req.name(),
-        operation = review::rules_operation(req.operation()).as_str(),
-        webhook = route.name,
-        allowed = outcome == Outcome::Allowed,
-        rules = %decision.rules_fired.join(","),
-        patch_ops = decision.patch.0.len(),
-        warnings = decision.warnings.len(),
-        dry_run = req.dry_run(),
-        "admission decision"
-    );
+/// Built here, formatted and written by the audit writer thread (`audit`).
+fn log_decision<R: Reviewed>(
+    audit: &AuditLog,
+    route: &Route,
+    req: &R,
+    decision: &Decision,
+    outcome: Outcome,
+) {
+    if !audit::enabled() {
+        return;
+    }
+    audit.write(AuditLine {
+        uid: req.uid().to_string(),
+        caller_authenticated: CALLER.with(|c| c.get()).authenticated,
+        claimed_user: req.user().to_string(),
+        namespace: req.namespace().unwrap_or_default().to_string(),
+        name: req.name().to_string(),
+        operation: review::rules_operation(req.operation()).as_str(),
+        webhook: route.name,
+        allowed: outcome == Outcome::Allowed,
+        rules: decision.rules_fired.join(","),
+        patch_ops: decision.patch.0.len(),
+        warnings: decision.warnings.len(),
+        dry_run: req.dry_run(),
+    });
 }
 
 /// Decides a review; a SpinApp review that missed its executor in the cache is decided again

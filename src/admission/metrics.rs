@@ -54,6 +54,7 @@ pub struct AdmissionMetrics {
     rules: Family<RuleLabels, Counter>,
     latency: Family<WebhookLabels, Histogram>,
     shed: Family<WebhookLabels, Counter>,
+    audit_dropped: Counter,
 }
 
 impl Default for AdmissionMetrics {
@@ -62,6 +63,7 @@ impl Default for AdmissionMetrics {
             requests: Family::default(),
             rules: Family::default(),
             shed: Family::default(),
+            audit_dropped: Counter::default(),
             // 100µs .. ~1.6s: decisions are sub-millisecond, anything near the 4s timeout is broken.
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 15))
@@ -95,6 +97,11 @@ impl AdmissionMetrics {
             "Admission requests answered 429 because the in-flight memory budget was spent, by webhook",
             metrics.shed.clone(),
         );
+        sub.register(
+            "audit_dropped",
+            "Audit log lines of admission decisions dropped because the queue to the log writer was full",
+            metrics.audit_dropped.clone(),
+        );
         // Series exist at 0 from the start, so error ratios and alerts see a value before the
         // first request (rule hits stay sparse: one series per rule that ever fired).
         for route in super::routes::ROUTES {
@@ -112,6 +119,11 @@ impl AdmissionMetrics {
             });
         }
         metrics
+    }
+
+    /// The counter of audit lines dropped at a full queue (`audit::AuditLog`).
+    pub fn audit_dropped(&self) -> Counter {
+        self.audit_dropped.clone()
     }
 
     /// Record one request shed at the memory budget (not judged, so not in `requests`).

@@ -13,7 +13,9 @@
 //!   [`held`]: the first decision's audit line and metrics held back until it is final.
 //! - [`health`]: [`Readiness`] and the plain-HTTP `/healthz`, `/readyz`, `/metrics` server.
 //! - [`metrics`]: Prometheus metrics; [`config`]: the generated webhook configurations.
+//! - [`audit`]: the per-decision audit line, queued to a writer thread off the request path.
 
+pub mod audit;
 pub mod budget;
 pub mod cache;
 pub mod config;

@@ -260,7 +260,12 @@ impl Args {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Audit lines of admission decisions are written in batches by their writer thread.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(spin_operator::admission::audit::LogWriter::new(
+            std::io::stdout(),
+        ));
     // Ignore "already set" (e.g. when embedded in tests).
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
