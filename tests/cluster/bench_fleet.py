@@ -324,8 +324,9 @@ def round_go(tmp: Path, bin_dir: Path, n: int) -> dict:
         cp.stop()
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+def spread(values: list[float], fmt: str = ".1f") -> str:
+    """Median (min–max)."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
 
 def cold(bin_dir: Path, sizes: list[int]) -> list[dict]:
@@ -365,6 +366,6 @@ def print_cold_table(rows: list[dict]) -> None:
             conv = [r["converge_s"] for r in rs]
             ratio = statistics.median(conv) / statistics.median(floors) if floors else float("nan")
             print(f"| {who} | {n} | {len(rs)} | {spread(floors)} | {spread(conv)} | {ratio:.2f} | "
-                  f"{spread([r['requests_per_app'] for r in rs])} | {spread([r['writes_per_app'] for r in rs])} | "
-                  f"{spread([r['restart_writes'] for r in rs])} | {spread([r['rss_mib'] for r in rs])} | "
+                  f"{spread([r['requests_per_app'] for r in rs], '.2f')} | {spread([r['writes_per_app'] for r in rs], '.2f')} | "
+                  f"{spread([r['restart_writes'] for r in rs], '.0f')} | {spread([r['rss_mib'] for r in rs])} | "
                   f"{spread([r['cpu_s'] for r in rs])} |")
