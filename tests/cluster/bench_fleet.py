@@ -291,7 +291,10 @@ def round_go(tmp: Path, bin_dir: Path, n: int) -> dict:
         for crd in sorted((UPSTREAM / "crds").glob("*.yaml")):
             cp.kubectl("apply", "-f", str(crd))
         for crd in ("spinapps", "spinappexecutors"):
-            cp.kubectl("wait", "--for=condition=Established", f"crd/{crd}.core.spinkube.dev", "--timeout=60s")
+            # `kubectl wait` fails outright while the CRD has no conditions yet.
+            wait_until(f"CRD {crd} established", lambda: "True" in cp.kubectl(
+                "get", f"crd/{crd}.core.spinkube.dev", "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                check=False).stdout, timeout=60)
         apply(cp, None, [RUNTIME_CLASS])
         # Its own ServiceAccount (a user of its own in the audit log), with cluster-admin.
         cp.kubectl("create", "namespace", OPERATOR_NAMESPACE)
