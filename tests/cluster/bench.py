@@ -18,6 +18,9 @@
    while real admissions go through the API server; peak RSS against the chart's limit
    (bench_hostile.py). The operator runs with the budget the chart's 256 Mi limit gives it.
 
+5. Cold (not run by default): N apps present when the operator starts, ours and the Go operator
+   side by side on fresh control planes, next to the floor (bench_fleet.py).
+
 Parts: BENCH_PARTS (default "admission fleet"; e.g. BENCH_PARTS=secrets for the third alone).
 
 Not a test: it asserts nothing but that the run completes, and prints one table per part.
@@ -54,6 +57,7 @@ from controlplane import (  # noqa: E402
 )
 from conftest import wait_for_executors  # noqa: E402
 from bench_hostile import hostile, print_hostile_table  # noqa: E402
+from bench_fleet import cold  # noqa: E402
 
 CHUNK = 250
 
@@ -281,7 +285,7 @@ def print_secret_table(rows: list[dict]) -> None:
               f"{r['requests']} |")
 
 
-PARTS = ("admission", "fleet", "secrets", "hostile")
+PARTS = ("admission", "fleet", "secrets", "hostile", "cold")
 # What the chart's 256 Mi limit gives `--webhook-memory-budget` when it is left empty (half of it,
 # or one largest request if that is more): the same budget here, without a cgroup limit.
 CHART_LIMIT_BYTES = 256 * 1024 * 1024
@@ -295,6 +299,12 @@ def main() -> int:
         print(f"unknown BENCH_PARTS {unknown}; known: {' '.join(PARTS)}", file=sys.stderr)
         return 2
     bin_dir = build_binaries()
+    if "cold" in parts:
+        # Fresh control planes of its own per operator and round (bench_fleet.py).
+        cold(bin_dir, sizes)
+        parts = [p for p in parts if p != "cold"]
+        if not parts:
+            return 0
     with tempfile.TemporaryDirectory(prefix="spin-bench-") as tmp:
         cp = ControlPlane(Path(tmp), bin_dir).start()
         try:
