@@ -12,8 +12,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use kube::api::PostParams;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+use spin_operator::admission::audit::AuditLog;
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::executor_fetch::ExecutorFetch;
 use spin_operator::admission::{AdmissionMetrics, AdmissionState, router};
@@ -257,7 +259,9 @@ fn metrics_text(registry: &Registry) -> String {
 
 #[tokio::test(flavor = "current_thread")]
 async fn only_the_decision_that_answers_a_review_is_logged_and_counted() {
-    // Thread-local: the reviews, the fetch task and the held effects all run on this thread.
+    // Thread-local: the reviews, the fetch task and the held effects all run on this thread,
+    // and the audit lines are written in place (the writer thread would log to the global
+    // subscriber, which this capture does not see).
     let (logs, _guard) = Logs::capture();
     let api = Api::new(true);
     let fetch = fetcher(&api, Duration::from_secs(10), 4);
@@ -268,6 +272,7 @@ async fn only_the_decision_that_answers_a_review_is_logged_and_counted() {
             Options::default(),
             AdmissionMetrics::register(&mut registry),
         )
+        .with_audit(AuditLog::in_place(Counter::default()))
         .with_executor_fetch(fetch),
     );
 
