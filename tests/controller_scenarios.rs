@@ -31,6 +31,7 @@ fn settings() -> Settings {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         concurrency: 4,
+        ..Settings::default()
     }
 }
 
@@ -1097,6 +1098,71 @@ async fn children_the_app_does_not_own_are_refused_reported_once_and_left_untouc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_app_costs_one_apply_per_child_and_one_status_write() {
+    let server = TestApiServer::start().await;
+    // No CA certificates: their Secret is the executor's, created once per namespace.
+    server.put(
+        json!({"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "plain", "namespace": NS},
+        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "x"}}}),
+    );
+    let running = start(&server);
+    server.put(app("hello", "plain"));
+    wait("converged", || {
+        ready_reason(&spinapp(&server, "hello"))
+            == Some(("False".into(), "DeploymentUnavailable".into()))
+    })
+    .await;
+    wait_reconciles(&running, 3).await;
+    let mut calls: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| !matches!(r.verb, Verb::List | Verb::Watch | Verb::Other))
+        // The executor controller's finalizer.
+        .filter(|r| r.resource != "spinappexecutors")
+        .map(|r| {
+            let sub = r.subresource.as_deref().map(|s| format!("/{s}"));
+            format!(
+                "{} {}{}",
+                r.verb.as_str(),
+                r.resource,
+                sub.unwrap_or_default()
+            )
+        })
+        .collect();
+    calls.sort();
+    // No lookup before creating (the applies carry their precondition), and no Event for the
+    // first, ordinary Ready condition (`creation_events` is off by default).
+    assert_eq!(
+        calls,
+        [
+            "patch deployments",
+            "patch secrets",
+            "patch services",
+            "patch spinapps/status"
+        ]
+    );
+    running.stop().await;
+
+    // Asked for, the creation Event is one more request.
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    server.put(app("hello", "containerd-shim-spin"));
+    let mut config = ControllerConfig::new("test-pod", NS);
+    config.leader_election = None;
+    config.settings = Settings {
+        creation_events: true,
+        ..settings()
+    };
+    let running = start_with(&server, config);
+    wait("the creation Event", || {
+        !events_with(&server, "hello", "DeploymentUnavailable").is_empty()
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_another_manager_made_for_the_same_app_uid_are_adopted() {
     // What upstream leaves behind when switching operators: children owned by the same SpinApp
     // object, written by another field manager, not carrying our labels yet.
@@ -1108,11 +1174,16 @@ async fn children_another_manager_made_for_the_same_app_uid_are_adopted() {
     assert_eq!(running.metrics.reconcile_count("spinapp", "not_owned"), 0);
     // Each was looked up once, after the apply that assumed it absent was refused.
     for resource in ["deployments", "services"] {
-        let by_verb: Vec<(Verb, u16)> = server
-            .requests_matching(&RequestMatcher::any().resource(resource).name("hello"))
-            .iter()
-            .map(|r| (r.verb, r.status))
-            .collect();
+        let calls = || {
+            server
+                .requests_matching(&RequestMatcher::any().resource(resource).name("hello"))
+                .iter()
+                .map(|r| (r.verb, r.status))
+                .collect::<Vec<(Verb, u16)>>()
+        };
+        // The log entry of a request follows its effect.
+        wait("three requests logged", || calls().len() >= 3).await;
+        let by_verb = calls();
         assert_eq!(
             by_verb[..3],
             [(Verb::Patch, 409), (Verb::Get, 200), (Verb::Patch, 200)],

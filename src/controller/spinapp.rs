@@ -763,6 +763,11 @@ async fn write_status(
         } else {
             EventType::Warning
         };
+        // A new app's first, ordinary Ready: a request per app that says what the condition
+        // says (see `Settings::creation_events`).
+        if before.is_none() && type_ == EventType::Normal && !ctx.settings.creation_events {
+            return Ok(());
+        }
         publish(
             ctx,
             app,
