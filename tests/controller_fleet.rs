@@ -50,6 +50,7 @@ fn settings(resync: Duration) -> Settings {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(300),
         concurrency: 8,
+        ..Settings::default()
     }
 }
 

@@ -49,6 +49,7 @@ fn start(server: &TestApiServer, id: &str) -> Running {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(300),
         concurrency: 8,
+        ..Settings::default()
     };
     let le = config.leader_election.as_mut().expect("leader election on");
     le.lease_duration = Duration::from_secs(2);

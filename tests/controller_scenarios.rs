@@ -31,6 +31,7 @@ fn settings() -> Settings {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         concurrency: 4,
+        ..Settings::default()
     }
 }
 
@@ -885,6 +886,9 @@ async fn rbac_permissions_cover_exactly_the_requests_made() {
             .is_some()
     })
     .await;
+    // Children upstream left for an app are looked up (get) when their applies are refused.
+    put_upstream_app(&server, "upstream");
+    wait_adopted(&server, "upstream").await;
     // The test's own changes go through the direct handle, so the request log holds only the
     // operator's calls.
     let first = runtime_config_secret_of(&deployment(&server, "stateful").unwrap()).unwrap();
@@ -1036,8 +1040,10 @@ async fn children_the_app_does_not_own_are_refused_reported_once_and_left_untouc
         assert_eq!(found[0]["type"], "Warning");
         assert!(found[0]["series"].is_null(), "repeated: {:#?}", found[0]);
     }
-    // Nothing was written to either object.
-    let no_writes = |resource: &str, name: &str| {
+    // Nothing was written to either object: the only writes are applies the API server refused
+    // on their precondition (the foreign Service is not in the labelled cache: its apply
+    // asserted absence; the leftover is: its apply was never sent).
+    let writes = |resource: &str, name: &str| {
         server.requests_matching(
             &RequestMatcher::writes()
                 .resource(resource)
@@ -1045,8 +1051,10 @@ async fn children_the_app_does_not_own_are_refused_reported_once_and_left_untouc
                 .name(name),
         )
     };
-    assert_eq!(no_writes("services", "hello"), vec![]);
-    assert_eq!(no_writes("deployments", "again"), vec![]);
+    let refused = writes("services", "hello");
+    assert!(!refused.is_empty());
+    assert!(refused.iter().all(|r| r.status == 409), "{refused:#?}");
+    assert_eq!(writes("deployments", "again"), vec![]);
     assert_eq!(
         server.get(&ResourceKey::of::<Service>(), Some(NS), "hello"),
         Some(foreign)
@@ -1090,28 +1098,135 @@ async fn children_the_app_does_not_own_are_refused_reported_once_and_left_untouc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_app_costs_one_apply_per_child_and_one_status_write() {
+    let server = TestApiServer::start().await;
+    // No CA certificates: their Secret is the executor's, created once per namespace.
+    server.put(
+        json!({"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
+        "metadata": {"name": "plain", "namespace": NS},
+        "spec": {"createDeployment": true, "deploymentConfig": {"runtimeClassName": "x"}}}),
+    );
+    let running = start(&server);
+    server.put(app("hello", "plain"));
+    wait("converged", || {
+        ready_reason(&spinapp(&server, "hello"))
+            == Some(("False".into(), "DeploymentUnavailable".into()))
+    })
+    .await;
+    wait_reconciles(&running, 3).await;
+    let mut calls: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| !matches!(r.verb, Verb::List | Verb::Watch | Verb::Other))
+        // The executor controller's finalizer.
+        .filter(|r| r.resource != "spinappexecutors")
+        .map(|r| {
+            let sub = r.subresource.as_deref().map(|s| format!("/{s}"));
+            format!(
+                "{} {}{}",
+                r.verb.as_str(),
+                r.resource,
+                sub.unwrap_or_default()
+            )
+        })
+        .collect();
+    calls.sort();
+    // No lookup before creating (the applies carry their precondition), and no Event for the
+    // first, ordinary Ready condition (`creation_events` is off by default).
+    assert_eq!(
+        calls,
+        [
+            "patch deployments",
+            "patch secrets",
+            "patch services",
+            "patch spinapps/status"
+        ]
+    );
+    running.stop().await;
+
+    // Asked for, the creation Event is one more request.
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    server.put(app("hello", "containerd-shim-spin"));
+    let mut config = ControllerConfig::new("test-pod", NS);
+    config.leader_election = None;
+    config.settings = Settings {
+        creation_events: true,
+        ..settings()
+    };
+    let running = start_with(&server, config);
+    wait("the creation Event", || {
+        !events_with(&server, "hello", "DeploymentUnavailable").is_empty()
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_another_manager_made_for_the_same_app_uid_are_adopted() {
     // What upstream leaves behind when switching operators: children owned by the same SpinApp
     // object, written by another field manager, not carrying our labels yet.
     let server = TestApiServer::start().await;
     server.put(executor("containerd-shim-spin", true));
-    let created = server.put(app("hello", "containerd-shim-spin"));
-    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    put_upstream_app(&server, "hello");
+    let running = start(&server);
+    wait_adopted(&server, "hello").await;
+    assert_eq!(running.metrics.reconcile_count("spinapp", "not_owned"), 0);
+    // Each was looked up once, after the apply that assumed it absent was refused.
+    for resource in ["deployments", "services"] {
+        let calls = || {
+            server
+                .requests_matching(&RequestMatcher::any().resource(resource).name("hello"))
+                .iter()
+                .map(|r| (r.verb, r.status))
+                .collect::<Vec<(Verb, u16)>>()
+        };
+        // The log entry of a request follows its effect.
+        wait("three requests logged", || calls().len() >= 3).await;
+        let by_verb = calls();
+        assert_eq!(
+            by_verb[..3],
+            [(Verb::Patch, 409), (Verb::Get, 200), (Verb::Patch, 200)],
+            "{resource}: {by_verb:?}"
+        );
+    }
+    running.stop().await;
+}
+
+/// App `name` with the Deployment and Service upstream left for it: owned by the same SpinApp
+/// object, written by another field manager, without our labels (so in no cache of ours).
+fn put_upstream_app(server: &TestApiServer, name: &str) {
+    let created = server.put(app(name, "containerd-shim-spin"));
+    let owner = json!([{"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "name": name, "uid": created["metadata"]["uid"], "controller": true}]);
     server.put(json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "hello", "namespace": NS,
-            "ownerReferences": [{"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
-                "name": "hello", "uid": uid, "controller": true}]},
+        "metadata": {"name": name, "namespace": NS, "ownerReferences": owner},
         "spec": {"selector": {"upstream": "selector"}, "ports": [{"port": 80}]}
     }));
-    let running = start(&server);
-    wait("the Service is adopted and updated", || {
-        server
-            .get_as::<Service>(Some(NS), "hello")
-            .and_then(|s| s.spec?.selector)
-            .is_some_and(|s| s.contains_key(&app_status_label("hello")))
-    })
+    server.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "ownerReferences": owner},
+        "spec": {"selector": {"matchLabels": {"upstream": "selector"}},
+            "template": {"metadata": {"labels": {"upstream": "selector"}},
+                "spec": {"containers": [{"name": name, "image": "old:v1"}]}}}
+    }));
+}
+
+/// Waits until both of [`put_upstream_app`]'s children carry our labels.
+async fn wait_adopted(server: &TestApiServer, name: &str) {
+    let label = app_status_label(name);
+    wait(
+        "the Service and the Deployment are adopted and updated",
+        || {
+            server
+                .get_as::<Service>(Some(NS), name)
+                .and_then(|s| s.spec?.selector)
+                .is_some_and(|s| s.contains_key(&label))
+                && deployment(server, name).is_some_and(|d| {
+                    d.labels().get(APP_NAME_LABEL).map(String::as_str) == Some(name)
+                })
+        },
+    )
     .await;
-    assert_eq!(running.metrics.reconcile_count("spinapp", "not_owned"), 0);
-    running.stop().await;
 }

@@ -97,6 +97,7 @@ async fn controllers_reconcile_only_the_watched_namespaces() {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         concurrency: 4,
+        ..Settings::default()
     };
     let running = operator::start(server.client(), config);
 

@@ -75,6 +75,12 @@ pub struct Args {
     /// where users who create SpinApps may not read Secrets.
     #[arg(long, env = "SPIN_OPERATOR_HIDE_SECRET_EXISTENCE")]
     pub hide_secret_existence: bool,
+    /// Publish a Normal Event for each new SpinApp (its first Ready condition, e.g.
+    /// DeploymentUnavailable while its pods start): one request per new app. Off, `kubectl
+    /// describe spinapp` shows the same in the Ready condition and its lastTransitionTime, and
+    /// Events still mark every later change of Ready (becoming available, failures).
+    #[arg(long, env = "SPIN_OPERATOR_CREATION_EVENTS")]
+    pub creation_events: bool,
     /// Do not serve the admission webhooks.
     #[arg(long, env = "SPIN_OPERATOR_DISABLE_WEBHOOKS")]
     pub disable_webhooks: bool,
@@ -301,6 +307,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut config = ControllerConfig::from_env();
         config.metrics = controller_metrics;
         config.settings.resync = std::time::Duration::from_secs(args.resync_seconds);
+        config.settings.creation_events = args.creation_events;
         config.namespaces = namespaces.clone();
         if args.no_leader_election {
             config.leader_election = None;

@@ -141,7 +141,7 @@ impl Recorder {
             reason: Some(ev.reason.clone()),
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
-            note: ev.note.clone(),
+            note: ev.note.as_deref().map(fit_note),
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
                 name: Some(format!(
@@ -169,6 +169,23 @@ impl Recorder {
             ..Default::default()
         }
     }
+}
+
+/// The API server refuses an Event whose note is over 1,024 bytes (422): a long API error in a
+/// note (an apply failure quoting the whole object in the way) lost the Event altogether.
+const NOTE_LIMIT: usize = 1024;
+
+/// `note` cut to [`NOTE_LIMIT`] bytes at a character boundary, marked with an ellipsis.
+fn fit_note(note: &str) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note.to_string();
+    }
+    const MORE: &str = "…";
+    let mut end = NOTE_LIMIT - MORE.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MORE}", &note[..end])
 }
 
 /// What makes two events the same for a series (kube's `EventKey`), hashed.
@@ -209,6 +226,18 @@ mod tests {
             events: HashMap::new(),
             swept: Instant::now(),
         }
+    }
+
+    #[test]
+    fn notes_are_cut_to_what_the_api_server_accepts() {
+        assert_eq!(fit_note("short"), "short");
+        let exact = "x".repeat(NOTE_LIMIT);
+        assert_eq!(fit_note(&exact), exact);
+        // Multi-byte characters across the limit: cut before them, never inside one.
+        let long = format!("{}{}", "x".repeat(NOTE_LIMIT - 4), "é".repeat(10));
+        let cut = fit_note(&long);
+        assert!(cut.len() <= NOTE_LIMIT, "{}", cut.len());
+        assert!(cut.ends_with('…') && cut.starts_with("xxx"), "{cut}");
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct Settings {
     pub backoff_max: Duration,
     /// Maximum concurrent reconciles per controller (0 = unbounded).
     pub concurrency: u16,
+    /// Publish the Normal Event of a new app's first Ready condition (off: its Ready condition,
+    /// with its lastTransitionTime, says the same; Events still mark every later change of
+    /// Ready and every failure). One request per new app.
+    pub creation_events: bool,
 }
 
 impl Settings {
@@ -77,6 +81,7 @@ impl Default for Settings {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             concurrency: 8,
+            creation_events: false,
         }
     }
 }

@@ -13,12 +13,22 @@
 //!   the garbage collector has not removed yet): refused while it exists. The collector
 //!   deletes it shortly (the old owner is gone); its delete event re-triggers the app through
 //!   the owner reference's name, and the refusal's backoff retries in any case.
+//!
+//! The check costs no request on the common path: each apply carries a precondition the API
+//! server checks in the same request ([`Expect`]), and only when it refuses is the object looked
+//! up ([`apply`]). The caches hold only labelled objects, so a child absent from them may still
+//! exist under its name (another team's Service); `Expect::Absent` covers exactly that.
 
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
-use crate::api::SpinApp;
+use super::error::ControllerError;
+use crate::api::{FIELD_MANAGER, SpinApp};
 
 /// The owner-reference kind of a SpinApp.
 const SPINAPP_KIND: &str = "SpinApp";
@@ -71,6 +81,113 @@ pub fn check(owners: &[OwnerReference], app: &SpinApp) -> Result<(), NotOwned> {
     }
 }
 
+/// What a server-side apply of a child asserts about the object it writes. kube-apiserver
+/// (1.37, measured: `tests/cluster/e2e/test_ownership.py`) checks both in the apply itself:
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No object has the name (a child the caches do not show). Sent as `resourceVersion: "1"`:
+    /// an apply that creates ignores its resourceVersion, and one that would write an existing
+    /// object gets 409 Conflict unless the versions match. "1" is etcd's initial revision,
+    /// which no write ever gets (the first is 2), so no existing object matches it. (A `uid`
+    /// cannot express absence: the API server refuses to create for a uid, 409 "uid mismatch".)
+    Absent,
+    /// The object with this uid (the cached child, or one found owned). Another object under
+    /// the name gets 422 (`metadata.uid` is immutable); none at all gets 409 "uid mismatch".
+    /// Field ownership strips both preconditions, so they are never owned fields.
+    Uid(String),
+}
+
+impl Expect {
+    /// The apply configuration `body` with the precondition in its metadata.
+    fn stamp(&self, mut body: Value) -> Value {
+        let (field, value) = match self {
+            Expect::Absent => ("resourceVersion", "1"),
+            Expect::Uid(uid) => ("uid", uid.as_str()),
+        };
+        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert(field.to_string(), json!(value));
+        }
+        body
+    }
+}
+
+/// Whether an apply (with `force`, so never a field conflict) was refused on its precondition:
+/// 409 (another version, or a uid with no object), or 422 on `metadata.uid`.
+fn refused(err: &kube::Error) -> bool {
+    let kube::Error::Api(status) = err else {
+        return false;
+    };
+    status.code == 409
+        || (status.code == 422
+            && status
+                .details
+                .iter()
+                .flat_map(|d| &d.causes)
+                .any(|c| c.field == "metadata.uid"))
+}
+
+/// Server-side applies `body` (with `force`: this operator owns its children's fields) as
+/// child `name` of `app`, asserting `expect`. When the API server refuses, the object is looked
+/// up once: owned by this app (upstream's children, a child recreated under us), it is applied
+/// again for its uid; otherwise nothing is written and the error says whose it is.
+pub(crate) async fn apply<K>(
+    api: &Api<K>,
+    app: &SpinApp,
+    kind: &'static str,
+    ns: &str,
+    body: Value,
+    expect: Expect,
+) -> Result<K, ControllerError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let name = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let write = |expect: Expect| {
+        let body = expect.stamp(body.clone());
+        let (api, params, name) = (api, &params, &name);
+        async move { api.patch(name, params, &Patch::Apply(&body)).await }
+    };
+    let refusal = match write(expect).await {
+        Err(e) if refused(&e) => e,
+        other => {
+            return other.map_err(|e| ControllerError::api(format!("apply {kind} {ns}/{name}"), e));
+        }
+    };
+    let found = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|e| ControllerError::api(format!("get {kind} {ns}/{name}"), e))?;
+    let Some(found) = found else {
+        // Gone since: a conflict, retried soon (its delete event re-triggers the app too).
+        return Err(ControllerError::api(
+            format!("apply {kind} {ns}/{name}"),
+            refusal,
+        ));
+    };
+    check(
+        found
+            .metadata
+            .owner_references
+            .as_deref()
+            .unwrap_or_default(),
+        app,
+    )
+    .map_err(|reason| ControllerError::NotOwned {
+        kind,
+        name: format!("{ns}/{name}"),
+        reason,
+    })?;
+    let uid = found.metadata.uid.unwrap_or_default();
+    write(Expect::Uid(uid))
+        .await
+        .map_err(|e| ControllerError::api(format!("apply {kind} {ns}/{name}"), e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +207,34 @@ mod tests {
             controller: Some(controller),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn applies_carry_their_precondition_and_only_precondition_failures_are_refusals() {
+        let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"}});
+        assert_eq!(
+            Expect::Absent.stamp(body.clone())["metadata"],
+            json!({"name": "hello", "resourceVersion": "1"})
+        );
+        assert_eq!(
+            Expect::Uid("u1".into()).stamp(body)["metadata"],
+            json!({"name": "hello", "uid": "u1"})
+        );
+        let api_error = |code: u16, field: Option<&str>| {
+            let causes: Vec<Value> = field.map(|f| json!({"field": f})).into_iter().collect();
+            let status: kube::core::Status = serde_json::from_value(json!({
+                "status": "Failure", "code": code, "reason": "Reason", "message": "refused",
+                "details": {"causes": causes}
+            }))
+            .unwrap();
+            kube::Error::Api(status.boxed())
+        };
+        assert!(refused(&api_error(409, None)));
+        assert!(refused(&api_error(422, Some("metadata.uid"))));
+        // The desired object itself is invalid: an apply failure, not someone else's object.
+        assert!(!refused(&api_error(422, Some("spec.ports[0].port"))));
+        assert!(!refused(&api_error(422, None)));
+        assert!(!refused(&api_error(500, None)));
     }
 
     #[test]

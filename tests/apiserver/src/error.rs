@@ -79,6 +79,32 @@ impl ApiError {
         .with_details(key, name)
     }
 
+    /// A write whose `metadata.uid` names no object: as the apiserver answers an apply (or a
+    /// patch) that carries a uid for a name nothing has.
+    pub fn uid_mismatch_absent(key: &ResourceKey, name: &str, uid: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": uid mismatch: the provided object specified uid {uid}, and no existing object was found",
+                key.qualified()
+            ),
+        )
+        .with_details(key, name)
+    }
+
+    /// A write that would change `metadata.uid`: 422 with the field as its cause, as the
+    /// apiserver's object-meta update validation answers.
+    pub fn uid_immutable(key: &ResourceKey, name: &str, uid: &str) -> Self {
+        let message = format!("Invalid value: \"{uid}\": field is immutable");
+        let mut err = Self::invalid(key, name, format!("metadata.uid: {message}"));
+        if let Some(details) = err.details.as_mut() {
+            details["causes"] = json!([{"reason": "FieldValueInvalid", "message": message,
+                "field": "metadata.uid"}]);
+        }
+        err
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

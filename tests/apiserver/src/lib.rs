@@ -56,7 +56,10 @@
 //!   change. `/status` changes only status; the main resource never changes status.
 //! - patch: JSON patch, merge patch, strategic merge (as merge patch: lists replace), server-side
 //!   apply with `managedFields` per manager and 409 conflicts (unless `force`) when another
-//!   manager owns a field whose value would change; apply creates missing objects. Non-apply
+//!   manager owns a field whose value would change; apply creates missing objects. Preconditions
+//!   in a body: `metadata.resourceVersion` is ignored when an apply creates, else must match
+//!   (409); `metadata.uid` refuses to create (409 "uid mismatch") and to write another object
+//!   (422, `metadata.uid` immutable; a replace answers 409 "Precondition failed"). Non-apply
 //!   writes take ownership of the fields they change (manager from `fieldManager`, else the user
 //!   agent up to '/').
 //! - Defaulting like the apiserver (Deployment, pod template, Service with a stable clusterIP,

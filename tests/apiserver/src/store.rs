@@ -540,6 +540,18 @@ impl State {
             }
             _ => {}
         }
+        // A replace carries its uid as a precondition.
+        let uid = meta(&current, "uid").unwrap_or_default();
+        if let Some(want) = meta(&body, "uid").filter(|s| !s.is_empty() && *s != uid) {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {want}, UID in object meta: {uid}",
+                    rt.key().qualified()
+                ),
+            ));
+        }
         let candidate = scoped_candidate(rt, &current, body, scope);
         let now = now();
         let own = ownership(rt, manager, scope, &now);
@@ -598,6 +610,11 @@ impl State {
                 if scope == Scope::Status {
                     return Err(ApiError::not_found(&key, name));
                 }
+                // A uid names an object; the apiserver creates none for it (while a
+                // resourceVersion is ignored on create).
+                if let Some(uid) = meta(&config, "uid").filter(|s| !s.is_empty()) {
+                    return Err(ApiError::uid_mismatch_absent(&key, name, &uid));
+                }
                 let shell = json!({"apiVersion": rt.api_version(), "kind": rt.kind,
                     "metadata": {"name": name, "namespace": ns}});
                 let shell = self.prepare_new(rt, ns, shell)?;
@@ -610,6 +627,11 @@ impl State {
                 && rv != meta(&current, "resourceVersion").unwrap_or_default()
             {
                 return Err(ApiError::conflict(&key, name));
+            }
+            if let Some(uid) = meta(&config, "uid").filter(|s| !s.is_empty())
+                && Some(&uid) != meta(&current, "uid").as_ref()
+            {
+                return Err(ApiError::uid_immutable(&key, name, &uid));
             }
             let applied = own
                 .apply(&current, &config, force)
@@ -666,6 +688,14 @@ impl State {
     ) -> Result<Value, ApiError> {
         candidate["apiVersion"] = json!(rt.api_version());
         candidate["kind"] = json!(rt.kind);
+        // Object-meta update validation: the uid never changes (a patch or apply that names
+        // another object's uid is refused, not silently applied to this one).
+        if let Some(uid) = meta(&candidate, "uid").filter(|s| !s.is_empty())
+            && Some(&uid) != meta(current, "uid").as_ref()
+        {
+            let name = meta(current, "name").unwrap_or_default();
+            return Err(ApiError::uid_immutable(&rt.key(), &name, &uid));
+        }
         {
             let cur_meta = current
                 .get("metadata")

@@ -158,6 +158,15 @@ pub(crate) fn check(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> 
             }
         }
     }
+    // events.k8s.io/v1 validation: a note of at most 1 KiB (`NoteLengthLimit`, in bytes).
+    if (rt.group, rt.kind) == ("events.k8s.io", "Event")
+        && obj
+            .get("note")
+            .and_then(Value::as_str)
+            .is_some_and(|note| note.len() > 1024)
+    {
+        return Err(invalid("note", "", "can have at most 1024 characters"));
+    }
     if crate::crd::normalize(&rt.api_version(), rt.kind, obj) {
         return Ok(());
     }
@@ -200,5 +209,17 @@ mod tests {
         let mut digit_service =
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1abc"}});
         assert_eq!(check(svc, &mut digit_service).unwrap_err().code, 422);
+        let events = lookup("events.k8s.io", "v1", "events").unwrap();
+        let event = |note: String| {
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+                "eventTime": "2026-01-01T00:00:00.000000Z", "note": note})
+        };
+        check(events, &mut event("n".repeat(1024))).unwrap();
+        assert_eq!(
+            check(events, &mut event("n".repeat(1025)))
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 }

@@ -291,3 +291,83 @@ async fn reapplying_defaulted_lists_is_a_no_op_even_when_co_owned() {
     );
     assert_eq!(again.metadata.generation, Some(1));
 }
+
+/// Preconditions in an apply body, as kube-apiserver 1.37 answers them (measured there; the
+/// operator's ownership check relies on them, see `tests/cluster/e2e/test_ownership.py`): a
+/// `resourceVersion` is ignored when the apply creates the object and refuses (409) any other
+/// version of an existing one; a `uid` refuses to create (409) and to write an object with
+/// another uid (422, the field's immutability).
+#[tokio::test]
+async fn apply_preconditions_refuse_without_writing() {
+    let server = TestApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let pp = PatchParams::apply("alpha").force();
+    let cm = |meta: Value, data: Value| {
+        let mut meta = meta;
+        meta["name"] = json!("c");
+        Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}),
+        )
+    };
+    let code = |r: Result<ConfigMap, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone(), s.message.clone(), s.details),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let key = ResourceKey::of::<ConfigMap>();
+
+    let (status, reason, message, _) = code(
+        api.patch(
+            "c",
+            &pp,
+            &cm(json!({"uid": "placeholder"}), json!({"a": "1"})),
+        )
+        .await,
+    );
+    assert_eq!((status, reason.as_str()), (409, "Conflict"));
+    assert!(message.contains("uid mismatch"), "{message}");
+    assert!(server.get(&key, None, "c").is_none(), "nothing created");
+
+    // Version 1 (etcd's initial revision, which no write gets) creates...
+    let created = api
+        .patch(
+            "c",
+            &pp,
+            &cm(json!({"resourceVersion": "1"}), json!({"a": "1"})),
+        )
+        .await
+        .unwrap();
+    assert_ne!(created.metadata.resource_version.as_deref(), Some("1"));
+    let stored = server.get(&key, None, "c").unwrap();
+    // ...and never matches an existing object.
+    let (status, reason, ..) = code(
+        api.patch(
+            "c",
+            &pp,
+            &cm(json!({"resourceVersion": "1"}), json!({"a": "2"})),
+        )
+        .await,
+    );
+    assert_eq!((status, reason.as_str()), (409, "Conflict"));
+    let (status, reason, _, details) = code(
+        api.patch("c", &pp, &cm(json!({"uid": "another"}), json!({"a": "2"})))
+            .await,
+    );
+    assert_eq!((status, reason.as_str()), (422, "Invalid"));
+    let causes = details.unwrap().causes;
+    assert_eq!(causes[0].field, "metadata.uid", "{causes:?}");
+    assert_eq!(server.get(&key, None, "c").unwrap(), stored, "not written");
+
+    // Its own uid applies; neither precondition is recorded as owned.
+    let uid = created.metadata.uid.unwrap();
+    let updated = api
+        .patch("c", &pp, &cm(json!({"uid": uid}), json!({"a": "2"})))
+        .await
+        .unwrap();
+    assert_eq!(updated.data.unwrap()["a"], "2");
+    let stored = server.get(&key, None, "c").unwrap();
+    assert_eq!(stored["metadata"]["uid"], json!(uid));
+    assert_eq!(
+        stored["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:data": {"f:a": {}}})
+    );
+}
