@@ -54,6 +54,14 @@ impl<V: Clone> InFlight<V> {
         (entry.written_hash == hash).then(|| entry.written.clone())
     }
 
+    /// The value last written for `key` while the cache still shows `cached_rv`, whatever its
+    /// content (what the cache will show once it catches up).
+    pub fn written_since(&self, key: &str, cached_rv: Option<&str>) -> Option<V> {
+        let entries = self.lock();
+        let entry = entries.get(key)?;
+        (entry.cached_before.as_deref() == cached_rv).then(|| entry.written.clone())
+    }
+
     /// Records a successful write of content `hash` made while the cache showed `cached_rv`.
     pub fn record(&self, key: String, cached_rv: Option<String>, hash: String, written: V) {
         self.lock().insert(
@@ -85,6 +93,22 @@ impl<V: Clone> InFlight<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_was_written_is_known_whatever_is_desired_now_until_the_cache_moves() {
+        let f = InFlight::<&str>::default();
+        f.record(
+            "S/ns/a".into(),
+            Some("5".into()),
+            "h1".into(),
+            "ChildNotOwned",
+        );
+        // Another content is desired (a new message): the last write is still what the cache
+        // will show, so its Ready reason is not reported again.
+        assert_eq!(f.written_since("S/ns/a", Some("5")), Some("ChildNotOwned"));
+        assert_eq!(f.written_since("S/ns/a", Some("6")), None);
+        assert_eq!(f.written_since("S/ns/b", Some("5")), None);
+    }
 
     #[test]
     fn same_write_is_pending_until_the_cache_moves() {
