@@ -5,7 +5,7 @@
 //! webhook still answers (the lame-duck period, ended early by a second signal), then exits
 //! cleanly.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -19,13 +19,9 @@ use admission_fake_api::{Calls, fake_api};
 const HOST: &str = "webhook.test";
 const SECRET_VALUE: &str = "s3cr3t-value-never-logged";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn write_pki(dir: &std::path::Path) -> String {
     let mut ca_params = CertificateParams::new(Vec::new()).unwrap();

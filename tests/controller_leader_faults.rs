@@ -169,13 +169,9 @@ struct Process {
 
 const WEBHOOK_HOST: &str = "webhook.test";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 impl Process {
     fn start(server: &TestApiServer, webhook_port: u16, pki: &pki::Pki) -> Process {

@@ -4,7 +4,6 @@
 //! and from SIGTERM on it writes neither caBundle nor Secret, while it still serves through its
 //! lame-duck period (an old pod must not restore its CA into its successors' configurations).
 
-use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -24,13 +23,9 @@ const SECRET: &str = "spin-operator-webhook-cert";
 const MUTATING: &str = "spin-mutating";
 const VALIDATING: &str = "spin-validating";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 #[path = "support/webhook_configs.rs"]
 mod support_webhook_configs;
