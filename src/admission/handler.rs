@@ -172,13 +172,19 @@ async fn serve(state: AdmissionState, route: &'static Route, request: Request) -
         Err(rejection) => return rejection.into_response(),
     };
     charge.shrink_to(budget::body_cost(body.len()));
-    let tree = budget::tree_cost(&body);
-    if budget::body_cost(body.len()).saturating_add(tree) > state.budget.total_bytes() {
-        // Would never fit: retrying is no use.
-        return too_complex(&state, route);
-    }
-    if !charge.grow(&state.budget, tree) {
-        return shed(&state, route);
+    // A small body is charged its bound, without the counting pass; counted only when the
+    // bound does not fit, so that what is shed is still decided by the exact cost.
+    let bounded = body.len() <= budget::BOUNDED_BODY_BYTES
+        && charge.grow(&state.budget, budget::tree_cost_bound(body.len()));
+    if !bounded {
+        let tree = budget::tree_cost(&body);
+        if budget::body_cost(body.len()).saturating_add(tree) > state.budget.total_bytes() {
+            // Would never fit: retrying is no use.
+            return too_complex(&state, route);
+        }
+        if !charge.grow(&state.budget, tree) {
+            return shed(&state, route);
+        }
     }
     if body.len() <= INLINE_BODY_BYTES {
         let inline = |state: AdmissionState| {
