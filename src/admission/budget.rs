@@ -53,10 +53,14 @@ pub fn body_cost(body_bytes: usize) -> usize {
     body_bytes.saturating_add(OVERHEAD_BYTES)
 }
 
-/// Bodies up to this size are charged [`tree_cost_bound`] instead of being counted: the
+/// Bodies up to this size may be charged [`tree_cost_bound`] instead of being counted: the
 /// counting pass cost as much CPU as parsing the review itself (~26,000 instructions for a
 /// 1 KiB review), while the bound of a body this small fits the budget many hundred times over.
 pub const BOUNDED_BODY_BYTES: usize = 4 * 1024;
+/// ... as long as the bound is at most this fraction of what is free: under memory pressure
+/// bodies are counted, so that bounds (several times a body's exact cost) never make the
+/// budget shed what it would have admitted.
+const BOUND_SHARE_OF_FREE: usize = 32;
 
 /// What a Value tree can grow by per byte of body, at most: `{"":` is 4 bytes for a value, an
 /// object and a member (objects nested in their one member; the closing `}` may never come, as a
@@ -72,6 +76,15 @@ pub fn tree_cost_bound(body_bytes: usize) -> usize {
     body_bytes
         .saturating_add(4)
         .saturating_mul(DENSEST_BYTES_PER_BODY_BYTE * TREES + LONGEST_STRING_COPIES)
+}
+
+/// Charges a small body's [`tree_cost_bound`] to `charge` when the budget has ample room for it;
+/// false: the body must be counted ([`tree_cost`]) and charged that.
+pub fn charge_bound(budget: &Budget, charge: &mut Charge, body_bytes: usize) -> bool {
+    let bound = tree_cost_bound(body_bytes);
+    body_bytes <= BOUNDED_BODY_BYTES
+        && bound <= budget.available_bytes() / BOUND_SHARE_OF_FREE
+        && charge.grow(budget, bound)
 }
 
 /// The second charge: what parsing `body` can take at worst, from one pass that allocates
@@ -411,6 +424,23 @@ mod tests {
         // The bound is the nested objects' own density, not a loose guess.
         let deepest = r#"{"":"#.repeat(120);
         assert!(10 * tree_cost(deepest.as_bytes()) > 9 * tree_cost_bound(deepest.len()));
+    }
+
+    #[test]
+    fn only_small_bodies_with_ample_room_are_charged_their_bound() {
+        let budget = Budget::new(64 << 20);
+        let mut charge = budget.try_charge(1024).unwrap();
+        assert!(charge_bound(&budget, &mut charge, 1200));
+        assert_eq!(
+            budget.total_bytes() - budget.available_bytes(),
+            (1024 + tree_cost_bound(1200)).div_ceil(UNIT) * UNIT
+        );
+        assert!(!charge_bound(&budget, &mut charge, BOUNDED_BODY_BYTES + 1));
+        // Most of the budget taken: counted, not bounded.
+        let _taken = budget.try_charge(60 << 20).unwrap();
+        let before = budget.available_bytes();
+        assert!(!charge_bound(&budget, &mut charge, 1200));
+        assert_eq!(budget.available_bytes(), before, "charged although refused");
     }
 
     #[test]

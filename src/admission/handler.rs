@@ -172,11 +172,9 @@ async fn serve(state: AdmissionState, route: &'static Route, request: Request) -
         Err(rejection) => return rejection.into_response(),
     };
     charge.shrink_to(budget::body_cost(body.len()));
-    // A small body is charged its bound, without the counting pass; counted only when the
-    // bound does not fit, so that what is shed is still decided by the exact cost.
-    let bounded = body.len() <= budget::BOUNDED_BODY_BYTES
-        && charge.grow(&state.budget, budget::tree_cost_bound(body.len()));
-    if !bounded {
+    // A small body is charged its bound, without the counting pass, while the budget has ample
+    // room; otherwise counted, so that what is shed is still decided by the exact cost.
+    if !budget::charge_bound(&state.budget, &mut charge, body.len()) {
         let tree = budget::tree_cost(&body);
         if budget::body_cost(body.len()).saturating_add(tree) > state.budget.total_bytes() {
             // Would never fit: retrying is no use.
