@@ -28,6 +28,11 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 pub const QUEUE_LINES: usize = 65_536;
 /// Lines the writer formats before it writes them out in one go.
 const BATCH_LINES: usize = 256;
+/// After a batch that emptied the queue, the writer waits this long before taking the next
+/// line: lines queued meanwhile wait for it instead of waking it one by one (at the API
+/// server's pace, a wake-up per line was most of the writer's CPU and a context switch per
+/// review). A full batch is followed at once.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// One decision's audit line: what `log_decision` used to log in place.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +266,9 @@ fn write_lines(rx: Receiver<AuditLine>, out: Out) {
                 out.write_batch(&json);
                 json.clear();
             }
+        }
+        if n < BATCH_LINES {
+            std::thread::sleep(LINGER);
         }
     }
 }
