@@ -11,9 +11,11 @@
 //! driven by the same load generator at the same connection counts.
 //!
 //! The server logs as `spin-operator run --log-format json` does (level info, one JSON line per
-//! admission decision, queued to the audit writer thread), to `/dev/null` (in a pod, stdout is a
-//! pipe). To price the audit line: `LOAD_LOG=off` runs without a log subscriber, `LOAD_LOG=inline`
-//! formats and writes each line on the request path (as before the queue).
+//! admission decision, queued to the audit writer thread, which serializes it itself), to
+//! `/dev/null` (in a pod, stdout is a pipe). To price the audit line: `LOAD_LOG=off` runs without
+//! a log subscriber, `LOAD_LOG=events` queues it as a `tracing` event formatted by the
+//! subscriber's JSON format on the writer thread (before `AuditLog::start_json`),
+//! `LOAD_LOG=inline` formats and writes each line on the request path (as before the queue).
 //!
 //! `cargo bench --bench admission_load`. Environment:
 //! - `LOAD_SECS` (default 3) per point; `LOAD_CONNS` (default `1,8,32,128`); `LOAD_ROUTES`
@@ -37,7 +39,7 @@ use axum::body::Bytes;
 use axum::routing::post;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use spin_operator::admission::audit::{AuditLog, LogWriter};
+use spin_operator::admission::audit::{AuditLog, LogWriter, QUEUE_LINES};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
@@ -308,13 +310,14 @@ fn main() {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let log_mode = std::env::var("LOAD_LOG").unwrap_or_else(|_| "queued".into());
+    // As `spin-operator run --log-format json`, to /dev/null instead of stdout.
+    let log_out = LogWriter::new(std::fs::File::create("/dev/null").unwrap());
     if log_mode != "off" {
-        // As `spin-operator run --log-format json`, to /dev/null instead of stdout.
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .json()
             .flatten_event(true)
-            .with_writer(LogWriter::new(std::fs::File::create("/dev/null").unwrap()))
+            .with_writer(log_out.clone())
             .init();
     }
 
@@ -344,8 +347,10 @@ fn main() {
         let metrics = AdmissionMetrics::register(&mut registry);
         let dropped = metrics.audit_dropped();
         let mut state = AdmissionState::new(Arc::new(lookup), Options::default(), metrics);
-        if log_mode == "inline" {
-            state = state.with_audit(AuditLog::in_place(dropped));
+        match log_mode.as_str() {
+            "inline" => state = state.with_audit(AuditLog::in_place(dropped)),
+            "events" | "off" => {}
+            _ => state = state.with_audit(AuditLog::start_json(QUEUE_LINES, dropped, log_out)),
         }
         let webhook = serve(&pki, router(state)).await;
         let trivial_router = Router::new().route(
