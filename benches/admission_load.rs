@@ -103,6 +103,8 @@ struct ThreadCpu {
     /// (`/proc/self/task/*/schedstat`, second field).
     server_waited: f64,
     load_waited: f64,
+    /// The audit writer thread (its lines are formatted and written there).
+    audit: f64,
 }
 
 impl ThreadCpu {
@@ -142,6 +144,8 @@ impl ThreadCpu {
                             .and_then(|n| n.trim().parse::<f64>().ok())
                     })
                     .unwrap_or(0.0);
+            } else if name.starts_with("audit-log") {
+                cpu.audit += ticks / 100.0;
             } else if name.starts_with("load") {
                 cpu.load += ticks / 100.0;
                 cpu.load_waited += waited;
@@ -157,6 +161,7 @@ impl ThreadCpu {
             server_preempted: self.server_preempted - before.server_preempted,
             server_waited: self.server_waited - before.server_waited,
             load_waited: self.load_waited - before.load_waited,
+            audit: self.audit - before.audit,
         }
     }
 }
@@ -453,15 +458,15 @@ fn main() {
     );
     println!(
         "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to nginx | \
-         ratio to trivial | server CPU µs/req | load generator CPU µs/req |"
+         ratio to trivial | server CPU µs/req | audit writer CPU µs/req | load generator CPU µs/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut total_admissions = 0;
     for &conns in &conn_points {
         let ratio = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.2}"));
         let row = |name: &str, p: &Point, to_nginx: Option<f64>, to_trivial: Option<f64>| {
             println!(
-                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} |",
+                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
                 p.requests,
                 p.rps(),
                 p.p50_us as f64 / 1000.0,
@@ -470,6 +475,7 @@ fn main() {
                 ratio(to_nginx),
                 ratio(to_trivial),
                 p.cpu.server * 1e6 / p.requests.max(1) as f64,
+                p.cpu.audit * 1e6 / p.requests.max(1) as f64,
                 p.cpu.load * 1e6 / p.requests.max(1) as f64,
             )
         };

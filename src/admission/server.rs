@@ -308,17 +308,12 @@ async fn connection(
                 authenticated: tls.get_ref().1.peer_certificates().is_some(),
             };
             let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            established(
-                tls,
+            let accepted = Accepted {
+                io: tls,
                 http2,
-                peer,
-                shared,
                 caller,
-                handshaking,
-                deadline,
-                drain,
-            )
-            .await;
+            };
+            established(accepted, peer, shared, handshaking, deadline, drain).await;
         }
         Transport::Plain => {
             let first_byte = async move {
@@ -333,20 +328,14 @@ async fn connection(
             else {
                 return;
             };
-            let caller = Caller {
-                authenticated: false,
+            let accepted = Accepted {
+                io: stream,
+                http2: false,
+                caller: Caller {
+                    authenticated: false,
+                },
             };
-            established(
-                stream,
-                false,
-                peer,
-                shared,
-                caller,
-                handshaking,
-                deadline,
-                drain,
-            )
-            .await;
+            established(accepted, peer, shared, handshaking, deadline, drain).await;
         }
     }
 }
@@ -380,15 +369,20 @@ async fn handshake<S>(
     }
 }
 
-/// Takes an established connection's slot (at the cap, the connection idle the longest makes
-/// room) and serves the connection (`http2`: negotiated by ALPN).
-#[allow(clippy::too_many_arguments)]
-async fn established<S>(
+/// A connection past its handshake.
+struct Accepted<S> {
     io: S,
+    /// HTTP/2 negotiated by ALPN.
     http2: bool,
+    caller: Caller,
+}
+
+/// Takes an established connection's slot (at the cap, the connection idle the longest makes
+/// room) and serves the connection.
+async fn established<S>(
+    accepted: Accepted<S>,
     peer: SocketAddr,
     shared: Shared,
-    caller: Caller,
     handshaking: PendingPermit,
     deadline: Instant,
     mut drain: watch::Receiver<bool>,
@@ -418,28 +412,23 @@ async fn established<S>(
     };
     drop(handshaking);
     serve_connection(
-        io,
-        http2,
+        accepted,
         peer,
         shared.router,
         shared.limits,
         shared.open,
-        caller,
         drain,
         permit,
     )
     .await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection<S>(
-    io: S,
-    http2: bool,
+    accepted: Accepted<S>,
     peer: SocketAddr,
     router: Router,
     limits: ServerLimits,
     open: Connections,
-    caller: Caller,
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) where
@@ -448,6 +437,7 @@ async fn serve_connection<S>(
     let builder = http_builder();
     let registration = open.register();
     let activity = registration.activity().clone();
+    let Accepted { io, http2, caller } = accepted;
     let io = Watched::new(io, activity.clone(), http2);
     let conn = builder.serve_connection(TokioIo::new(io), registration.service(router, caller));
     tokio::pin!(conn);

@@ -9,7 +9,8 @@ ExternalName Service to localhost:
   (`helm template`) with the Service's port and a caBundle set, and a namespaceSelector that
   excludes the "off" namespace the way ours' chart excludes its release namespace.
 
-Then BENCH_ADMISSION_ROUNDS rounds (default 3), on and off alternating which goes first, with two
+BENCH_ADMISSION_OPERATORS ("ours go") picks them. Then BENCH_ADMISSION_ROUNDS rounds (default 3),
+on and off alternating which goes first, with two
 load generators, each BENCH_ADMISSION_CLIENTS (4) clients × BENCH_ADMISSION_CREATES (250)
 server-side dry-run creates of a SpinApp:
 - kubectl: one `kubectl create --dry-run=server` of a List per client (a process each; its own
@@ -410,10 +411,15 @@ def go(tmp: Path, bin_dir: Path) -> list[dict]:
 # -- the part -----------------------------------------------------------------------------------
 
 def admission(bin_dir: Path) -> list[dict]:
+    """Both operators, or those BENCH_ADMISSION_OPERATORS names ("ours", "go")."""
+    which = os.environ.get("BENCH_ADMISSION_OPERATORS", "ours go").split()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="spin-bench-admission-") as tmp:
-        rows += ours(Path(tmp), bin_dir)
-        if GO_MANAGER.exists():
+        if "ours" in which:
+            rows += ours(Path(tmp), bin_dir)
+        if "go" not in which:
+            pass
+        elif GO_MANAGER.exists():
             rows += go(Path(tmp), bin_dir)
         else:
             print(f"| admission | Go operator absent ({GO_MANAGER}): measuring ours only |", flush=True)
