@@ -11,9 +11,11 @@
 //! driven by the same load generator at the same connection counts.
 //!
 //! The server logs as `spin-operator run --log-format json` does (level info, one JSON line per
-//! admission decision, queued to the audit writer thread), to `/dev/null` (in a pod, stdout is a
-//! pipe). To price the audit line: `LOAD_LOG=off` runs without a log subscriber, `LOAD_LOG=inline`
-//! formats and writes each line on the request path (as before the queue).
+//! admission decision, queued to the audit writer thread, which serializes it itself), to
+//! `/dev/null` (in a pod, stdout is a pipe). To price the audit line: `LOAD_LOG=off` runs without
+//! a log subscriber, `LOAD_LOG=events` queues it as a `tracing` event formatted by the
+//! subscriber's JSON format on the writer thread (before `AuditLog::start_json`),
+//! `LOAD_LOG=inline` formats and writes each line on the request path (as before the queue).
 //!
 //! `cargo bench --bench admission_load`. Environment:
 //! - `LOAD_SECS` (default 3) per point; `LOAD_CONNS` (default `1,8,32,128`); `LOAD_ROUTES`
@@ -37,7 +39,7 @@ use axum::body::Bytes;
 use axum::routing::post;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use spin_operator::admission::audit::{AuditLog, LogWriter};
+use spin_operator::admission::audit::{AuditLog, LogWriter, QUEUE_LINES};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
@@ -101,6 +103,8 @@ struct ThreadCpu {
     /// (`/proc/self/task/*/schedstat`, second field).
     server_waited: f64,
     load_waited: f64,
+    /// The audit writer thread (its lines are formatted and written there).
+    audit: f64,
 }
 
 impl ThreadCpu {
@@ -140,6 +144,8 @@ impl ThreadCpu {
                             .and_then(|n| n.trim().parse::<f64>().ok())
                     })
                     .unwrap_or(0.0);
+            } else if name.starts_with("audit-log") {
+                cpu.audit += ticks / 100.0;
             } else if name.starts_with("load") {
                 cpu.load += ticks / 100.0;
                 cpu.load_waited += waited;
@@ -155,6 +161,7 @@ impl ThreadCpu {
             server_preempted: self.server_preempted - before.server_preempted,
             server_waited: self.server_waited - before.server_waited,
             load_waited: self.load_waited - before.load_waited,
+            audit: self.audit - before.audit,
         }
     }
 }
@@ -308,13 +315,14 @@ fn main() {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let log_mode = std::env::var("LOAD_LOG").unwrap_or_else(|_| "queued".into());
+    // As `spin-operator run --log-format json`, to /dev/null instead of stdout.
+    let log_out = LogWriter::new(std::fs::File::create("/dev/null").unwrap());
     if log_mode != "off" {
-        // As `spin-operator run --log-format json`, to /dev/null instead of stdout.
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .json()
             .flatten_event(true)
-            .with_writer(LogWriter::new(std::fs::File::create("/dev/null").unwrap()))
+            .with_writer(log_out.clone())
             .init();
     }
 
@@ -344,8 +352,10 @@ fn main() {
         let metrics = AdmissionMetrics::register(&mut registry);
         let dropped = metrics.audit_dropped();
         let mut state = AdmissionState::new(Arc::new(lookup), Options::default(), metrics);
-        if log_mode == "inline" {
-            state = state.with_audit(AuditLog::in_place(dropped));
+        match log_mode.as_str() {
+            "inline" => state = state.with_audit(AuditLog::in_place(dropped)),
+            "events" | "off" => {}
+            _ => state = state.with_audit(AuditLog::start_json(QUEUE_LINES, dropped, log_out)),
         }
         let webhook = serve(&pki, router(state)).await;
         let trivial_router = Router::new().route(
@@ -448,15 +458,15 @@ fn main() {
     );
     println!(
         "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to nginx | \
-         ratio to trivial | server CPU µs/req | load generator CPU µs/req |"
+         ratio to trivial | server CPU µs/req | audit writer CPU µs/req | load generator CPU µs/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut total_admissions = 0;
     for &conns in &conn_points {
         let ratio = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.2}"));
         let row = |name: &str, p: &Point, to_nginx: Option<f64>, to_trivial: Option<f64>| {
             println!(
-                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} |",
+                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
                 p.requests,
                 p.rps(),
                 p.p50_us as f64 / 1000.0,
@@ -465,6 +475,7 @@ fn main() {
                 ratio(to_nginx),
                 ratio(to_trivial),
                 p.cpu.server * 1e6 / p.requests.max(1) as f64,
+                p.cpu.audit * 1e6 / p.requests.max(1) as f64,
                 p.cpu.load * 1e6 / p.requests.max(1) as f64,
             )
         };

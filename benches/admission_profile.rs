@@ -14,7 +14,8 @@
 //! router that reads the body and answers `{"ok":true}`) or `rules` (default + apply patch +
 //! validate of the bench's app, no HTTP layer). `PROFILE_LOG=1` installs the production JSON log
 //! format (as `spin-operator run`, level info) writing to a sink, to price the per-decision
-//! audit line. Without `--bench` (as in `cargo test --all-targets`) it runs a few iterations and
+//! audit line; `PROFILE_LOG=events` has the subscriber format it instead (before
+//! `AuditLog::start_json`). Without `--bench` (as in `cargo test --all-targets`) it runs a few iterations and
 //! checks the answers.
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use axum::http::Request;
 use kube::runtime::watcher::Event;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
+use spin_operator::admission::audit::{AuditLog, LogWriter, QUEUE_LINES};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::{AdmissionMetrics, AdmissionState, router};
 use spin_operator::rules::{self, Operation, Options};
@@ -97,15 +99,22 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    if std::env::var("PROFILE_LOG").is_ok_and(|v| v == "1") {
+    let log = std::env::var("PROFILE_LOG").unwrap_or_default();
+    let out = LogWriter::new(std::io::sink());
+    if !log.is_empty() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .json()
             .flatten_event(true)
-            .with_writer(std::io::sink)
+            .with_writer(out.clone())
             .init();
     }
-    let state = state();
+    let mut state = state();
+    if log == "1" {
+        // As `run --log-format json`: the writer thread serializes the line itself.
+        let dropped = state.metrics.audit_dropped();
+        state = state.with_audit(AuditLog::start_json(QUEUE_LINES, dropped, out));
+    }
     match mode.as_str() {
         "trivial" => {
             let app = axum::Router::new().route(

@@ -2,7 +2,8 @@
 //! that never handshake, TLS connections idle after the handshake, slowloris clients trickling
 //! partial headers, and oversized bodies (declared and chunked). While they are connected a
 //! normal client's admissions all succeed, and the server closes the slowloris and idle-TCP
-//! connections itself (handshake / header-read deadlines). More idle TLS connections than the
+//! connections itself (handshake / header-read deadlines), while a keep-alive connection idle
+//! past the header-read deadline stays open. More idle TLS connections than the
 //! connection cap neither lock a normal client out: the cap evicts the connection idle the
 //! longest and the idle timeout reaps the rest, also for HTTP/1.1 keep-alive clients that were
 //! answered and then sit idle. Thousands of silent connects from one peer, renewed as fast as
@@ -392,6 +393,19 @@ async fn idle_keep_alive_clients_beyond_the_cap_are_closed_after_the_idle_timeou
     admitted(&client(&pki, addr), addr).await;
     let mut fresh = tls_connect(&pki, addr).await;
     keep_alive_admission(&mut fresh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_idle_past_the_header_deadline_stays_open() {
+    // The API server keeps its webhook connections for 90 s between calls: a pause longer than
+    // the header-read deadline must not cost it a new handshake (the deadline runs from a
+    // request's first byte, not from the previous response).
+    let pki = pki(HOST);
+    let addr = start(&pki, LIMITS).await;
+    let mut s = tls_connect(&pki, addr).await;
+    keep_alive_admission(&mut s).await;
+    tokio::time::sleep(LIMITS.header_read_timeout * 3).await;
+    keep_alive_admission(&mut s).await;
 }
 
 /// `n` TCP connects from 127.0.0.1 that never send a byte, each renewed as soon as the server

@@ -53,6 +53,40 @@ pub fn body_cost(body_bytes: usize) -> usize {
     body_bytes.saturating_add(OVERHEAD_BYTES)
 }
 
+/// Bodies up to this size may be charged [`tree_cost_bound`] instead of being counted: the
+/// counting pass cost as much CPU as parsing the review itself (~26,000 instructions for a
+/// 1 KiB review), while the bound of a body this small fits the budget many hundred times over.
+pub const BOUNDED_BODY_BYTES: usize = 4 * 1024;
+/// ... as long as the bound is at most this fraction of what is free: under memory pressure
+/// bodies are counted, so that bounds (several times a body's exact cost) never make the
+/// budget shed what it would have admitted.
+const BOUND_SHARE_OF_FREE: usize = 32;
+
+/// What a Value tree can grow by per byte of body, at most: `{"":` is 4 bytes for a value, an
+/// object and a member (objects nested in their one member; the closing `}` may never come, as a
+/// body that is not JSON is counted up to where it fails, so it is not counted here). Every other node costs less per byte
+/// it needs (`0,` 2 bytes for a value and an element, `"":0,` 5 for a member and a value, `"a",`
+/// 4 for a value, an element and a string).
+const DENSEST_BYTES_PER_BODY_BYTE: usize = (VALUE_BYTES + OBJECT_BYTES + MEMBER_BYTES).div_ceil(4);
+
+/// What parsing any body of `body_bytes` can cost at worst: never less than [`tree_cost`] of it.
+/// Four bytes more than the body: a body that is not JSON may end in `{""`, an object and a
+/// member counted for 3 bytes.
+pub fn tree_cost_bound(body_bytes: usize) -> usize {
+    body_bytes
+        .saturating_add(4)
+        .saturating_mul(DENSEST_BYTES_PER_BODY_BYTE * TREES + LONGEST_STRING_COPIES)
+}
+
+/// Charges a small body's [`tree_cost_bound`] to `charge` when the budget has ample room for it;
+/// false: the body must be counted ([`tree_cost`]) and charged that.
+pub fn charge_bound(budget: &Budget, charge: &mut Charge, body_bytes: usize) -> bool {
+    let bound = tree_cost_bound(body_bytes);
+    body_bytes <= BOUNDED_BODY_BYTES
+        && bound <= budget.available_bytes() / BOUND_SHARE_OF_FREE
+        && charge.grow(budget, bound)
+}
+
 /// The second charge: what parsing `body` can take at worst, from one pass that allocates
 /// nothing. For a body that is not JSON, what the parse allocates before it fails.
 pub fn tree_cost(body: &[u8]) -> usize {
@@ -327,6 +361,86 @@ mod tests {
             TREES * (3 * VALUE_BYTES + 2 * ELEMENT_BYTES)
         );
         assert_eq!(tree_cost(b""), 0);
+    }
+
+    /// JSON documents of any shape (proptest's own generator of nested values).
+    fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,4}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,2}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_body_costs_more_than_its_bound(value in json()) {
+            let body = serde_json::to_vec(&value).unwrap();
+            proptest::prop_assert!(tree_cost(&body) <= tree_cost_bound(body.len()));
+            // Nor does any prefix of it (a body that is not JSON).
+            let half = &body[..body.len() / 2];
+            proptest::prop_assert!(tree_cost(half) <= tree_cost_bound(half.len()));
+        }
+    }
+
+    #[test]
+    fn the_densest_bodies_stay_within_their_bound_and_near_it() {
+        let nested = |depth: usize, key: &str| {
+            format!(
+                "{}0{}",
+                format!(r#"{{"{key}":"#).repeat(depth),
+                "}".repeat(depth)
+            )
+        };
+        let dense = [
+            nested(100, ""),
+            nested(100, "a"),
+            format!("[{}]", vec![r#"{"":0}"#; 500].join(",")),
+            format!("[{}]", vec!["0"; 2000].join(",")),
+            format!("[{}]", vec![r#""a""#; 1000].join(",")),
+            format!("{{{}}}", vec![r#""":0"#; 800].join(",")),
+            format!("{}{}", "[".repeat(100), "]".repeat(100)),
+            r#"{"":{"":{"":{"":"#.repeat(30),
+            format!(r#"{}{{"""#, r#"{"":"#.repeat(30)),
+            format!(r#""{}""#, "x".repeat(3000)),
+        ];
+        for body in &dense {
+            assert!(
+                tree_cost(body.as_bytes()) <= tree_cost_bound(body.len()),
+                "{body:.40}: {} > {}",
+                tree_cost(body.as_bytes()),
+                tree_cost_bound(body.len())
+            );
+        }
+        // The bound is the nested objects' own density, not a loose guess.
+        let deepest = r#"{"":"#.repeat(120);
+        assert!(10 * tree_cost(deepest.as_bytes()) > 9 * tree_cost_bound(deepest.len()));
+    }
+
+    #[test]
+    fn only_small_bodies_with_ample_room_are_charged_their_bound() {
+        let budget = Budget::new(64 << 20);
+        let mut charge = budget.try_charge(1024).unwrap();
+        assert!(charge_bound(&budget, &mut charge, 1200));
+        assert_eq!(
+            budget.total_bytes() - budget.available_bytes(),
+            (1024 + tree_cost_bound(1200)).div_ceil(UNIT) * UNIT
+        );
+        assert!(!charge_bound(&budget, &mut charge, BOUNDED_BODY_BYTES + 1));
+        // Most of the budget taken: counted, not bounded.
+        let _taken = budget.try_charge(60 << 20).unwrap();
+        let before = budget.available_bytes();
+        assert!(!charge_bound(&budget, &mut charge, 1200));
+        assert_eq!(budget.available_bytes(), before, "charged although refused");
     }
 
     #[test]

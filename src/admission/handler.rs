@@ -172,13 +172,17 @@ async fn serve(state: AdmissionState, route: &'static Route, request: Request) -
         Err(rejection) => return rejection.into_response(),
     };
     charge.shrink_to(budget::body_cost(body.len()));
-    let tree = budget::tree_cost(&body);
-    if budget::body_cost(body.len()).saturating_add(tree) > state.budget.total_bytes() {
-        // Would never fit: retrying is no use.
-        return too_complex(&state, route);
-    }
-    if !charge.grow(&state.budget, tree) {
-        return shed(&state, route);
+    // A small body is charged its bound, without the counting pass, while the budget has ample
+    // room; otherwise counted, so that what is shed is still decided by the exact cost.
+    if !budget::charge_bound(&state.budget, &mut charge, body.len()) {
+        let tree = budget::tree_cost(&body);
+        if budget::body_cost(body.len()).saturating_add(tree) > state.budget.total_bytes() {
+            // Would never fit: retrying is no use.
+            return too_complex(&state, route);
+        }
+        if !charge.grow(&state.budget, tree) {
+            return shed(&state, route);
+        }
     }
     if body.len() <= INLINE_BODY_BYTES {
         let inline = |state: AdmissionState| {

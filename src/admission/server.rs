@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::idle::{Caller, Connections};
+use super::idle::{Caller, Connections, Watched};
 use super::pending::{Pending, PendingPermit};
 
 /// Limits of the accept loop.
@@ -35,16 +35,16 @@ pub struct ServerLimits {
     pub max_handshaking: usize,
     /// Connections one peer address may have handshaking at once; more are closed at accept.
     pub max_handshaking_per_peer: usize,
-    /// Deadline for an HTTP/1 request's headers.
+    /// Deadline for an HTTP/1 request's headers, from the request's first byte (an idle
+    /// keep-alive connection is left to `idle_timeout`).
     pub header_read_timeout: Duration,
     /// Established connections served at once. At the limit a newly established connection
     /// makes the connection idle the longest close; when none is idle, it waits for a slot
     /// until its handshake deadline.
     pub max_connections: usize,
     /// A connection with no request in flight for this long is closed (gracefully: HTTP/2 gets
-    /// a GOAWAY). Covers TLS clients that never send a request and idle HTTP/2 connections;
-    /// hyper already closes an idle HTTP/1 keep-alive connection after `header_read_timeout`,
-    /// whose timer runs from the end of the previous response.
+    /// a GOAWAY). Covers TLS clients that never send a request and idle keep-alive connections
+    /// of both protocols.
     pub idle_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     pub drain_timeout: Duration,
@@ -238,12 +238,14 @@ impl Server {
 
 /// hyper's protocol settings, every memory-relevant one explicit rather than a default that could
 /// change with an upgrade.
-pub(crate) fn http_builder(limits: ServerLimits) -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // hyper's timer runs from the end of the previous response, so it closed idle keep-alive
+        // connections; the server's own deadline runs from a request's first byte (`Watched`).
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES as usize)
         .max_headers(64);
     builder
@@ -305,7 +307,13 @@ async fn connection(
             let caller = Caller {
                 authenticated: tls.get_ref().1.peer_certificates().is_some(),
             };
-            established(tls, peer, shared, caller, handshaking, deadline, drain).await;
+            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let accepted = Accepted {
+                io: tls,
+                http2,
+                caller,
+            };
+            established(accepted, peer, shared, handshaking, deadline, drain).await;
         }
         Transport::Plain => {
             let first_byte = async move {
@@ -320,10 +328,14 @@ async fn connection(
             else {
                 return;
             };
-            let caller = Caller {
-                authenticated: false,
+            let accepted = Accepted {
+                io: stream,
+                http2: false,
+                caller: Caller {
+                    authenticated: false,
+                },
             };
-            established(stream, peer, shared, caller, handshaking, deadline, drain).await;
+            established(accepted, peer, shared, handshaking, deadline, drain).await;
         }
     }
 }
@@ -357,13 +369,20 @@ async fn handshake<S>(
     }
 }
 
+/// A connection past its handshake.
+struct Accepted<S> {
+    io: S,
+    /// HTTP/2 negotiated by ALPN.
+    http2: bool,
+    caller: Caller,
+}
+
 /// Takes an established connection's slot (at the cap, the connection idle the longest makes
 /// room) and serves the connection.
 async fn established<S>(
-    io: S,
+    accepted: Accepted<S>,
     peer: SocketAddr,
     shared: Shared,
-    caller: Caller,
     handshaking: PendingPermit,
     deadline: Instant,
     mut drain: watch::Receiver<bool>,
@@ -393,34 +412,33 @@ async fn established<S>(
     };
     drop(handshaking);
     serve_connection(
-        io,
+        accepted,
         peer,
         shared.router,
         shared.limits,
         shared.open,
-        caller,
         drain,
         permit,
     )
     .await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection<S>(
-    io: S,
+    accepted: Accepted<S>,
     peer: SocketAddr,
     router: Router,
     limits: ServerLimits,
     open: Connections,
-    caller: Caller,
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let builder = http_builder(limits);
+    let builder = http_builder();
     let registration = open.register();
     let activity = registration.activity().clone();
+    let Accepted { io, http2, caller } = accepted;
+    let io = Watched::new(io, activity.clone(), http2);
     let conn = builder.serve_connection(TokioIo::new(io), registration.service(router, caller));
     tokio::pin!(conn);
     let why = tokio::select! {
@@ -428,6 +446,11 @@ async fn serve_connection<S>(
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            return;
+        }
+        () = activity.head_overdue(limits.header_read_timeout) => {
+            // No request is in flight to finish: closed at once, as hyper's own timeout did.
+            tracing::debug!(%peer, "request head not complete in time: closing");
             return;
         }
         () = draining(&mut drain) => "draining",

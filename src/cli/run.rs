@@ -2,14 +2,16 @@
 //! metrics registry), then starts the components: health server, admission webhooks and the
 //! controllers. Every component gets the same shutdown signal and drains on it.
 
+use std::io::Stdout;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use spin_operator::admission::audit::{self, AuditLog, LogWriter};
 use spin_operator::admission::cache::{self, CacheConfig};
 use spin_operator::admission::executor_fetch::ExecutorFetch;
 use spin_operator::admission::health::{METRICS_PATH, MetricsAuth};
@@ -263,20 +265,29 @@ impl Args {
     }
 }
 
+/// The JSON log's output, once `init_logging` installed that format: the audit writer thread
+/// writes its lines there itself (`AuditLog::start_json`).
+static JSON_LOG: OnceLock<LogWriter<Stdout>> = OnceLock::new();
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Audit lines of admission decisions are written in batches by their writer thread.
+    let out = LogWriter::new(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(spin_operator::admission::audit::LogWriter::new(
-            std::io::stdout(),
-        ));
-    // Ignore "already set" (e.g. when embedded in tests).
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+        .with_writer(out.clone());
+    // Ignore "already set" (e.g. when embedded in tests): then this format is not the one in use.
+    match format {
+        LogFormat::Json => {
+            if builder.json().flatten_event(true).try_init().is_ok() {
+                let _ = JSON_LOG.set(out);
+            }
+        }
+        LogFormat::Text => {
+            let _ = builder.try_init();
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -599,6 +610,17 @@ async fn start_webhooks(
     // An executor created a moment before its app (`kubectl apply -f dir/`) may not be in the
     // cache yet: fetched once on a miss.
     .with_executor_fetch(fetch);
+    let state = match JSON_LOG.get() {
+        Some(out) => {
+            let dropped = state.metrics.audit_dropped();
+            state.with_audit(AuditLog::start_json(
+                audit::QUEUE_LINES,
+                dropped,
+                out.clone(),
+            ))
+        }
+        None => state,
+    };
     tracing::info!(
         memory_budget_bytes = state.budget.total_bytes(),
         deadline_ms = state.deadline.as_millis() as u64,

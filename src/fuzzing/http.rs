@@ -20,7 +20,7 @@ use super::{Expect, Unstructured, inventory, lossy};
 use crate::admission::budget::{self, Budget};
 use crate::admission::routes::{ROUTES, route_for_path};
 use crate::admission::server::http_builder;
-use crate::admission::{AdmissionMetrics, AdmissionState, ServerLimits, router};
+use crate::admission::{AdmissionMetrics, AdmissionState, router};
 use crate::rules::Options;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -112,7 +112,7 @@ fn calls(u: &mut Unstructured) -> Vec<Call> {
 /// Serves one connection of `io` with the production settings.
 fn serve(router: Router, io: tokio::io::DuplexStream) {
     tokio::spawn(async move {
-        let builder = http_builder(ServerLimits::default());
+        let builder = http_builder();
         let _ = builder
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
             .await;

@@ -3,9 +3,8 @@
 1. Fleet: N SpinApps (default 1,000 and 5,000; BENCH_FLEET="1000 5000") created through the API
    server (and so through the webhooks): seconds until every Deployment and Service exists and every status has
    caught up, API requests per app by the operator (the audit log), the operator's RSS.
-2. Admission: server-side dry-run creates per second with the webhooks on vs off (the namespace the
-   chart excludes from them), 4 kubectl clients at once, and the API server's own
-   apiserver_admission_webhook_admission_duration_seconds p50/p99 for our webhooks.
+2. Admission: server-side dry-run creates per second with the webhooks on vs off, ours and the Go
+   operator side by side on fresh control planes, kubectl and keep-alive clients (bench_admission.py).
 3. Unrelated Secrets (not run by default): the operator's RSS with N Secrets of 10 KiB nobody
    references (BENCH_SECRETS, default 2,000) vs without them, next to a small fleet
    (BENCH_SECRET_APPS, default 100; every 4th app reads a Secret, every 8th a ConfigMap). A fresh
@@ -58,6 +57,7 @@ from controlplane import (  # noqa: E402
 from conftest import wait_for_executors  # noqa: E402
 from bench_hostile import hostile, print_hostile_table  # noqa: E402
 from bench_fleet import cold  # noqa: E402
+from bench_admission import admission  # noqa: E402
 
 CHUNK = 250
 
@@ -105,59 +105,6 @@ def fleet(cp: ControlPlane, op, n: int) -> dict:
     rss, peak = rss_mib(op.proc.popen.pid)
     return {"apps": n, "create_s": created, "converge_s": converged, "requests_per_app": len(events) / n,
             "by_verb": by_verb, "rss_mib": rss, "peak_mib": peak}
-
-
-def webhook_histogram(cp: ControlPlane) -> dict[str, dict[float, float]]:
-    """Cumulative bucket counts of apiserver_admission_webhook_admission_duration_seconds per webhook."""
-    text = cp.kubectl("get", "--raw", "/metrics").stdout
-    out: dict[str, dict[float, float]] = {}
-    for line in text.splitlines():
-        m = re.match(r'apiserver_admission_webhook_admission_duration_seconds_bucket\{(.*)\} (\S+)', line)
-        if not m:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m[1]))
-        le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
-        name = labels["name"]
-        out.setdefault(name, {})
-        out[name][le] = out[name].get(le, 0) + float(m[2])
-    return out
-
-
-def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
-    """Upper bound of the bucket holding quantile q of the observations made between two scrapes."""
-    buckets = sorted((le, after[le] - before.get(le, 0)) for le in after)
-    total = buckets[-1][1]
-    for le, count in buckets:
-        if count >= q * total:
-            return le
-    return float("inf")
-
-
-def admission(cp: ControlPlane, per_client: int = 250, clients: int = 4) -> list[dict]:
-    rows = []
-    hist_before = webhook_histogram(cp)
-    for label, ns in (("webhooks on", "bench-admission"), ("webhooks off (excluded namespace)", OPERATOR_NAMESPACE)):
-        if ns != OPERATOR_NAMESPACE:
-            cp.kubectl("create", "namespace", ns, check=False)
-            cp.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "executors.yaml"))
-            wait_for_executors(cp, ns)
-        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [app(f"adm-{i}", i) for i in range(per_client)]})
-        start = time.monotonic()
-        threads = [threading.Thread(target=lambda: cp.kubectl("create", "--dry-run=server", "-n", ns, "-f", "-",
-                                                              input=body, timeout=600)) for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - start
-        rows.append({"mode": label, "creates": per_client * clients, "seconds": elapsed,
-                     "per_second": per_client * clients / elapsed})
-    hist_after = webhook_histogram(cp)
-    for name in sorted(hist_after):
-        if "spinapp" in name:
-            rows.append({"webhook": name, "p50_le_s": quantile(hist_before.get(name, {}), hist_after[name], 0.5),
-                         "p99_le_s": quantile(hist_before.get(name, {}), hist_after[name], 0.99)})
-    return rows
 
 
 def secret_app(name: str, i: int) -> dict:
@@ -299,6 +246,12 @@ def main() -> int:
         print(f"unknown BENCH_PARTS {unknown}; known: {' '.join(PARTS)}", file=sys.stderr)
         return 2
     bin_dir = build_binaries()
+    if "admission" in parts:
+        # Fresh control planes of its own, ours and the Go operator's (bench_admission.py).
+        admission(bin_dir)
+        parts = [p for p in parts if p != "admission"]
+        if not parts:
+            return 0
     if "cold" in parts:
         # Fresh control planes of its own per operator and round (bench_fleet.py).
         cold(bin_dir, sizes)
@@ -324,9 +277,6 @@ def main() -> int:
                 return op
 
             print("| part | result |\n|---|---|")
-            if "admission" in parts:
-                for row in admission(cp):
-                    print(f"| admission | {json.dumps(row)} |", flush=True)
             if "fleet" in parts:
                 for n in sizes:
                     print(f"| fleet | {json.dumps(fleet(cp, op, n))} |", flush=True)

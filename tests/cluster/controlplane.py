@@ -454,8 +454,9 @@ def start_operator(cp: ControlPlane, name: str, webhook_port: int, args: Iterabl
     if not any(a.startswith("--shutdown-lame-duck-seconds") for a in args):
         # Nothing routes to these processes by Endpoints: stop at once unless a test asks.
         args.append("--shutdown-lame-duck-seconds=0")
+    log_format = [] if any(a.startswith("--log-format") for a in args) else ["--log-format=text"]
     argv = [str(operator_binary()), "run", f"--webhook-addr=127.0.0.1:{webhook_port}",
-            f"--health-addr=127.0.0.1:{health_port}", f"--cert-dir={cert_dir}", "--log-format=text", *args]
+            f"--health-addr=127.0.0.1:{health_port}", f"--cert-dir={cert_dir}", *log_format, *args]
     proc = cp.add_process(start_process(f"operator-{name}", argv, cp.workdir, proc_env))
     op = Operator(proc, webhook_port, health_port, f"system:serviceaccount:{namespace}:{service_account}")
     if wait_ready:
