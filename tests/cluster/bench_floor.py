@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 from controlplane import ADMIN_TOKEN, ControlPlane, operator_binary, wait_until
 
@@ -158,9 +159,15 @@ def floor_clients() -> list[int]:
     return [int(c) for c in os.environ.get("BENCH_FLOOR_CLIENTS", "4 8 16").split()]
 
 
-def floors(cp: ControlPlane, n: int, clients: list[int], status: dict) -> list[dict]:
-    """The floor at each concurrency in `clients`, fastest first."""
-    return sorted((floor(cp, f"floor-{c}", n, c, status) for c in clients), key=lambda f: f["floor_s"])
+def floors(cp: ControlPlane, n: int, clients: list[int], status: dict, idle: Callable[[], float]) -> list[dict]:
+    """The floor at each concurrency in `clients`, fastest first; `idle()` waits until the
+    control plane has finished the work the previous writes gave it (kube-controller-manager
+    creating ReplicaSets and pods) and returns the seconds it waited."""
+    rows = []
+    for c in clients:
+        waited = idle()
+        rows.append({**floor(cp, f"floor-{c}", n, c, status), "idle_wait_s": waited})
+    return sorted(rows, key=lambda f: f["floor_s"])
 
 
 def print_floor_table(rows: list[dict], command: str) -> None:
