@@ -12,19 +12,22 @@ after the other on the same control plane:
    (the audit log; Lease renewals are not counted as writes); RSS and CPU seconds
    (/proc/<pid>/stat utime+stime) at that moment;
 2. settle: from there until kube-controller-manager has stopped updating Deployment status (its
-   `update deployments/status` requests, from the API server's metrics, quiet for 5 s) and the
-   operator is quiet: the operator's writes while kube-controller-manager reports on every
-   Deployment (ReplicaSet created, pods unavailable), against the number of those reports;
+   `PUT deployments/status` requests, from the API server's metrics, quiet for 5 s; at most
+   BENCH_SETTLE_LIMIT s, default 90) and the operator is quiet: the operator's writes while
+   kube-controller-manager reports on every Deployment (ReplicaSet created, pods unavailable),
+   against the number of those reports;
 3. live: BENCH_LIVE (default N) apps created while it runs, in a namespace of their own, by
    8 keep-alive clients: seconds from the first create until every one has converged;
 4. spec: a new image for every app (fleet and live): seconds from the first patch until every
    Deployment runs it, and the writes;
 5. restart: a second instance on the converged fleet: its writes until quiet for 5 s.
 CPU seconds are given per phase. Progress is polled through one keep-alive connection (metadata
-lists where names suffice), the same for both operators.
+lists where names suffice), the same for both operators. BENCH_PHASES (default
+"settle live spec restart") picks the phases after the cold one; BENCH_GO=0 skips the Go operator.
 
 The floor (bench_floor.py) is measured in every round on ours' control plane after our operator has
-stopped: the first round tries each of BENCH_FLOOR_CLIENTS, later rounds use the fastest.
+stopped, each try once kube-controller-manager has worked through the ReplicaSets and pods of
+what came before: the first round tries each of BENCH_FLOOR_CLIENTS, later rounds the fastest.
 
 Both operators run their controllers only, with no webhooks registered during the measurement
 (the Go operator's need cert-manager). Ours' apps are first created through its webhooks by an
