@@ -469,7 +469,7 @@ spec:
   deploymentConfig: {runtimeClassName: rc, installDefaultCACerts: true}
 "#;
     let c = build(&app("image: i\nexecutor: shim"), exec);
-    let ca = c.ca_secret.as_ref().unwrap();
+    let ca = c.ca_secret.as_ref().unwrap().secret();
     assert_eq!(ca.metadata.name.as_deref(), Some("spin-ca"));
     assert_eq!(ca.metadata.namespace.as_deref(), Some("ns"));
     assert_eq!(ca.metadata.owner_references, None, "shared: no owner");

@@ -66,7 +66,7 @@ fn render(example: &Path) -> String {
         let executor = inventory.executor(&ns, &executor_name).unwrap();
         let children = desired::build(app, &executor, &inventory).unwrap();
         if let Some(ca) = children.ca_secret {
-            docs.push(readable_secret(serde_json::to_value(ca).unwrap()));
+            docs.push(readable_secret(serde_json::to_value(ca.secret()).unwrap()));
         }
         if let Some(rc) = children.runtime_config_secret {
             docs.push(readable_secret(serde_json::to_value(rc).unwrap()));

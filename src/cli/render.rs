@@ -71,9 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 } = children;
                 // The CA Secret is shared by the namespace: show it once.
                 if let Some(ca) = ca_secret
-                    && ca_shown.insert((namespace.clone(), ca.name_any()))
+                    && ca_shown.insert((namespace.clone(), ca.name.clone()))
                 {
-                    objects.push(secret_json(&ca, args.show_secrets)?);
+                    objects.push(secret_json(&ca.secret(), args.show_secrets)?);
                 }
                 if let Some(secret) = runtime_config_secret {
                     objects.push(secret_json(&secret, args.show_secrets)?);

@@ -73,20 +73,46 @@ pub fn desired_hash(desired: &Value) -> String {
 
 /// Serializes `desired`, stamps the applied-hash annotation into it, and returns the stamped object
 /// with its JSON.
+///
+/// Serialized once: the annotation goes into the JSON and the object alike (this runs for every
+/// child in every reconcile, and a second serialization was a few per cent of the operator's CPU
+/// while converging a fleet).
 pub fn stamp<K: Serialize + kube::Resource>(
     mut desired: K,
     kind: &'static str,
 ) -> Result<(K, Value), ControllerError> {
-    let value = serde_json::to_value(&desired)
+    let mut value = serde_json::to_value(&desired)
         .map_err(|source| ControllerError::Serialize { kind, source })?;
     let hash = desired_hash(&value);
+    let annotations = value
+        .as_object_mut()
+        .and_then(|object| {
+            object
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+                .as_object_mut()
+        })
+        .and_then(|metadata| {
+            metadata
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()))
+                .as_object_mut()
+        });
+    let Some(annotations) = annotations else {
+        return Err(ControllerError::Serialize {
+            kind,
+            source: serde::ser::Error::custom("metadata or annotations is not an object"),
+        });
+    };
+    annotations.insert(
+        APPLIED_HASH_ANNOTATION.to_string(),
+        Value::String(hash.clone()),
+    );
     desired
         .meta_mut()
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
-    let value = serde_json::to_value(&desired)
-        .map_err(|source| ControllerError::Serialize { kind, source })?;
     Ok((desired, value))
 }
 
@@ -191,6 +217,21 @@ mod tests {
         assert!(up_to_date(&v2, Some(&live)));
         assert!(!up_to_date(&v1, Some(&live)));
         assert!(!up_to_date::<Secret>(&v1, None));
+    }
+
+    #[test]
+    fn stamped_json_is_the_stamped_object_serialized() {
+        let mut s = Secret::default();
+        s.metadata.name = Some("a".into());
+        for annotations in [None, Some([("k".to_string(), "v".to_string())].into())] {
+            s.metadata.annotations = annotations;
+            let (stamped, json) = stamp(s.clone(), "Secret").unwrap();
+            assert_eq!(json, serde_json::to_value(&stamped).unwrap());
+            assert_eq!(
+                stamped.metadata.annotations.unwrap()[APPLIED_HASH_ANNOTATION],
+                applied_hash(&json)
+            );
+        }
     }
 
     #[test]

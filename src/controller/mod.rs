@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, controller, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -359,6 +359,23 @@ where
         })
 }
 
+/// What re-triggers an app's reconcile from its own watch: a new spec (`generation`), another
+/// object under the same name (`uid`) and its deletion. Status-only changes are not: the operator
+/// is the status's only writer, so they are its own writes coming back, and reconciling on each
+/// re-rendered and compared every child for nothing (a third of the reconciles while a fleet
+/// converges: docs/benchmarks-history.md). The cache still takes every event; a status someone
+/// else changed is rewritten at the app's next trigger or resync. The app's labels and
+/// annotations are not read by its reconcile.
+fn app_trigger(app: &Slim<SpinApp>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    app.metadata.generation.hash(&mut hasher);
+    app.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    // An undecodable body hashes as no uid: its reconcile reports the decode error.
+    app.uid().ok().flatten().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Where the controllers' watches go: a client and the watched namespaces.
 struct Watch {
     client: Client,
@@ -454,6 +471,7 @@ async fn run_controllers(
     let app_refs = spinapp::app_reference_index();
     let (apps, app_stream) =
         reflected::<Slim<SpinApp>>(watched, watcher::Config::default(), Some(app_refs.clone()));
+    let app_stream = app_stream.predicate_filter(app_trigger, PredicateConfig::default());
     let app_controller = Controller::for_stream(app_stream, apps).with_config(ctl_config.clone());
 
     let ctx = Arc::new(spinapp::Context {
@@ -603,6 +621,27 @@ mod tests {
         assert!(!state.is_ready());
         state.set_synced(true);
         assert!(state.is_ready());
+    }
+
+    #[test]
+    fn apps_trigger_on_spec_identity_and_deletion_not_on_status() {
+        let app = |generation: i64, uid: &str, status: &str, deleting: bool| -> Slim<SpinApp> {
+            let mut meta = serde_json::json!({"name": "a", "namespace": "ns", "uid": uid,
+                                              "generation": generation, "resourceVersion": status});
+            if deleting {
+                meta["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+            }
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp", "metadata": meta,
+                "spec": {"image": "i", "executor": "e"}, "status": {"readyReplicas": status.len()}
+            }))
+            .unwrap()
+        };
+        let base = app_trigger(&app(1, "u1", "1", false));
+        assert_eq!(base, app_trigger(&app(1, "u1", "22", false)), "status only");
+        assert_ne!(base, app_trigger(&app(2, "u1", "1", false)), "spec");
+        assert_ne!(base, app_trigger(&app(1, "u2", "1", false)), "re-created");
+        assert_ne!(base, app_trigger(&app(1, "u1", "1", true)), "deleting");
     }
 
     #[test]

@@ -93,6 +93,12 @@ struct Labels {
 }
 
 #[derive(Deserialize, Default)]
+struct Uid {
+    #[serde(default)]
+    uid: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Owners {
     #[serde(default)]
@@ -156,6 +162,12 @@ impl<K> Slim<K> {
     pub fn labels(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
         let body: BodyMetadata<Labels> = serde_json::from_slice(&self.json()?)?;
         Ok(body.metadata.labels.unwrap_or_default())
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> Result<Option<String>, serde_json::Error> {
+        let body: BodyMetadata<Uid> = serde_json::from_slice(&self.json()?)?;
+        Ok(body.metadata.uid)
     }
 
     /// `metadata.ownerReferences` (empty when there are none).
@@ -289,6 +301,7 @@ mod tests {
         // Decoded: name, namespace, versions; the rest is read from the JSON.
         assert_eq!(slim.metadata.resource_version.as_deref(), Some("7"));
         assert_eq!(slim.metadata.uid, None);
+        assert_eq!(slim.uid().unwrap().as_deref(), Some("u-1"));
         assert!(slim.metadata.labels.is_none() && slim.metadata.annotations.is_none());
         assert_eq!(slim.owner_references().unwrap()[0].name, "hello");
         assert_eq!(

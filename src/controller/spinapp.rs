@@ -572,10 +572,10 @@ where
 async fn create_if_absent(
     app: &SpinApp,
     ns: &str,
-    secret: Secret,
+    ca: desired::CaSecret,
     ctx: &Context,
 ) -> Result<(), ControllerError> {
-    let name = secret.name_any();
+    let name = ca.name.clone();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let exists = ctx
         .referenced
@@ -591,7 +591,7 @@ async fn create_if_absent(
     if exists {
         return Ok(());
     }
-    match api.create(&PostParams::default(), &secret).await {
+    match api.create(&PostParams::default(), &ca.secret()).await {
         Ok(_) => {
             publish(
                 ctx,

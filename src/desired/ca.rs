@@ -43,30 +43,50 @@ pub(super) fn ca_secret_name(config: &ExecutorDeploymentConfig) -> Option<String
     }
 }
 
+/// The shared CA bundle Secret an app's executor asks for: created if absent, never overwritten.
+///
+/// Only its name travels with the desired children: the controller needs the ~200 KB bundle only
+/// when it creates the Secret, and copying it into every reconcile's children was a tenth of the
+/// operator's CPU while converging a fleet (docs/benchmarks-history.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaSecret {
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+impl CaSecret {
+    /// The Secret itself, with the bundle.
+    pub fn secret(&self) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: self.namespace.clone(),
+                annotations: Some(BTreeMap::from([(
+                    MANAGED_BY.0.to_string(),
+                    MANAGED_BY.1.to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                CA_BUNDLE_KEY.to_string(),
+                ByteString(default_ca_bundle().as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        }
+    }
+}
+
 /// The default bundle Secret, when the executor asks to install it.
 pub(super) fn ca_secret(
     config: &ExecutorDeploymentConfig,
     namespace: Option<String>,
-) -> Option<Secret> {
+) -> Option<CaSecret> {
     if config.install_default_ca_certs != Some(true) {
         return None;
     }
-    let name = ca_secret_name(config)?;
-    Some(Secret {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace,
-            annotations: Some(BTreeMap::from([(
-                MANAGED_BY.0.to_string(),
-                MANAGED_BY.1.to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            CA_BUNDLE_KEY.to_string(),
-            ByteString(default_ca_bundle().as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
+    Some(CaSecret {
+        name: ca_secret_name(config)?,
+        namespace,
     })
 }
 
@@ -93,8 +113,9 @@ mod tests {
         assert_eq!(ca_secret_name(&c).as_deref(), Some("spin-ca"));
         c.ca_cert_secret = Some("corp".into());
         assert_eq!(ca_secret_name(&c).as_deref(), Some("corp"));
-        let s = ca_secret(&c, Some("ns".into())).unwrap();
+        let s = ca_secret(&c, Some("ns".into())).unwrap().secret();
         assert_eq!(s.metadata.name.as_deref(), Some("corp"));
+        assert_eq!(s.metadata.namespace.as_deref(), Some("ns"));
         assert!(s.metadata.owner_references.is_none());
         c.install_default_ca_certs = None;
         // A named bundle is mounted but not created.

@@ -29,7 +29,7 @@ mod labels;
 mod runtime_config;
 mod service;
 
-pub use ca::{CA_BUNDLE_KEY, default_ca_bundle};
+pub use ca::{CA_BUNDLE_KEY, CaSecret, default_ca_bundle};
 pub use hash::runtime_config_hash;
 pub use runtime_config::render_runtime_config;
 
@@ -59,7 +59,7 @@ pub struct Children {
     /// or when no Deployment is created.
     pub runtime_config_secret: Option<Secret>,
     /// Shared per-namespace CA bundle: create if absent, never overwrite, no owner reference.
-    pub ca_secret: Option<Secret>,
+    pub ca_secret: Option<CaSecret>,
 }
 
 /// Why the children of an app cannot be built. Messages name objects and keys, never values.

@@ -17,8 +17,13 @@
    while real admissions go through the API server; peak RSS against the chart's limit
    (bench_hostile.py). The operator runs with the budget the chart's 256 Mi limit gives it.
 
-5. Cold (not run by default): N apps present when the operator starts, ours and the Go operator
-   side by side on fresh control planes, next to the floor (bench_fleet.py).
+5. Cold (not run by default): ours and the Go operator side by side on fresh control planes, next
+   to the floor: N apps present when the operator starts, apps created while it runs, a spec
+   change of every app, writes while kube-controller-manager reports and after a restart, RSS and
+   CPU (bench_fleet.py).
+
+6. Floor (not run by default): the writes convergence needs, with no operator running, at a few
+   concurrencies (bench_floor.py; also measured in every round of part 5).
 
 Parts: BENCH_PARTS (default "admission fleet"; e.g. BENCH_PARTS=secrets for the third alone).
 
@@ -56,7 +61,7 @@ from controlplane import (  # noqa: E402
 )
 from conftest import wait_for_executors  # noqa: E402
 from bench_hostile import hostile, print_hostile_table  # noqa: E402
-from bench_fleet import cold  # noqa: E402
+from bench_fleet import cold, floor_part  # noqa: E402
 from bench_admission import admission  # noqa: E402
 
 CHUNK = 250
@@ -232,7 +237,7 @@ def print_secret_table(rows: list[dict]) -> None:
               f"{r['requests']} |")
 
 
-PARTS = ("admission", "fleet", "secrets", "hostile", "cold")
+PARTS = ("admission", "fleet", "secrets", "hostile", "cold", "floor")
 # What the chart's 256 Mi limit gives `--webhook-memory-budget` when it is left empty (half of it,
 # or one largest request if that is more): the same budget here, without a cgroup limit.
 CHART_LIMIT_BYTES = 256 * 1024 * 1024
@@ -249,15 +254,14 @@ def main() -> int:
     if "admission" in parts:
         # Fresh control planes of its own, ours and the Go operator's (bench_admission.py).
         admission(bin_dir)
-        parts = [p for p in parts if p != "admission"]
-        if not parts:
-            return 0
+    if "floor" in parts:
+        floor_part(bin_dir, sizes)  # a fresh control plane of its own (bench_floor.py)
     if "cold" in parts:
         # Fresh control planes of its own per operator and round (bench_fleet.py).
         cold(bin_dir, sizes)
-        parts = [p for p in parts if p != "cold"]
-        if not parts:
-            return 0
+    parts = [p for p in parts if p not in ("admission", "cold", "floor")]
+    if not parts:
+        return 0
     with tempfile.TemporaryDirectory(prefix="spin-bench-") as tmp:
         cp = ControlPlane(Path(tmp), bin_dir).start()
         try:

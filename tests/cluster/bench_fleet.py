@@ -1,53 +1,74 @@
-"""Cold-convergence fleet side by side with the Go operator, next to the floor (`BENCH_PARTS=cold`).
+"""Fleet side by side with the Go operator, next to the floor (`BENCH_PARTS=cold`).
 
 Each round starts a fresh control plane per operator: ours (the chart) and, when
 `<repo>/../shared/upstream/bin/manager` is present, the Go operator with its own CRDs from
 `../shared/upstream/crds`; rounds interleave them (ours, Go, ours, Go, ...; BENCH_ROUNDS, default 3).
+Where the Go operator is absent the part says so and measures ours and the floor only.
 
-Per operator and round, with N apps (BENCH_FLEET) already present when it starts:
-- cold convergence: seconds from the operator's start until every app has its Deployment, its
-  Service and a status (`status.activeScheduler`, which both write);
-- its requests and writes per app, by verb (the audit log; Lease renewals are not counted as writes);
-- RSS and CPU seconds (/proc/<pid>/stat utime+stime) at convergence;
-- writes after a restart on the converged fleet (until its requests have been quiet for 5 s).
+Per operator and round, with N apps (BENCH_FLEET) already present when it starts, one phase
+after the other on the same control plane:
+1. cold: seconds from the operator's start until every app has its Deployment, its Service and a
+   status (`status.activeScheduler`, which both write); its requests and writes per app by verb
+   (the audit log; Lease renewals are not counted as writes); RSS and CPU seconds
+   (/proc/<pid>/stat utime+stime) at that moment;
+2. settle: from there until kube-controller-manager has stopped updating Deployment status (its
+   `PUT deployments/status` requests, from the API server's metrics, quiet for 5 s; at most
+   BENCH_SETTLE_LIMIT s, default 90) and the operator is quiet: the operator's writes while
+   kube-controller-manager reports on every Deployment (ReplicaSet created, pods unavailable),
+   against the number of those reports;
+3. live: BENCH_LIVE (default N) apps created while it runs, in a namespace of their own, by
+   8 keep-alive clients: seconds from the first create until every one has converged;
+4. spec: a new image for every app (fleet and live): seconds from the first patch until every
+   Deployment runs it, and the writes;
+5. restart: a second instance on the converged fleet: its writes until quiet for 5 s.
+CPU seconds are given per phase. Progress is polled through one keep-alive connection (metadata
+lists where names suffice), the same for both operators. BENCH_PHASES (default
+"settle live spec restart") picks the phases after the cold one; BENCH_GO=0 skips the Go operator.
 
-The floor (ours' control plane, after our operator has stopped): with no operator running, the
-objects convergence needs, written through the API server by BENCH_FLOOR_CLIENTS concurrent
-clients (default "8 32"; each value its own namespace of N apps, in the first round; later
-rounds use the fastest): per app the Deployment, Service
-and Secret `spin-operator render` gives (with the owner reference the operator sets) and one
-status patch (the status our operator wrote). Floor seconds are reported next to every figure.
+The floor (bench_floor.py) is measured in every round on ours' control plane after our operator has
+stopped, each try once kube-controller-manager has worked through the ReplicaSets and pods of
+what came before: the first round tries each of BENCH_FLOOR_CLIENTS, later rounds the fastest.
 
-The Go operator runs without webhooks (they need cert-manager); its apps are created without
-them. Ours runs as the chart runs it; its apps are created through its webhooks by an instance
-serving only those (`--disable-controllers`), which is then stopped.
+Both operators run their controllers only, with no webhooks registered during the measurement
+(the Go operator's need cert-manager). Ours' apps are first created through its webhooks by an
+instance serving only those (`--disable-controllers`, then stopped), as a user's would be.
+
+BENCH_PERF=<dir>: also records ours' cold phase with `perf record` (Debian `linux-perf`, DWARF
+call graphs) and folds the stacks with perf's own `stackcollapse` script into
+`<dir>/ours-<apps>-r<round>.folded` (flame graph input); the five hottest leaf frames are printed.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import ssl
+import re
+import signal
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from bench_floor import (
+    Api,
+    app,
+    apply,
+    floor_clients,
+    floors,
+    load_average,
+    prepare,
+    send_all,
+)
 from controlplane import (
-    ADMIN_TOKEN,
     OPERATOR_NAMESPACE,
     REPO,
     ControlPlane,
     chart_operator,
     free_port,
     install_chart,
-    operator_binary,
     start_operator,
     wait_for_webhooks,
     wait_until,
@@ -56,20 +77,14 @@ from procs import Proc, start_process
 
 UPSTREAM = REPO.parent / "shared" / "upstream"
 GO_MANAGER = UPSTREAM / "bin" / "manager"
-EXECUTOR = {"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinAppExecutor",
-            "metadata": {"name": "containerd-shim-spin"},
-            "spec": {"createDeployment": True,
-                     "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2", "installDefaultCACerts": True}}}
 RUNTIME_CLASS = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "wasmtime-spin-v2"},
                  "handler": "spin"}
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def app(name: str, i: int) -> dict:
-    return {"apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp", "metadata": {"name": name},
-            "spec": {"image": f"ghcr.io/example/app-{i % 50}:v1.{i % 7}.0", "executor": "containerd-shim-spin",
-                     "replicas": 1 + i % 3}}
+SPINAPPS = "/apis/core.spinkube.dev/v1alpha1/namespaces/{ns}/spinapps"
+# kube-controller-manager, starved of CPU on 2 cores, works through its Deployment backlog for
+# minutes: the settle window ends when it is quiet or after this many seconds.
+SETTLE_LIMIT = float(os.environ.get("BENCH_SETTLE_LIMIT", "90"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -78,9 +93,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -95,10 +110,21 @@ class Audit:
         return self.path.stat().st_size if self.path.exists() else 0
 
     def by_verb(self, user: str, since: int) -> dict[str, int]:
+        return self.counter(user, since)()
+
+    def counter(self, user: str, since: int) -> Callable[[], dict[str, int]]:
+        """A function returning the requests of `user` from `since` on, by verb, reading only
+        what was appended since its last call (polled every second while the log grows by MBs)."""
+        state = {"pos": since, "rest": b""}
         out: dict[str, int] = {}
-        with open(self.path, "rb") as f:
-            f.seek(since)
-            for line in f:
+
+        def read() -> dict[str, int]:
+            with open(self.path, "rb") as f:
+                f.seek(state["pos"])
+                data = state["rest"] + f.read()
+                state["pos"] = f.tell()
+            *lines, state["rest"] = data.split(b"\n")
+            for line in lines:
                 if not line.strip():
                     continue
                 e = json.loads(line)
@@ -107,182 +133,270 @@ class Audit:
                 ref = e.get("objectRef", {})
                 key = f"{e['verb']} {ref.get('resource', '')}" + (f"/{ref['subresource']}" if ref.get("subresource") else "")
                 out[key] = out.get(key, 0) + 1
-        return out
+            return dict(out)
+        return read
 
 
 def writes(by_verb: dict[str, int]) -> int:
     return sum(n for k, n in by_verb.items() if k.split()[0] in WRITES and not k.endswith("leases"))
 
 
-def apply(cp: ControlPlane, ns: str | None, objs: list[dict], verb: str = "create", chunk: int = 250) -> None:
-    for lo in range(0, len(objs), chunk):
-        args = [verb, *(["-n", ns] if ns else []), "-f", "-"]
-        cp.kubectl(*args, input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs[lo:lo + chunk]}),
-                   timeout=600)
+def non_lease(by_verb: dict[str, int]) -> int:
+    return sum(n for k, n in by_verb.items() if not k.endswith("leases"))
 
 
-def converged(cp: ControlPlane, ns: str, n: int) -> bool:
-    deployments = cp.kubectl("get", "deployments", "-n", ns, "-o", "name").stdout.split()
-    if len(deployments) < n:
-        return False
-    services = cp.kubectl("get", "services", "-n", ns, "-o", "name").stdout.split()
-    if len(services) < n:
-        return False
-    status = cp.kubectl("get", "spinapps", "-n", ns, "-o",
-                        "jsonpath={range .items[*]}{.status.activeScheduler} {end}").stdout.split()
-    return len(status) >= n
+def converged(api: Api, ns: str, n: int) -> bool:
+    # Status last: both operators write it after the children.
+    status = sum(1 for a in api.items(SPINAPPS.format(ns=ns)) if a.get("status", {}).get("activeScheduler"))
+    return (status >= n and len(api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", True)) >= n
+            and len(api.items(f"/api/v1/namespaces/{ns}/services", True)) >= n)
 
 
-def prepare(cp: ControlPlane, ns: str, n: int) -> None:
-    cp.kubectl("create", "namespace", ns)
-    apply(cp, ns, [EXECUTOR])
-    wait_until("the executor", lambda: cp.kubectl("get", "spinappexecutor", "containerd-shim-spin", "-n", ns,
-                                                  check=False).returncode == 0, timeout=30)
-    apply(cp, ns, [app(f"app-{i}", i) for i in range(n)])
+def images_updated(api: Api, ns: str, marker: str) -> int:
+    return sum(1 for d in api.items(f"/apis/apps/v1/namespaces/{ns}/deployments")
+               if marker in d["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-def measure(cp: ControlPlane, ns: str, n: int, start: Callable[[str], tuple[Proc, str]],
-            reconciled: Callable[[Proc], bool]) -> tuple[dict, Proc]:
-    """Cold convergence of the `n` apps in `ns` by a freshly started operator, then writes after a restart."""
-    audit = Audit(cp)
-    mark = audit.mark()
+def status_updates(api: Api) -> int:
+    """Deployment status updates the API server has served (kube-controller-manager's)."""
+    text = api.send("GET", "/metrics", accept="text/plain").decode()
+    return int(sum(float(m[1]) for m in re.finditer(
+        r'^apiserver_request_total\{(?=[^}]*resource="deployments")(?=[^}]*subresource="status")'
+        r'(?=[^}]*verb="PUT")[^}]*\} (\S+)$', text, re.M)))
+
+
+def controller_writes(api: Api) -> int:
+    """Writes the API server has served to ReplicaSets, Pods and Deployment status: what
+    kube-controller-manager does for every new or changed Deployment."""
+    text = api.send("GET", "/metrics", accept="text/plain").decode()
+    total = 0.0
+    for m in re.finditer(r'^apiserver_request_total\{([^}]*)\} (\S+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m[1]))
+        if labels.get("verb") in ("POST", "PUT", "PATCH", "DELETE") and (
+                labels.get("resource") in ("replicasets", "pods")
+                or (labels.get("resource") == "deployments" and labels.get("subresource") == "status")):
+            total += float(m[2])
+    return int(total)
+
+
+def controllers_idle(api: Api, limit: float = 300) -> float:
+    """Waits until kube-controller-manager has worked through its backlog (no ReplicaSet, Pod or
+    Deployment status write for 5 s; at most `limit` s), so that what is measured next does not
+    share the API server with the last part's aftermath. Returns the seconds waited."""
     t0 = time.monotonic()
-    proc, user = start("cold")
-    wait_until(f"{n} apps converged", lambda: proc.alive() and converged(cp, ns, n), timeout=1800, interval=1)
-    seconds = time.monotonic() - t0
-    cpu, rss = cpu_seconds(proc.popen.pid), rss_mib(proc.popen.pid)
-    time.sleep(3)
-    by_verb = audit.by_verb(user, mark)
-    row = {"apps": n, "converge_s": round(seconds, 1), "requests_per_app": round(sum(by_verb.values()) / n, 2),
-           "writes_per_app": round(writes(by_verb) / n, 2), "by_verb": by_verb, "rss_mib": round(rss, 1),
-           "cpu_s": round(cpu, 2)}
-    proc.stop()
-    mark = audit.mark()
-    proc, user = start("restart")
-    wait_until("the restarted operator to catch up", lambda: reconciled(proc), timeout=600, interval=1)
-    quiet(audit, user, mark)
-    by_verb = audit.by_verb(user, mark)
-    row["restart_writes"] = writes(by_verb)
-    row["restart_by_verb"] = {k: v for k, v in by_verb.items() if k.split()[0] in WRITES}
-    return row, proc
+    quiet(lambda: controller_writes(api), secs=5, limit=limit)
+    return round(time.monotonic() - t0, 1)
 
 
-def quiet(audit: Audit, user: str, mark: int, secs: float = 5, limit: float = 120) -> None:
-    """Until `user` has made no request other than Lease renewals for `secs` seconds (at most `limit`)."""
-    def count() -> int:
-        return sum(v for k, v in audit.by_verb(user, mark).items() if not k.endswith("leases"))
-    end, last, since = time.monotonic() + limit, count(), time.monotonic()
+def quiet(counter: Callable[[], int], secs: float = 5, limit: float = 120) -> None:
+    """Until `counter` has not moved for `secs` seconds (at most `limit`)."""
+    end, last, since = time.monotonic() + limit, counter(), time.monotonic()
     while time.monotonic() < end and time.monotonic() - since < secs:
         time.sleep(1)
-        now = count()
+        now = counter()
         if now != last:
             last, since = now, time.monotonic()
 
 
-# -- the floor ----------------------------------------------------------------------------------
-
-class Client:
-    """One keep-alive HTTPS connection to the API server as the admin."""
-
-    def __init__(self, cp: ControlPlane):
-        ctx = ssl.create_default_context(cafile=str(cp.ca_file))
-        ctx.check_hostname = False
-        host, port = cp.server.removeprefix("https://").rsplit(":", 1)
-        self.conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
-
-    def send(self, method: str, path: str, body: dict, content_type: str = "application/json") -> None:
-        self.conn.request(method, path, body=json.dumps(body).encode(), headers={
-            "Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": content_type, "Accept": "application/json"})
-        resp = self.conn.getresponse()
-        data = resp.read()
-        if resp.status >= 300:
-            raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
+def until(what: str, check: Callable[[], bool], proc: Proc, timeout: float = 1800) -> None:
+    """Polls `check` every second; fails at once, with the operator's exit code and log, if it exits."""
+    def alive_and() -> bool:
+        if not proc.alive():
+            raise OperatorExited(f"operator exited ({proc.popen.returncode}) waiting for {what}:\n{proc.tail()}")
+        return check()
+    try:
+        wait_until(what, alive_and, timeout=timeout, interval=1)
+    except Exception as e:
+        if not proc.alive():
+            raise OperatorExited(f"operator exited ({proc.popen.returncode}) waiting for {what}:\n{proc.tail()}") from e
+        raise
 
 
-def floor_requests(cp: ControlPlane, ns: str, n: int, status: dict) -> list[tuple[str, str, dict, str]]:
-    """The requests convergence needs for the apps in `ns`: rendered children (with the owner
-    reference) and one status merge patch per app."""
-    apps = {a["metadata"]["name"]: a for a in json.loads(
-        cp.kubectl("get", "spinapps", "-n", ns, "-o", "json", timeout=300).stdout)["items"]}
-    executor = {**EXECUTOR, "metadata": {**EXECUTOR["metadata"], "namespace": ns}}
-    # Multi-document input (render reads documents, not a List); with their uids, render sets the
-    # owner references the operator sets.
-    inputs = "\n---\n".join(json.dumps(o) for o in [executor, *apps.values()])
-    rendered = subprocess.run([str(operator_binary()), "render", "--show-secrets", "-f", "-", "-o", "json"], input=inputs,
-                              capture_output=True, text=True, check=True).stdout
-    resources = {"Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments",
-                 "Service": f"/api/v1/namespaces/{ns}/services", "Secret": f"/api/v1/namespaces/{ns}/secrets"}
-    # Shared objects (the namespace's `spin-ca` Secret) first: the apps' Deployments mount them.
-    objs = sorted(json.loads(rendered)["items"], key=lambda o: "ownerReferences" in o["metadata"])
-    out = [("POST", resources[obj["kind"]], obj, "application/json") for obj in objs]
-    per_app = sum(1 for o in objs if "ownerReferences" in o["metadata"])
-    if per_app != 3 * n:
-        raise RuntimeError(f"floor: expected 3 objects for each of {n} apps, rendered {per_app}")
-    for name in apps:
-        body = {"status": {**status, "deploymentName": name, "serviceName": name}}
-        out.append(("PATCH", f"/apis/core.spinkube.dev/v1alpha1/namespaces/{ns}/spinapps/{name}/status", body,
-                    "application/merge-patch+json"))
-    return out
+class OperatorExited(RuntimeError):
+    pass
 
 
-def floor(cp: ControlPlane, ns: str, n: int, clients: int, status: dict) -> dict:
-    prepare(cp, ns, n)
-    requests = floor_requests(cp, ns, n, status)
-    local = threading.local()
+def phase(name: str) -> None:
+    print(f"| phase | {time.strftime('%H:%M:%S')} {name}, load {load_average()} |", flush=True)
 
-    def send(req: tuple[str, str, dict, str]) -> None:
-        if not hasattr(local, "client"):
-            local.client = Client(cp)
-        local.client.send(*req)
 
-    # Shared objects, then children, then the status writes: the order an operator converges in.
-    shared = len(requests) - 4 * n
-    phases = []
+class Profile:
+    """`perf record` of one process while in scope (BENCH_PERF), folded into `out` on exit."""
+
+    def __init__(self, pid: int, out: Path | None):
+        self.pid, self.out, self.proc = pid, out, None
+
+    def __enter__(self) -> "Profile":
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.proc = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "199", "--call-graph", "dwarf,16384", "-q",
+                                          "-p", str(self.pid), "-o", str(self.out.with_suffix(".data"))],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=120)
+        script = subprocess.run(["perf", "script", "-i", str(self.out.with_suffix(".data")), "-s",
+                                 "/usr/lib/perf-core/scripts/python/stackcollapse.py"],
+                                capture_output=True, text=True, timeout=1800)
+        self.out.write_text(script.stdout)
+        leaves: dict[str, int] = {}
+        for line in script.stdout.splitlines():
+            stack, _, count = line.rpartition(" ")
+            leaf = stack.rsplit(";", 1)[-1]
+            leaves[leaf] = leaves.get(leaf, 0) + int(count)
+        total = sum(leaves.values()) or 1
+        top = sorted(leaves.items(), key=lambda kv: -kv[1])[:5]
+        print(f"| perf | {self.out}: {total} samples; hottest leaves: "
+              + "; ".join(f"{100 * c / total:.1f} % {name[:80]}" for name, c in top) + " |", flush=True)
+
+
+def measure(cp: ControlPlane, n: int, start: Callable[[str], tuple[Proc, str]], reconciled: Callable[[Proc], bool],
+            profile: Path | None = None, stats: Callable[[], dict] = dict) -> tuple[dict, Proc]:
+    """The five phases of the module docstring, by freshly started operators, on the `n` apps in
+    namespace `fleet`; `stats()` adds the operator's own figures at cold convergence."""
+    audit, api = Audit(cp), Api.of(cp)
+    phases = os.environ.get("BENCH_PHASES", "settle live spec restart").split()
+    live_n = int(os.environ.get("BENCH_LIVE", str(n))) if "live" in phases else 0
+    row: dict = {"apps": n, "load_before": load_average()}
+    kcm0 = status_updates(api)
+
+    # 1. cold
+    phase("cold")
+    mark = audit.mark()
     t0 = time.monotonic()
-    with ThreadPoolExecutor(clients) as pool:
-        for lo, hi in ((0, shared), (shared, len(requests) - n), (len(requests) - n, len(requests))):
-            list(pool.map(send, requests[lo:hi]))
-            phases.append(round(time.monotonic() - t0, 2))
-    return {"apps": n, "clients": clients, "floor_s": round(time.monotonic() - t0, 1), "requests": len(requests),
-            "phases_s": phases}
+    proc, user = start("cold")
+    requests = audit.counter(user, mark)
+    pid = proc.popen.pid
+    with Profile(pid, profile):
+        until(f"{n} apps converged", lambda: converged(api, "fleet", n), proc)
+        row["cold_s"] = round(time.monotonic() - t0, 1)
+        cpu = row["cold_cpu_s"] = round(cpu_seconds(pid), 2)
+    row["rss_mib"] = round(rss_mib(pid), 1)
+    row.update(stats())
+    by_verb = requests()
+    row.update(cold_requests_per_app=round(non_lease(by_verb) / n, 2), cold_writes_per_app=round(writes(by_verb) / n, 2),
+               cold_by_verb=by_verb)
+
+    if "settle" not in phases:
+        return row, proc
+    # 2. settle: until kube-controller-manager and the operator are both quiet.
+    phase("settle")
+    t1 = time.monotonic()
+    quiet(lambda: status_updates(api) + non_lease(requests()), secs=5, limit=SETTLE_LIMIT)
+    by_verb = requests()
+    row.update(settle_s=round(time.monotonic() - t1, 1), settled_writes_per_app=round(writes(by_verb) / n, 2),
+               settled_by_verb=by_verb, kcm_status_updates_per_app=round((status_updates(api) - kcm0) / n, 2))
+    cpu = cpu_seconds(pid)
+
+    if live_n == 0:
+        return row, proc
+    # 3. live: apps created while it runs.
+    phase("live")
+    prepare(cp, "live", 0)
+    requests = audit.counter(user, audit.mark())
+    bodies = [json.dumps({**app(f"app-{i}", i), "metadata": {"name": f"app-{i}", "namespace": "live"}}).encode()
+              for i in range(n, n + live_n)]
+    t2 = time.monotonic()
+    row["live_create_s"] = send_all(cp, [[("POST", SPINAPPS.format(ns="live"), b, "application/json")
+                                          for b in bodies]], 8)[0]
+    until(f"{live_n} new apps converged", lambda: converged(api, "live", live_n), proc)
+    row["live_s"] = round(time.monotonic() - t2, 1)
+    by_verb = requests()
+    row.update(live_apps=live_n, live_requests_per_app=round(non_lease(by_verb) / live_n, 2),
+               live_writes_per_app=round(writes(by_verb) / live_n, 2), live_by_verb=by_verb,
+               live_cpu_s=round(cpu_seconds(pid) - cpu, 2))
+    quiet(lambda: status_updates(api) + non_lease(requests()), secs=5, limit=SETTLE_LIMIT)
+
+    if "spec" not in phases:
+        return row, proc
+    # 4. spec: a new image for every app.
+    phase("spec")
+    requests, cpu = audit.counter(user, audit.mark()), cpu_seconds(pid)
+    patches = [("PATCH", f"{SPINAPPS.format(ns=ns)}/app-{i}",
+                json.dumps({"spec": {"image": f"ghcr.io/example/app-{i % 50}:v2.{i % 7}.0"}}).encode(),
+                "application/merge-patch+json")
+               for ns, lo, hi in (("fleet", 0, n), ("live", n, n + live_n)) for i in range(lo, hi)]
+    t3 = time.monotonic()
+    send_all(cp, [patches], 8)
+    until("every Deployment on the new image",
+          lambda: images_updated(api, "fleet", ":v2.") + images_updated(api, "live", ":v2.") >= n + live_n, proc)
+    row["spec_s"] = round(time.monotonic() - t3, 1)
+    quiet(lambda: non_lease(requests()), secs=5, limit=300)
+    by_verb = requests()
+    row.update(spec_writes_per_app=round(writes(by_verb) / (n + live_n), 2), spec_by_verb=by_verb,
+               spec_cpu_s=round(cpu_seconds(pid) - cpu, 2), rss_end_mib=round(rss_mib(pid), 1),
+               peak_mib=round(rss_mib(pid, "VmHWM"), 1))
+
+    if "restart" not in phases:
+        return row, proc
+    # 5. restart
+    phase("restart")
+    proc.stop()
+    mark = audit.mark()
+    proc, user = start("restart")
+    requests = audit.counter(user, mark)
+    until("the restarted operator to catch up", lambda: reconciled(proc), proc, timeout=600)
+    quiet(lambda: non_lease(requests()))
+    by_verb = requests()
+    row["restart_writes"] = writes(by_verb)
+    row["restart_by_verb"] = {k: v for k, v in by_verb.items() if k.split()[0] in WRITES}
+    row["load_after"] = load_average()
+    return row, proc
 
 
 # -- the two operators --------------------------------------------------------------------------
 
-def round_ours(tmp: Path, bin_dir: Path, n: int, floor_clients: list[int]) -> tuple[dict, list[dict]]:
+def ours_control_plane(tmp: Path, bin_dir: Path, n: int) -> tuple[ControlPlane, int, list[str], str]:
+    """A fresh control plane with the chart installed and `n` apps in `fleet`, created through our
+    webhooks; then the webhook configurations are removed (module docstring)."""
     cp = ControlPlane(tmp / "ours", bin_dir).start()
-    try:
-        port = free_port()
-        install_chart(cp, port, {"certManager": {"enabled": False}, "runtimeClass": {"enabled": True}})
-        args, sa = chart_operator(cp)
-        # Apps are created through our webhooks, by an instance that runs no controllers.
-        admit = start_operator(cp, "admit", port, [*args, "--disable-controllers"], service_account=sa,
-                               env={"RUST_LOG": "warn"})
-        wait_for_webhooks(cp)
-        prepare(cp, "fleet", n)
-        admit.proc.stop()
+    port = free_port()
+    install_chart(cp, port, {"certManager": {"enabled": False}, "runtimeClass": {"enabled": True}})
+    args, sa = chart_operator(cp)
+    admit = start_operator(cp, "admit", port, [*args, "--disable-controllers"], service_account=sa,
+                           env={"RUST_LOG": "warn"})
+    wait_for_webhooks(cp)
+    prepare(cp, "fleet", n)
+    admit.proc.stop()
+    cp.kubectl("delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "--all")
+    return cp, port, [*args, "--disable-webhooks"], sa
 
+
+def round_ours(tmp: Path, bin_dir: Path, n: int, clients: list[int], profile: Path | None) -> tuple[dict, list[dict]]:
+    cp, port, args, sa = ours_control_plane(tmp, bin_dir, n)
+    try:
         def start(name: str) -> tuple[Proc, str]:
             op = start_operator(cp, name, port, args, service_account=sa, env={"RUST_LOG": "warn"}, wait_ready=False)
             start.last = op
             return op.proc, op.user
 
-        def reconciled(proc: Proc) -> bool:
-            text = start.last.metrics()
-            return any(line.startswith('spin_operator_controller_reconciles_total{controller="spinapp",result="success"}')
-                       and float(line.split()[-1]) >= n for line in text.splitlines())
+        def reconciles() -> int:
+            return int(sum(float(m[1]) for m in re.finditer(
+                r'^spin_operator_controller_reconciles_total\{controller="spinapp",[^}]*\} (\S+)$',
+                start.last.metrics(), re.M)))
 
-        row, proc = measure(cp, "fleet", n, start, reconciled)
+        def reconciled(proc: Proc) -> bool:
+            return reconciles() >= n
+
+        row, proc = measure(cp, n, start, reconciled, profile,
+                            lambda: {"cold_reconciles_per_app": round(reconciles() / n, 2)})
         proc.stop()
-        status = cp.get_json("spinapp", "app-0", "-n", "fleet")["status"]
-        status.pop("observedGeneration", None)
-        status["observedGeneration"] = 1
-        # The floor writes without webhooks (no operator serves them now).
-        cp.kubectl("delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "--all")
-        floors = [floor(cp, f"floor-{c}", n, c, status) for c in floor_clients]
-        return row, floors
+        return row, floors(cp, n, clients, our_status(cp), lambda: controllers_idle(Api.of(cp)))
     finally:
         cp.stop()
+
+
+def our_status(cp: ControlPlane, ns: str = "fleet", name: str = "app-0") -> dict:
+    """The status our operator wrote for an app of generation 1, as the floor's status write."""
+    status = cp.get_json("spinapp", name, "-n", ns)["status"]
+    status["observedGeneration"] = 1
+    for c in status.get("conditions", []):
+        c["observedGeneration"] = 1
+    return status
 
 
 def round_go(tmp: Path, bin_dir: Path, n: int) -> dict:
@@ -320,11 +434,31 @@ def round_go(tmp: Path, bin_dir: Path, n: int) -> dict:
             except OSError:
                 return False
 
-        row, proc = measure(cp, "fleet", n, start, reconciled)
+        row, proc = measure(cp, n, start, reconciled)
         proc.stop()
         return row
     finally:
         cp.stop()
+
+
+def floor_part(bin_dir: Path, sizes: list[int]) -> list[dict]:
+    """`BENCH_PARTS=floor`: the floor alone at each of BENCH_FLOOR_CLIENTS, on a fresh control
+    plane; the status written is the one our operator wrote for a first app."""
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="spin-bench-floor-") as tmp:
+            cp, port, args, sa = ours_control_plane(Path(tmp), bin_dir, 1)
+            try:
+                op = start_operator(cp, "probe", port, args, service_account=sa, env={"RUST_LOG": "warn"})
+                wait_until("the first app's status", lambda: converged(Api.of(cp), "fleet", 1), timeout=120)
+                op.proc.stop()
+                status = our_status(cp)
+                for f in floors(cp, n, floor_clients(), status, lambda: controllers_idle(Api.of(cp))):
+                    rows.append({**f, "load": load_average()})
+                    print(f"| floor | {json.dumps(rows[-1])} |", flush=True)
+            finally:
+                cp.stop()
+    return rows
 
 
 def spread(values: list[float], fmt: str = ".1f") -> str:
@@ -334,41 +468,67 @@ def spread(values: list[float], fmt: str = ".1f") -> str:
 
 def cold(bin_dir: Path, sizes: list[int]) -> list[dict]:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
-    floor_clients = [int(c) for c in os.environ.get("BENCH_FLOOR_CLIENTS", "8 32").split()]
-    go = GO_MANAGER.exists()
-    if not go:
+    perf = os.environ.get("BENCH_PERF")
+    go = GO_MANAGER.exists() and os.environ.get("BENCH_GO", "1") != "0"
+    if not GO_MANAGER.exists():
         print(f"| cold | Go operator absent ({GO_MANAGER}): measuring ours and the floor only |", flush=True)
     rows: list[dict] = []
     for n in sizes:
+        clients = floor_clients()
         for r in range(rounds):
+            profile = Path(perf).resolve() / f"ours-{n}-r{r}.folded" if perf else None
             with tempfile.TemporaryDirectory(prefix="spin-bench-cold-") as tmp:
-                row, floors = round_ours(Path(tmp), bin_dir, n, floor_clients)
-                best = min(floors, key=lambda f: f["floor_s"])
+                row, tried = round_ours(Path(tmp), bin_dir, n, clients, profile)
                 # The first round tries every concurrency; later rounds use its best.
-                floor_clients = [best["clients"]]
-                rows.append({"operator": "ours", "round": r, **row, "floor_s": best["floor_s"],
-                             "floor_clients": best["clients"], "floors": floors})
+                clients = [tried[0]["clients"]]
+                rows.append({"operator": "ours", "round": r, **row, "floor_s": tried[0]["floor_s"],
+                             "floor_clients": tried[0]["clients"], "floors": tried})
                 print(f"| cold | {json.dumps(rows[-1])} |", flush=True)
             if go:
                 with tempfile.TemporaryDirectory(prefix="spin-bench-cold-") as tmp:
-                    rows.append({"operator": "go", "round": r, **round_go(Path(tmp), bin_dir, n)})
+                    rows.append({"operator": "go", "round": r, **round_go(Path(tmp), bin_dir, n),
+                                 "floor_s": rows[-1]["floor_s"]})
                     print(f"| cold | {json.dumps(rows[-1])} |", flush=True)
     print_cold_table(rows)
     return rows
 
 
+COLUMNS = (
+    ("floor s", "floor_s", ".1f"), ("cold s", "cold_s", ".1f"), ("cold ÷ floor", "cold_ratio", ".2f"),
+    ("cold requests/app", "cold_requests_per_app", ".2f"), ("cold writes/app", "cold_writes_per_app", ".2f"),
+    ("cold CPU ms/app", "cold_cpu_ms_per_app", ".2f"), ("cold reconciles/app", "cold_reconciles_per_app", ".2f"),
+    ("writes/app until kcm is done", "settled_writes_per_app", ".2f"),
+    ("kcm status updates/app", "kcm_status_updates_per_app", ".2f"),
+    ("live s", "live_s", ".1f"), ("live create s", "live_create_s", ".1f"),
+    ("live requests/app", "live_requests_per_app", ".2f"), ("live writes/app", "live_writes_per_app", ".2f"),
+    ("live CPU ms/app", "live_cpu_ms_per_app", ".2f"),
+    ("spec change s", "spec_s", ".1f"), ("spec writes/app", "spec_writes_per_app", ".2f"),
+    ("spec CPU ms/app", "spec_cpu_ms_per_app", ".2f"),
+    ("writes after restart", "restart_writes", ".0f"), ("RSS MiB", "rss_end_mib", ".1f"),
+)
+
+
+def derived(r: dict) -> dict:
+    live = r.get("live_apps", 0)
+    out = {**r, "cold_ratio": r["cold_s"] / r["floor_s"], "cold_cpu_ms_per_app": 1000 * r["cold_cpu_s"] / r["apps"]}
+    if "live_cpu_s" in r:
+        out["live_cpu_ms_per_app"] = 1000 * r["live_cpu_s"] / live
+    if "spec_cpu_s" in r:
+        out["spec_cpu_ms_per_app"] = 1000 * r["spec_cpu_s"] / (r["apps"] + live)
+    return out
+
+
 def print_cold_table(rows: list[dict]) -> None:
-    print("\n| operator | apps | runs | floor s | convergence s | ÷ floor | requests/app | writes/app | "
-          "writes after restart | RSS MiB | CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    """One row per measure, a column per operator: median (min–max) over the rounds."""
     for n in sorted({r["apps"] for r in rows}):
-        floors = [r["floor_s"] for r in rows if r["apps"] == n and "floor_s" in r]
-        for who in ("ours", "go"):
-            rs = [r for r in rows if r["apps"] == n and r["operator"] == who]
-            if not rs:
-                continue
-            conv = [r["converge_s"] for r in rs]
-            ratio = statistics.median(conv) / statistics.median(floors) if floors else float("nan")
-            print(f"| {who} | {n} | {len(rs)} | {spread(floors)} | {spread(conv)} | {ratio:.2f} | "
-                  f"{spread([r['requests_per_app'] for r in rs], '.2f')} | {spread([r['writes_per_app'] for r in rs], '.2f')} | "
-                  f"{spread([r['restart_writes'] for r in rs], '.0f')} | {spread([r['rss_mib'] for r in rs])} | "
-                  f"{spread([r['cpu_s'] for r in rs])} |")
+        by = {who: [derived(r) for r in rows if r["apps"] == n and r["operator"] == who] for who in ("ours", "go")}
+        whos = [w for w in ("ours", "go") if by[w]]
+        print(f"\n{n} apps, {len(by['ours'])} rounds; median (min–max)\n\n| measure | "
+              + " | ".join(whos) + " |\n|---|" + "---:|" * len(whos))
+        for label, key, fmt in COLUMNS:
+            cells = [spread([r[key] for r in by[w]], fmt) if all(key in r for r in by[w]) else "–" for w in whos]
+            if any(c != "–" for c in cells):
+                print(f"| {label} | " + " | ".join(cells) + " |")
+        if by["go"]:
+            ours, go = (statistics.median(r["cold_cpu_ms_per_app"] for r in by[w]) for w in ("ours", "go"))
+            print(f"\nCPU per converged app, ours ÷ Go: {ours / go:.2f}")
