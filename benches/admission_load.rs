@@ -2,7 +2,8 @@
 //!
 //! The production server (`HttpsServer` + `router`, rustls through `tls::ReloadingResolver`,
 //! rcgen certificate) runs on its own Tokio runtime; its lookup is the reflector-backed
-//! `CachedLookup` filled from the in-memory test API server. A separate load generator runtime
+//! `CachedLookup` filled from the in-memory test API server, with the executor fetch on a cache
+//! miss as in `run`. A separate load generator runtime
 //! drives it with N keep-alive HTTP/1.1 connections (one reqwest client per connection, requests
 //! back to back) for a fixed duration per point. The same `HttpsServer` with a one-route router
 //! returning a fixed small JSON is the trivial endpoint for the throughput ratio. The floor is
@@ -18,9 +19,13 @@
 //! `LOAD_LOG=inline` formats and writes each line on the request path (as before the queue).
 //!
 //! `cargo bench --bench admission_load`. Environment:
-//! - `LOAD_SECS` (default 3) per point; `LOAD_CONNS` (default `1,8,32,128`); `LOAD_ROUTES`
-//!   (default `nginx,trivial,validate,mutate`; a subset is for profiling one endpoint, ratios
-//!   need `nginx` or `trivial`).
+//! - `LOAD_SECS` (default 3) per point and endpoint; `LOAD_CONNS` (default `1,8,32,128`);
+//!   `LOAD_ROUTES` (default `nginx,trivial,validate,mutate`; a subset is for profiling one
+//!   endpoint, ratios need `nginx` or `trivial`).
+//! - `LOAD_ROUNDS` (default 3): each point's time is split into this many rounds, and the
+//!   endpoints take turns in every round, so that the machine's load changing during a run
+//!   weighs on all of them alike. The ratio columns give the whole point's ratio and, in
+//!   brackets, its lowest and highest in a round.
 //! - `LOAD_TAIL=1` prints, per point, more latency percentiles, the server threads' preemptions,
 //!   and how long the server's and the load generator's threads were runnable but waited for a
 //!   CPU, per request.
@@ -41,6 +46,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 use spin_operator::admission::audit::{AuditLog, LogWriter, QUEUE_LINES};
 use spin_operator::admission::cache::{self, CacheConfig};
+use spin_operator::admission::executor_fetch::ExecutorFetch;
 use spin_operator::admission::{
     AdmissionMetrics, AdmissionState, HttpsServer, ServerLimits, router,
 };
@@ -81,11 +87,10 @@ async fn serve(pki: &Pki, router: Router) -> SocketAddr {
 }
 
 struct Point {
-    requests: u64,
+    /// Latency of every successful request, µs (sorted once merged).
+    lat: Vec<u64>,
     errors: u64,
     secs: f64,
-    p50_us: u64,
-    p99_us: u64,
     /// CPU time of the server's and of the load generator's threads during the timed window.
     cpu: ThreadCpu,
 }
@@ -154,6 +159,17 @@ impl ThreadCpu {
         cpu
     }
 
+    fn plus(self, other: Self) -> Self {
+        Self {
+            server: self.server + other.server,
+            load: self.load + other.load,
+            server_preempted: self.server_preempted + other.server_preempted,
+            server_waited: self.server_waited + other.server_waited,
+            load_waited: self.load_waited + other.load_waited,
+            audit: self.audit + other.audit,
+        }
+    }
+
     fn since(self, before: Self) -> Self {
         Self {
             server: self.server - before.server,
@@ -167,8 +183,67 @@ impl ThreadCpu {
 }
 
 impl Point {
+    fn requests(&self) -> u64 {
+        self.lat.len() as u64
+    }
+
     fn rps(&self) -> f64 {
-        self.requests as f64 / self.secs
+        self.requests() as f64 / self.secs
+    }
+
+    /// The rounds of one endpoint as one point (their requests, time and CPU added up).
+    fn merge(rounds: Vec<Point>) -> Point {
+        let mut all = Point {
+            lat: Vec::new(),
+            errors: 0,
+            secs: 0.0,
+            cpu: ThreadCpu::default(),
+        };
+        for p in rounds {
+            all.lat.extend(p.lat);
+            all.errors += p.errors;
+            all.secs += p.secs;
+            all.cpu = all.cpu.plus(p.cpu);
+        }
+        all.lat.sort_unstable();
+        all
+    }
+
+    /// Latency percentile `p` (0..1), µs.
+    fn pct(&self, p: f64) -> u64 {
+        let n = self.lat.len();
+        if n == 0 {
+            0
+        } else {
+            self.lat[((n as f64 * p) as usize).min(n - 1)]
+        }
+    }
+
+    /// `LOAD_TAIL=1`: more percentiles, preemptions and scheduler waits per request.
+    fn print_tail(&self, path: &str, conns: usize) {
+        let (cpu, n) = (&self.cpu, self.lat.len().max(1) as f64);
+        eprintln!(
+            "{path} conns={conns}: server threads preempted {:.0} times/s, {:.2} per 100 requests",
+            cpu.server_preempted / self.secs,
+            cpu.server_preempted * 100.0 / n
+        );
+        eprintln!(
+            "{path} conns={conns}: runnable but waiting for a CPU, per request: server threads \
+             {:.1} us, load generator threads {:.1} us",
+            cpu.server_waited * 1e6 / n,
+            cpu.load_waited * 1e6 / n
+        );
+        eprintln!(
+            "{path} conns={conns}: p50 {} p90 {} p95 {} p98 {} p99 {} p99.5 {} p99.9 {} max {} us",
+            self.pct(0.5),
+            self.pct(0.9),
+            self.pct(0.95),
+            self.pct(0.98),
+            self.pct(0.99),
+            self.pct(0.995),
+            self.pct(0.999),
+            self.lat.last().copied().unwrap_or(0)
+        );
     }
 }
 
@@ -249,45 +324,36 @@ async fn drive(
     if !server_pids.is_empty() {
         cpu.server = nginx::cpu_seconds(server_pids) - external_before;
     }
-    all.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if all.is_empty() {
-            0
-        } else {
-            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
-        }
-    };
-    if std::env::var("LOAD_TAIL").is_ok() {
-        eprintln!(
-            "{path} conns={conns}: server threads preempted {:.0} times/s, {:.2} per 100 requests",
-            cpu.server_preempted / secs,
-            cpu.server_preempted * 100.0 / all.len().max(1) as f64
-        );
-        eprintln!(
-            "{path} conns={conns}: runnable but waiting for a CPU, per request: server threads \
-             {:.1} us, load generator threads {:.1} us",
-            cpu.server_waited * 1e6 / all.len().max(1) as f64,
-            cpu.load_waited * 1e6 / all.len().max(1) as f64
-        );
-        eprintln!(
-            "{path} conns={conns}: p50 {} p90 {} p95 {} p98 {} p99 {} p99.5 {} p99.9 {} max {} us",
-            pct(0.5),
-            pct(0.9),
-            pct(0.95),
-            pct(0.98),
-            pct(0.99),
-            pct(0.995),
-            pct(0.999),
-            all.last().copied().unwrap_or(0)
-        );
-    }
     Point {
-        requests: all.len() as u64,
+        lat: all,
         errors,
         secs,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
         cpu,
+    }
+}
+
+/// One endpoint the load generator drives.
+struct Endpoint<'a> {
+    name: &'static str,
+    addr: SocketAddr,
+    path: &'static str,
+    body: &'a Bytes,
+    /// Processes whose CPU is the server's (nginx); none: this process's `server` threads.
+    pids: &'a [i32],
+    /// A webhook route (its requests are admissions).
+    admission: bool,
+}
+
+impl<'a> Endpoint<'a> {
+    fn new(name: &'static str, addr: SocketAddr, path: &'static str, body: &'a Bytes) -> Self {
+        Self {
+            name,
+            addr,
+            path,
+            body,
+            pids: &[],
+            admission: false,
+        }
     }
 }
 
@@ -351,7 +417,10 @@ fn main() {
         let mut registry = Registry::default();
         let metrics = AdmissionMetrics::register(&mut registry);
         let dropped = metrics.audit_dropped();
-        let mut state = AdmissionState::new(Arc::new(lookup), Options::default(), metrics);
+        // As `run` builds it: a SpinApp review that misses its executor in the cache would fetch
+        // it (never here: the executor is cached, and the bench asserts 0 API calls).
+        let mut state = AdmissionState::new(Arc::new(lookup), Options::default(), metrics)
+            .with_executor_fetch(ExecutorFetch::new(api.client()));
         match log_mode.as_str() {
             "inline" => state = state.with_audit(AuditLog::in_place(dropped)),
             "events" | "off" => {}
@@ -461,67 +530,106 @@ fn main() {
          ratio to trivial | server CPU µs/req | audit writer CPU µs/req | load generator CPU µs/req |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // Every endpoint of a point in turn, `rounds` times, each for its share of the point's time:
+    // a change in the machine's load (other jobs on the shared cores) falls on all of them alike
+    // instead of on whichever ran then.
+    let nginx_pids = nginx_floor.as_ref().map(|n| n.pids()).unwrap_or_default();
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    if let Some(n) = &nginx_floor {
+        endpoints.push(Endpoint::new(
+            "nginx (floor)",
+            n.addr,
+            VALIDATE_APP,
+            &validate_body,
+        ));
+        endpoints[0].pids = &nginx_pids;
+    }
+    if routes.contains(&"trivial") {
+        endpoints.push(Endpoint::new(
+            "trivial",
+            trivial_addr,
+            TRIVIAL,
+            &validate_body,
+        ));
+    }
+    for (route, name, path, body) in [
+        ("validate", "validate SpinApp", VALIDATE_APP, &validate_body),
+        ("mutate", "mutate SpinApp", MUTATE_APP, &mutate_body),
+    ] {
+        if routes.contains(&route) {
+            endpoints.push(Endpoint {
+                admission: true,
+                ..Endpoint::new(name, validate_addr, path, body)
+            });
+        }
+    }
+    let rounds: u32 = env_number("LOAD_ROUNDS")
+        .unwrap_or(if bench { 3 } else { 1 })
+        .max(1);
+    let slice = duration / rounds;
+    let nginx_at = endpoints.iter().position(|e| e.name.starts_with("nginx"));
+    let trivial_at = endpoints.iter().position(|e| e.path == TRIVIAL);
     let mut total_admissions = 0;
     for &conns in &conn_points {
-        let ratio = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.2}"));
-        let row = |name: &str, p: &Point, to_nginx: Option<f64>, to_trivial: Option<f64>| {
-            println!(
-                "| {name} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
-                p.requests,
-                p.rps(),
-                p.p50_us as f64 / 1000.0,
-                p.p99_us as f64 / 1000.0,
-                p.errors,
-                ratio(to_nginx),
-                ratio(to_trivial),
-                p.cpu.server * 1e6 / p.requests.max(1) as f64,
-                p.cpu.audit * 1e6 / p.requests.max(1) as f64,
-                p.cpu.load * 1e6 / p.requests.max(1) as f64,
-            )
-        };
-        let floor = nginx_floor.as_ref().map(|n| {
-            let p = load_rt.block_on(drive(
-                &pki,
-                n.addr,
-                VALIDATE_APP,
-                &validate_body,
-                conns,
-                duration,
-                &n.pids(),
-            ));
-            assert_eq!(p.errors, 0, "nginx: failed requests");
-            row("nginx (floor)", &p, None, None);
-            p
-        });
-        let to_nginx = |p: &Point| floor.as_ref().map(|f| p.rps() / f.rps());
-        let trivial = routes.contains(&"trivial").then(|| {
-            let p = load_rt.block_on(drive(
-                &pki,
-                trivial_addr,
-                TRIVIAL,
-                &validate_body,
-                conns,
-                duration,
-                &[],
-            ));
-            row("trivial", &p, to_nginx(&p), None);
-            p
-        });
-        for (route, name, path, body) in [
-            ("validate", "validate SpinApp", VALIDATE_APP, &validate_body),
-            ("mutate", "mutate SpinApp", MUTATE_APP, &mutate_body),
-        ] {
-            if !routes.contains(&route) {
-                continue;
+        let mut points: Vec<Vec<Point>> = endpoints.iter().map(|_| Vec::new()).collect();
+        for _ in 0..rounds {
+            for (e, of) in endpoints.iter().zip(&mut points) {
+                let p = load_rt.block_on(drive(&pki, e.addr, e.path, e.body, conns, slice, e.pids));
+                assert_eq!(p.errors, 0, "{}: failed requests", e.name);
+                if e.admission {
+                    total_admissions += p.requests() + conns as u64;
+                }
+                of.push(p);
             }
-            let p = load_rt.block_on(drive(&pki, validate_addr, path, body, conns, duration, &[]));
-            total_admissions += p.requests + conns as u64;
-            assert_eq!(p.errors, 0, "{name}: failed requests");
-            row(
-                name,
-                &p,
-                to_nginx(&p),
-                trivial.as_ref().map(|t| p.rps() / t.rps()),
+        }
+        // The ratio over the whole point, and its lowest and highest in a round.
+        let ratio = |i: usize, base: Option<usize>| -> String {
+            let Some(b) = base.filter(|b| *b != i) else {
+                return "—".into();
+            };
+            let per_round: Vec<f64> = points[i]
+                .iter()
+                .zip(&points[b])
+                .map(|(p, q)| p.rps() / q.rps())
+                .collect();
+            let rps = |at: usize| {
+                let n: u64 = points[at].iter().map(Point::requests).sum();
+                n as f64 / points[at].iter().map(|p| p.secs).sum::<f64>()
+            };
+            let all = rps(i) / rps(b);
+            if rounds == 1 {
+                return format!("{all:.2}");
+            }
+            let (lo, hi) = per_round
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            format!("{all:.2} ({lo:.2}–{hi:.2})")
+        };
+        let ratios: Vec<(String, String)> = (0..endpoints.len())
+            .map(|i| {
+                (
+                    ratio(i, nginx_at),
+                    ratio(i, trivial_at.filter(|_| endpoints[i].admission)),
+                )
+            })
+            .collect();
+        for ((e, rounds_of), (to_nginx, to_trivial)) in endpoints.iter().zip(points).zip(ratios) {
+            let p = Point::merge(rounds_of);
+            if std::env::var("LOAD_TAIL").is_ok() {
+                p.print_tail(e.path, conns);
+            }
+            let per_request = |seconds: f64| seconds * 1e6 / p.requests().max(1) as f64;
+            println!(
+                "| {} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {to_nginx} | {to_trivial} | {:.1} | {:.1} | {:.1} |",
+                e.name,
+                p.requests(),
+                p.rps(),
+                p.pct(0.50) as f64 / 1000.0,
+                p.pct(0.99) as f64 / 1000.0,
+                p.errors,
+                per_request(p.cpu.server),
+                per_request(p.cpu.audit),
+                per_request(p.cpu.load),
             );
         }
     }

@@ -34,21 +34,39 @@ const BATCH_LINES: usize = 256;
 /// review). A full batch is followed at once.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// One decision's audit line: what `log_decision` used to log in place.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct AuditLine {
-    pub uid: String,
+/// What one decision's audit line says, borrowed from the request and the decision.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AuditFields<'a> {
+    pub uid: &'a str,
     pub caller_authenticated: bool,
-    pub claimed_user: String,
-    pub namespace: String,
-    pub name: String,
+    pub claimed_user: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
     pub operation: &'static str,
     pub webhook: &'static str,
     pub allowed: bool,
-    pub rules: String,
+    /// The rules that fired, logged comma-separated.
+    pub rules: &'a [&'static str],
     pub patch_ops: usize,
     pub warnings: usize,
     pub dry_run: bool,
+}
+
+/// One decision's audit line, owned, on its way to the writer: the request path copies its
+/// strings into one allocation (instead of one per field) and formats nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct AuditLine {
+    /// uid, claimed user, namespace, name and the rules (comma-separated), one after another.
+    text: String,
+    /// Where each of the first four ends in `text`; the rules run to its end.
+    ends: [usize; 4],
+    caller_authenticated: bool,
+    operation: &'static str,
+    webhook: &'static str,
+    allowed: bool,
+    patch_ops: usize,
+    warnings: usize,
+    dry_run: bool,
 }
 
 /// The line as `tracing-subscriber`'s JSON format (`flatten_event`) writes the event: fields in
@@ -74,21 +92,59 @@ struct JsonLine<'a> {
 }
 
 impl AuditLine {
+    pub(super) fn new(f: &AuditFields<'_>) -> Self {
+        let strings = [f.uid, f.claimed_user, f.namespace, f.name];
+        let rules_len = f.rules.iter().map(|r| r.len() + 1).sum::<usize>();
+        let mut text =
+            String::with_capacity(strings.iter().map(|s| s.len()).sum::<usize>() + rules_len);
+        let ends = strings.map(|s| {
+            text.push_str(s);
+            text.len()
+        });
+        for (i, rule) in f.rules.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(rule);
+        }
+        Self {
+            text,
+            ends,
+            caller_authenticated: f.caller_authenticated,
+            operation: f.operation,
+            webhook: f.webhook,
+            allowed: f.allowed,
+            patch_ops: f.patch_ops,
+            warnings: f.warnings,
+            dry_run: f.dry_run,
+        }
+    }
+
+    /// The `i`th string of `text` (uid, claimed user, namespace, name, rules).
+    fn part(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1],
+        };
+        let end = self.ends.get(i).copied().unwrap_or(self.text.len());
+        self.text.get(start..end).unwrap_or_default()
+    }
+
     /// Appends the line as JSON to `out`, stamped `timestamp`.
     fn write_json(&self, timestamp: &str, out: &mut Vec<u8>) {
         let line = JsonLine {
             timestamp,
             level: "INFO",
             message: MESSAGE,
-            uid: &self.uid,
+            uid: self.part(0),
             caller_authenticated: self.caller_authenticated,
-            claimed_user: &self.claimed_user,
-            namespace: &self.namespace,
-            name: &self.name,
+            claimed_user: self.part(1),
+            namespace: self.part(2),
+            name: self.part(3),
             operation: self.operation,
             webhook: self.webhook,
             allowed: self.allowed,
-            rules: &self.rules,
+            rules: self.part(4),
             patch_ops: self.patch_ops,
             warnings: self.warnings,
             dry_run: self.dry_run,
@@ -105,15 +161,15 @@ impl AuditLine {
         // `TARGET` and `MESSAGE`, spelled out: the macro takes literals only.
         tracing::info!(
             target: "spin_operator::admission",
-            uid = %self.uid,
+            uid = %self.part(0),
             caller_authenticated = self.caller_authenticated,
-            claimed_user = self.claimed_user.as_str(),
-            namespace = self.namespace.as_str(),
-            name = self.name.as_str(),
+            claimed_user = self.part(1),
+            namespace = self.part(2),
+            name = self.part(3),
             operation = self.operation,
             webhook = self.webhook,
             allowed = self.allowed,
-            rules = %self.rules,
+            rules = %self.part(4),
             patch_ops = self.patch_ops,
             warnings = self.warnings,
             dry_run = self.dry_run,
@@ -377,21 +433,43 @@ mod tests {
     use std::sync::mpsc::Receiver;
     use std::time::Duration;
 
-    fn line(i: usize) -> AuditLine {
-        AuditLine {
-            uid: format!("uid-{i}"),
+    fn fields<'a>(i: usize, uid: &'a str, name: &'a str) -> AuditFields<'a> {
+        AuditFields {
+            uid,
             caller_authenticated: i.is_multiple_of(2),
-            claimed_user: "alice".into(),
-            namespace: "apps".into(),
-            name: format!("web-{i}"),
+            claimed_user: "alice",
+            namespace: "apps",
+            name,
             operation: "CREATE",
             webhook: "vspinapp.kb.io",
             allowed: !i.is_multiple_of(3),
-            rules: "SA-A,SA-B".into(),
+            rules: &["SA-A", "SA-B"],
             patch_ops: i,
             warnings: 1,
             dry_run: false,
         }
+    }
+
+    fn line(i: usize) -> AuditLine {
+        AuditLine::new(&fields(i, &format!("uid-{i}"), &format!("web-{i}")))
+    }
+
+    #[test]
+    fn a_line_reads_back_the_fields_it_was_made_of() {
+        let l = line(4);
+        let parts: Vec<&str> = (0..5).map(|i| l.part(i)).collect();
+        assert_eq!(parts, ["uid-4", "alice", "apps", "web-4", "SA-A,SA-B"]);
+        let empty = AuditLine::new(&AuditFields {
+            rules: &[],
+            ..fields(1, "", "")
+        });
+        let parts: Vec<&str> = (0..5).map(|i| empty.part(i)).collect();
+        assert_eq!(parts, ["", "alice", "apps", "", ""]);
+        let one = AuditLine::new(&AuditFields {
+            rules: &["SA-C"],
+            ..fields(1, "u", "n")
+        });
+        assert_eq!(one.part(4), "SA-C");
     }
 
     /// A queue without a writer thread: the test holds the receiving end.
@@ -513,14 +591,12 @@ mod tests {
 
     /// Lines with what JSON must escape in every string field.
     fn awkward(i: usize) -> AuditLine {
-        AuditLine {
-            uid: format!("uid-\"{i}\"\\"),
-            claimed_user: "system:serviceaccount:ns:ü\u{7}\n".into(),
-            namespace: "tab\there".into(),
-            name: "<web>&'".into(),
-            rules: String::new(),
-            ..line(i)
-        }
+        AuditLine::new(&AuditFields {
+            claimed_user: "system:serviceaccount:ns:ü\u{7}\n",
+            namespace: "tab\there",
+            rules: &[],
+            ..fields(i, &format!("uid-\"{i}\"\\"), "<web>&'")
+        })
     }
 
     /// The lines as text with their timestamps blanked (the time each was written).

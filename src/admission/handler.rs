@@ -17,7 +17,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::audit::{self, AuditLine, AuditLog};
+use super::audit::{self, AuditFields, AuditLine, AuditLog};
 use super::budget::{self, Budget};
 use super::executor_fetch::{ExecutorFetch, Reviewing};
 use super::held::{HeldBack, Snapshot};
@@ -506,20 +506,20 @@ fn log_decision<R: Reviewed>(
     if !audit::enabled() {
         return;
     }
-    audit.write(AuditLine {
-        uid: req.uid().to_string(),
+    audit.write(AuditLine::new(&AuditFields {
+        uid: req.uid(),
         caller_authenticated: CALLER.with(|c| c.get()).authenticated,
-        claimed_user: req.user().to_string(),
-        namespace: req.namespace().unwrap_or_default().to_string(),
-        name: req.name().to_string(),
+        claimed_user: req.user(),
+        namespace: req.namespace().unwrap_or_default(),
+        name: req.name(),
         operation: review::rules_operation(req.operation()).as_str(),
         webhook: route.name,
         allowed: outcome == Outcome::Allowed,
-        rules: decision.rules_fired.join(","),
+        rules: &decision.rules_fired,
         patch_ops: decision.patch.0.len(),
         warnings: decision.warnings.len(),
         dry_run: req.dry_run(),
-    });
+    }));
 }
 
 /// Decides a review; a SpinApp review that missed its executor in the cache is decided again

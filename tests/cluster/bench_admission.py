@@ -44,16 +44,8 @@ from pathlib import Path
 from typing import Callable
 
 import yaml
-from bench_fleet import (
-    EXECUTOR,
-    GO_MANAGER,
-    RUNTIME_CLASS,
-    UPSTREAM,
-    Client,
-    app,
-    apply,
-    cpu_seconds,
-)
+from bench_fleet import GO_MANAGER, RUNTIME_CLASS, UPSTREAM, cpu_seconds
+from bench_floor import EXECUTOR, Api, app, apply
 from controlplane import (
     ADMIN_TOKEN,
     OPERATOR_NAMESPACE,
@@ -133,6 +125,33 @@ def webhook_histogram(cp: ControlPlane) -> dict[str, dict[float, float]]:
     return out
 
 
+def sums_counts(text: str, metric: str, label: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of histogram `metric` per value of `label`, from Prometheus text."""
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        m = re.match(rf'{metric}_(sum|count)\{{(.*)\}} (\S+)', line)
+        if not m:
+            continue
+        name = dict(re.findall(r'(\w+)="([^"]*)"', m[2])).get(label, "")
+        acc = out.setdefault(name, [0.0, 0.0])
+        acc[0 if m[1] == "sum" else 1] += float(m[3])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def mean_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean in ms of the observations made between two scrapes, per SpinApp webhook."""
+    out = {}
+    for name, (s1, c1) in sorted(after.items()):
+        s0, c0 = before.get(name, (0.0, 0.0))
+        if "spinapp." in name and c1 > c0:
+            out[name] = round((s1 - s0) * 1000 / (c1 - c0), 3)
+    return out
+
+
+APISERVER_WEBHOOK = "apiserver_admission_webhook_admission_duration_seconds"
+OURS_HANDLER = "spin_operator_admission_duration_seconds"
+
+
 def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
     """Upper bound of the bucket holding quantile q of the observations made between two scrapes."""
     buckets = sorted((le, after[le] - before.get(le, 0)) for le in after)
@@ -156,14 +175,14 @@ def by_keepalive(cp: ControlPlane, ns: str, clients: int, per_client: int, until
     returns the number of creates."""
     path = f"/apis/core.spinkube.dev/v1alpha1/namespaces/{ns}/spinapps?dryRun=All"
     # Connected before the clock starts, as kubectl's are by the time it sends its first create.
-    conns = [Client(cp) for _ in range(clients)]
+    conns = [Api.of(cp) for _ in range(clients)]
     for c in conns:
-        c.send("GET", f"/api/v1/namespaces/{ns}", {})
+        c.send("GET", f"/api/v1/namespaces/{ns}")
 
-    def run(c: Client) -> int:
+    def run(c: Api) -> int:
         n = 0
         while (n < per_client) if until is None else (time.monotonic() < until):
-            c.send("POST", path, app(f"adm-{n}", n))
+            c.send("POST", path, json.dumps(app(f"adm-{n}", n)).encode())
             n += 1
         c.conn.close()
         return n
@@ -179,8 +198,17 @@ class Target:
     """What one run measures besides the clock: the processes' CPU and the webhook's connections."""
 
     def __init__(self, cp: ControlPlane, server_pid: Callable[[], int], port: int,
-                 handshakes: Callable[[], dict[str, int]] | None = None):
+                 handshakes: Callable[[], dict[str, int]] | None = None,
+                 metrics: Callable[[], str] | None = None):
         self.cp, self.server_pid, self.port, self.handshakes = cp, server_pid, port, handshakes
+        # The webhook server's own Prometheus text (ours: its handler histogram).
+        self.metrics = metrics
+
+    def latencies(self) -> tuple[dict, dict]:
+        """(sum, count) of the API server's webhook call histogram and of ours' handler's."""
+        api = sums_counts(self.cp.kubectl("get", "--raw", "/metrics").stdout, APISERVER_WEBHOOK, "name")
+        own = sums_counts(self.metrics(), OURS_HANDLER, "webhook") if self.metrics else {}
+        return api, own
 
     def run(self, label: str, ns: str, load: str, clients: int, per_client: int) -> dict:
         pids = {"apiserver": proc_named(self.cp, "kube-apiserver"), "etcd": proc_named(self.cp, "etcd"),
@@ -189,6 +217,7 @@ class Target:
         child0, self0 = os.times(), time.process_time()
         hs0 = self.handshakes() if self.handshakes else {}
         hist0 = webhook_histogram(self.cp)
+        lat0 = self.latencies()
         conns = Connections(self.port)
         t0 = time.monotonic()
         LOADS[load](self.cp, ns, clients, per_client)
@@ -209,6 +238,13 @@ class Target:
         row["webhook_p50_p99_s"] = {name: [quantile(hist0.get(name, {}), hist1[name], q) for q in (0.5, 0.99)]
                                     for name in sorted(hist1) if "spinapp." in name
                                     and hist1[name].get(float("inf"), 0) > hist0.get(name, {}).get(float("inf"), 0)}
+        # Mean per webhook call: as the API server times it (request sent to answer decoded) and
+        # as our handler does (body read to answer encoded): the difference is the HTTP/TLS
+        # exchange, the queueing and the API server's own client work.
+        lat1 = self.latencies()
+        row["apiserver_webhook_mean_ms"] = mean_ms(lat0[0], lat1[0])
+        if self.metrics:
+            row["our_handler_mean_ms"] = mean_ms(lat0[1], lat1[1])
         if self.handshakes:
             hs1 = self.handshakes()
             row["tls_handshakes"] = {k: hs1.get(k, 0) - hs0.get(k, 0) for k in hs1 if hs1.get(k, 0) != hs0.get(k, 0)}
@@ -312,7 +348,7 @@ def ours(tmp: Path, bin_dir: Path) -> list[dict]:
         wait_until("the executor in the webhook's cache", lambda: cp.kubectl(
             "create", "--dry-run=server", "-n", ON_NS, "-f", "-", input=json.dumps(app("probe", 0)), check=False
         ).returncode == 0, timeout=60)
-        target = Target(cp, lambda: op.proc.popen.pid, port, lambda: rustls_handshakes(op.proc.log))
+        target = Target(cp, lambda: op.proc.popen.pid, port, lambda: rustls_handshakes(op.proc.log), op.metrics)
         rows = [{"operator": "ours", **r} for r in rounds(target, ON_NS, OPERATOR_NAMESPACE)]
         # The chart's CEL matchConditions, priced: the same "on" without them.
         for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
@@ -433,8 +469,9 @@ def print_table(rows: list[dict]) -> None:
     rounds cancels."""
     runs = [r for r in rows if "per_second" in r]
     print("\n| operator | load | mode | runs | creates/s | ÷ off (per round) | apiserver ms/create | "
-          "etcd ms/create | webhook server ms/create | client ms/create | new webhook connections |\n"
-          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "etcd ms/create | webhook server ms/create | client ms/create | new webhook connections | "
+          "webhook calls ms/create (API server's mean) | our handler ms/create (mean) |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for who in ("ours", "go"):
         for load in LOADS:
             for mode in ("on", "on, no matchConditions", "off"):
@@ -456,4 +493,12 @@ def print_table(rows: list[dict]) -> None:
                     return f"{statistics.median([r['cpu_ms_per_create'][k] for r in rs]):.2f}"
                 print(f"| {who} | {load} | {mode} | {len(rs)} | {spread(rate, '.0f')} | "
                       f"{spread(ratios, '.2f') if mode != 'off' else '1'} | {cpu('apiserver')} | {cpu('etcd')} | "
-                      f"{cpu('webhook')} | {cpu('client')} | {max(r['new_webhook_connections'] for r in rs)} |")
+                      f"{cpu('webhook')} | {cpu('client')} | {max(r['new_webhook_connections'] for r in rs)} | "
+                      f"{per_create(rs, 'apiserver_webhook_mean_ms')} | {per_create(rs, 'our_handler_mean_ms')} |")
+
+
+def per_create(rows: list[dict], key: str) -> str:
+    """Median over runs of the summed mean latency of the webhooks one create calls (mutate, then
+    validate); "—" where not measured."""
+    sums = [sum(r[key].values()) for r in rows if r.get(key)]
+    return f"{statistics.median(sums):.3f}" if sums else "—"
