@@ -25,7 +25,10 @@
 //! - `LOAD_ROUNDS` (default 3): each point's time is split into this many rounds, and the
 //!   endpoints take turns in every round, so that the machine's load changing during a run
 //!   weighs on all of them alike. The ratio columns give the whole point's ratio and, in
-//!   brackets, its lowest and highest in a round.
+//!   brackets, its lowest and highest in a round. `ratio to nginx at equal CPU` is nginx's CPU
+//!   per request (its processes and the load generator's threads) over the webhook's (server
+//!   threads, audit writer and load generator): the throughput ratio were both cores the
+//!   bench's alone, steadier than req/s while other jobs share the cores.
 //! - `LOAD_TAIL=1` prints, per point, more latency percentiles, the server threads' preemptions,
 //!   and how long the server's and the load generator's threads were runnable but waited for a
 //!   CPU, per request.
@@ -527,9 +530,10 @@ fn main() {
     );
     println!(
         "| endpoint | conns | requests | req/s | p50 ms | p99 ms | errors | ratio to nginx | \
-         ratio to trivial | server CPU µs/req | audit writer CPU µs/req | load generator CPU µs/req |"
+         ratio to nginx at equal CPU | ratio to trivial | server CPU µs/req | \
+         audit writer CPU µs/req | load generator CPU µs/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Every endpoint of a point in turn, `rounds` times, each for its share of the point's time:
     // a change in the machine's load (other jobs on the shared cores) falls on all of them alike
     // instead of on whichever ran then.
@@ -613,14 +617,26 @@ fn main() {
                 )
             })
             .collect();
-        for ((e, rounds_of), (to_nginx, to_trivial)) in endpoints.iter().zip(points).zip(ratios) {
-            let p = Point::merge(rounds_of);
+        let merged: Vec<Point> = points.into_iter().map(Point::merge).collect();
+        // CPU of the whole exchange per request: the server's (and its audit writer's) and the
+        // load generator's, which is the same client for every endpoint.
+        let cpu_per_request =
+            |p: &Point| (p.cpu.server + p.cpu.audit + p.cpu.load) / p.requests().max(1) as f64;
+        for ((e, p), (to_nginx, to_trivial)) in endpoints.iter().zip(&merged).zip(ratios) {
             if std::env::var("LOAD_TAIL").is_ok() {
                 p.print_tail(e.path, conns);
             }
+            // What the throughput ratio would be with both cores the bench's alone: the floor's
+            // CPU per request over this endpoint's. Steadier than req/s while other jobs share
+            // the cores.
+            let at_equal_cpu = nginx_at
+                .filter(|_| e.admission)
+                .map_or("—".to_string(), |n| {
+                    format!("{:.2}", cpu_per_request(&merged[n]) / cpu_per_request(p))
+                });
             let per_request = |seconds: f64| seconds * 1e6 / p.requests().max(1) as f64;
             println!(
-                "| {} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {to_nginx} | {to_trivial} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {conns} | {} | {:.0} | {:.2} | {:.2} | {} | {to_nginx} | {at_equal_cpu} | {to_trivial} | {:.1} | {:.1} | {:.1} |",
                 e.name,
                 p.requests(),
                 p.rps(),
