@@ -20,7 +20,9 @@ server-side dry-run creates of a SpinApp:
 Per run: creates/s; CPU ms per create of kube-apiserver, etcd and the webhook server (/proc);
 new TCP connections to the webhook port (distinct peer ports seen in /proc/net/tcp{,6}, any state,
 sampled every 20 ms); for ours, TLS handshakes and the negotiated ALPN protocol (rustls' own
-debug lines, switched on for that target only). Ours also runs "on" with the webhooks' CEL
+debug lines, switched on for that target only); the mean time of each webhook call as the API
+server records it (apiserver_admission_webhook_admission_duration_seconds) and, for ours, as our
+handler does (spin_operator_admission_duration_seconds). Ours also runs "on" with the webhooks' CEL
 matchConditions removed, to price them. BENCH_PPROF=1 adds a kube-apiserver CPU profile
 (`/debug/pprof/profile`) during 10 s of keepalive load, on and off, summarised by `go tool pprof`.
 """
