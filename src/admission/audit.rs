@@ -1,10 +1,10 @@
 //! The audit line of each admission decision, written off the request path.
 //!
 //! Formatting the line as JSON and writing it cost about a third of a review's CPU
-//! (BENCHMARKS.md). The request now only copies the line's fields (a few short strings) into a
-//! bounded queue, without blocking; one writer thread emits them as the same `tracing` event
-//! (target, message and fields unchanged), so the subscriber formats and writes them there, in
-//! batches when the subscriber writes through [`LogWriter`]. When the queue is full the line is
+//! (BENCHMARKS.md). The request now only copies the line's fields (a few short strings, into one
+//! allocation) into a bounded queue, without blocking; one writer thread emits them as the same
+//! `tracing` event (target, message and fields unchanged), so the subscriber formats and writes
+//! them there, in batches when the subscriber writes through [`LogWriter`]. When the queue is full the line is
 //! dropped and counted in `spin_operator_admission_audit_dropped_total`: the request never
 //! waits for the log, and the queue never grows past [`QUEUE_LINES`].
 //!
@@ -122,10 +122,8 @@ impl AuditLine {
 
     /// The `i`th string of `text` (uid, claimed user, namespace, name, rules).
     fn part(&self, i: usize) -> &str {
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1],
-        };
+        let start = i.checked_sub(1).and_then(|j| self.ends.get(j)).copied();
+        let start = start.unwrap_or(0);
         let end = self.ends.get(i).copied().unwrap_or(self.text.len());
         self.text.get(start..end).unwrap_or_default()
     }
