@@ -24,7 +24,8 @@ use spin_operator::metrics::OperatorMetrics;
 use spin_operator::namespaces::WatchNamespaces;
 use spin_operator::rules::Options;
 use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
-use spin_operator::tls::{self, ReloadingResolver};
+use spin_operator::tls::webhook_configs::{CaBundleSource, WebhookConfigs, WriterRole};
+use spin_operator::tls::{self, CaBundleKeeper, CaBundleKeeperConfig, ReloadingResolver};
 use tokio::task::JoinSet;
 
 use super::shutdown::Shutdown;
@@ -96,6 +97,17 @@ pub struct Args {
     /// cert-manager): CA and pair in a Secret, caBundle patched into our webhook configurations.
     #[arg(long, env = "SPIN_OPERATOR_SELF_SIGNED")]
     pub self_signed: bool,
+    /// Keep the caBundle of both webhook configurations equal to this PEM file, as `--self-signed`
+    /// does with its own CA (the chart's `tls.existingSecret` mode: the Secret's `ca.crt`, or
+    /// `tls.caBundle`). Implies `--webhook-ca-bundle-readiness`.
+    #[arg(long, env = "SPIN_OPERATOR_CA_BUNDLE_FILE", conflicts_with = "self_signed")]
+    pub ca_bundle_file: Option<PathBuf>,
+    /// Ready only while both webhook configurations carry a caBundle that verifies the
+    /// certificate this replica serves for the webhook Service, so `helm install --wait` returns
+    /// once the webhooks can be called (always on with `--self-signed` and `--ca-bundle-file`;
+    /// the chart sets it in every mode).
+    #[arg(long, env = "SPIN_OPERATOR_WEBHOOK_CA_BUNDLE_READINESS")]
+    pub webhook_ca_bundle_readiness: bool,
     /// Webhook Service name (the self-signed certificate's DNS names derive from it).
     #[arg(
         long,
@@ -122,14 +134,14 @@ pub struct Args {
         default_value = "spin-operator-webhook-cert"
     )]
     pub webhook_secret: String,
-    /// MutatingWebhookConfiguration whose caBundle the self-signed mode keeps current.
+    /// MutatingWebhookConfiguration whose caBundle is kept current and checked.
     #[arg(
         long,
         env = "SPIN_OPERATOR_MUTATING_WEBHOOK_CONFIGURATION",
         default_value = "spin-operator-mutating-webhook-configuration"
     )]
     pub mutating_webhook_configuration: String,
-    /// ValidatingWebhookConfiguration whose caBundle the self-signed mode keeps current.
+    /// ValidatingWebhookConfiguration whose caBundle is kept current and checked.
     #[arg(
         long,
         env = "SPIN_OPERATOR_VALIDATING_WEBHOOK_CONFIGURATION",
@@ -474,7 +486,7 @@ fn memory_budget(args: &Args) -> Budget {
     Budget::new(bytes)
 }
 
-/// Who may write shared state (the self-signed certificate): the controllers' leader, a
+/// Who may write shared state (the self-signed certificate, the caBundle): the controllers' leader, a
 /// stand-alone Lease holder when the controllers are off, or this replica alone without election.
 fn leader_flag(
     args: &Args,
@@ -487,7 +499,7 @@ fn leader_flag(
         let state = config.state.clone();
         return Arc::new(move || state.is_leader());
     }
-    if args.no_leader_election || !args.self_signed {
+    if args.no_leader_election || !(args.self_signed || args.ca_bundle_file.is_some()) {
         return Arc::new(|| true);
     }
     let mut config = ControllerConfig::from_env();
@@ -529,6 +541,17 @@ async fn start_webhooks(
 
     // One resolver serves every handshake; its certificate is swapped in place on rotation.
     let resolver = Arc::new(ReloadingResolver::new(metrics.tls.clone()));
+    // From SIGTERM on, this replica writes nothing: a pod in its lame-duck period must not
+    // write its CA into the configurations of its successors or of a new install (the
+    // controllers may take up to their graceful stop to give the Lease up).
+    let stopping = shutdown.clone();
+    let role = move || {
+        if stopping.has_begun() {
+            WriterRole::Stopping
+        } else {
+            WriterRole::from(is_leader())
+        }
+    };
     if args.self_signed {
         let mut config = SelfSignedConfig::new(&args.webhook_service, &args.namespace);
         config.secret_name = args.webhook_secret.clone();
@@ -541,11 +564,7 @@ async fn start_webhooks(
         follow(readiness.register("webhook-ca-bundle"), move || {
             published.load(std::sync::atomic::Ordering::SeqCst)
         });
-        // From SIGTERM on, this replica only follows: a pod in its lame-duck period must not
-        // write its CA into the configurations of its successors or of a new install (the
-        // controllers may take up to their graceful stop to give the Lease up).
-        let stopping = shutdown.clone();
-        tokio::spawn(self_signed.run(move || !stopping.has_begun() && is_leader()));
+        tokio::spawn(self_signed.run(role));
     } else {
         // Polled, not inotify: kubelet rotates a mounted Secret by swapping a `..data` symlink.
         tls::spawn_cert_dir_reloader(
@@ -553,6 +572,33 @@ async fn start_webhooks(
             args.cert_dir.clone(),
             tls::DEFAULT_POLL_INTERVAL,
         );
+        if args.webhook_ca_bundle_readiness || args.ca_bundle_file.is_some() {
+            let configs = WebhookConfigs::new(
+                client.clone(),
+                Some(args.mutating_webhook_configuration.clone()),
+                Some(args.validating_webhook_configuration.clone()),
+            );
+            let keeper = CaBundleKeeper::new(
+                client.clone(),
+                configs,
+                CaBundleKeeperConfig {
+                    host: format!("{}.{}.svc", args.webhook_service, args.namespace),
+                    source: if args.ca_bundle_file.is_some() {
+                        CaBundleSource::Secret
+                    } else {
+                        CaBundleSource::CertManager
+                    },
+                    ca_file: args.ca_bundle_file.clone(),
+                    poll_interval: tls::DEFAULT_POLL_INTERVAL,
+                },
+                resolver.clone(),
+            );
+            let published = keeper.published_flag();
+            follow(readiness.register("webhook-ca-bundle"), move || {
+                published.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            tokio::spawn(keeper.run(role));
+        }
     }
     let has_certificate = resolver.clone();
     follow(readiness.register("webhook-certificate"), move || {

@@ -13,9 +13,10 @@ mod follow;
 mod issue;
 mod published;
 
+pub(crate) use follow::changes;
 pub use bootstrap::{SelfSigned, SelfSignedConfig, SyncOutcome};
 pub use issue::{
     COMMON_NAME_MAX, DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, common_name, generate, renew,
     service_dns_names,
 };
-pub use published::ca_bundle_verifies;
+pub use published::{ca_bundle_verifies, chain_verifies};
