@@ -16,6 +16,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::json;
 use spin_operator::tls::ReloadingResolver;
+use spin_operator::tls::webhook_configs::WriterRole;
 use spin_operator::tls::selfsigned::{Lifetimes, SelfSigned, SelfSignedConfig};
 use spin_test_apiserver::{RequestMatcher, ResourceKey, TestApiServer, Verb};
 
@@ -204,11 +205,17 @@ async fn run_loop_serves_once_the_leader_has_written_and_follows_leadership() {
     let leading = Arc::new(AtomicBool::new(false));
     let resolver = Arc::new(ReloadingResolver::default());
     let flag = leading.clone();
+    // Stopping until the flag is set (a follower would repair the missing Secret itself).
     let task = tokio::spawn(
-        SelfSigned::new(server.client(), cfg, resolver.clone())
-            .run(move || flag.load(Ordering::Relaxed)),
+        SelfSigned::new(server.client(), cfg, resolver.clone()).run(move || {
+            if flag.load(Ordering::Relaxed) {
+                WriterRole::Leader
+            } else {
+                WriterRole::Stopping
+            }
+        }),
     );
-    // Not leading: several passes read the (absent) Secret and write nothing.
+    // Not writing: several passes read the (absent) Secret and write nothing.
     let reads = || {
         server
             .requests()
