@@ -1,7 +1,7 @@
 """The operator the way it ships: its image (`make image`, image/operator.sh) pulled by the node
 from the node's registry, the chart installed with `helm install --wait` and its defaults apart
 from the image (self-signed certificates: cert-manager is not run here; one test switches to
-`tls.existingSecret`). Asserts on what kube-apiserver, kubectl, helm and the pods report, and on
+`tls.existingSecret` and back by `helm upgrade`). Asserts on what kube-apiserver, kubectl, helm and the pods report, and on
 what the kernel reports for the running containers (/proc of each operator process, found by its
 pod's cgroup)."""
 
@@ -215,11 +215,12 @@ def test_eviction_of_both_replicas_honours_the_pdb(in_pods):
     wait_for_webhooks(cp)
 
 
-def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
-    """tls.existingSecret: a Secret volume (mode 0440, root-owned files but group fsGroup) that the
-    operator, uid 65532, must read to become Ready. A fresh install (a `helm upgrade` from
-    self-signed certificates conflicts on the caBundle the operator owns); last in the module, it
-    puts the module's self-signed release back."""
+def test_switch_to_an_existing_secret_and_back_by_helm_upgrade(in_pods, tmp_path):
+    """tls.existingSecret by a plain `helm upgrade --wait` from the module's self-signed release, and
+    back (Helm 4 applies server-side; the chart leaves caBundle to one writer per mode, so nothing
+    conflicts). The rollout (maxSurge 1, maxUnavailable 0) completes although a pod of the previous
+    mode leads: the new pods write caBundle from the Secret's ca.crt themselves. The Secret volume
+    (mode 0440, root-owned files but group fsGroup) is readable by the operator, uid 65532."""
     cp = in_pods
     values = json.loads((cp.workdir / f"values-{RELEASE}.json").read_text())
     service = f"{RELEASE}-webhook.{OPERATOR_NAMESPACE}.svc"
@@ -227,20 +228,29 @@ def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
             "-days", "1", "-subj", "/CN=e2e-ca", "-addext", "basicConstraints=critical,CA:TRUE",
             "-keyout", str(tmp_path / "ca.key"), "-out", str(tmp_path / "ca.crt"))
     files = issue(tmp_path, tmp_path, [service, f"{service}.cluster.local"], "own")
-    cp.kubectl("create", "secret", "tls", "own-cert", "-n", OPERATOR_NAMESPACE,
-               f"--cert={tmp_path / 'own/tls.crt'}", f"--key={tmp_path / 'own/tls.key'}")
-    cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
+    cp.kubectl("create", "secret", "generic", "own-cert", "-n", OPERATOR_NAMESPACE, "--type=kubernetes.io/tls",
+               *(f"--from-file={k}={tmp_path / 'own' / k}" for k in ("tls.crt", "tls.key")),
+               f"--from-file=ca.crt={tmp_path / 'ca.crt'}")
+    configs = [(kind, f"{RELEASE}-{kind.removesuffix('webhookconfiguration')}-webhook-configuration")
+               for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")]
+
+    def ca_bundles() -> set[str]:
+        return {w["clientConfig"].get("caBundle") for kind, name in configs for w in cp.get_json(kind, name)["webhooks"]}
+
     try:
-        install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert",
-                                                      "caBundle": base64.b64encode(files["ca.crt"]).decode()}})
+        install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert"}}, upgrade=True)
+        assert ca_bundles() == {base64.b64encode(files["ca.crt"]).decode()}
         wait_for_webhooks(cp)
         for pod in operator_pods(cp):
+            assert "--ca-bundle-file=/var/run/spin-operator/certs/ca.crt" in pod["spec"]["containers"][0]["args"]
             pid = assert_hardened(pod)
             st = Path(f"/proc/{pid}/root{CERT_DIR}/tls.key").stat()
             assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
         assert_admits_through_pods(cp)
     finally:
-        cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
+        install_chart_in_pods(cp, values, upgrade=True)
         cp.kubectl("delete", "secret", "own-cert", "-n", OPERATOR_NAMESPACE, check=False)
-        install_chart_in_pods(cp, values)
-        wait_for_webhooks(cp)
+    secret = cp.get_json("secret", f"{RELEASE}-webhook-cert", "-n", OPERATOR_NAMESPACE)
+    assert ca_bundles() == {secret["data"]["ca.crt"]}
+    wait_for_webhooks(cp)
+    assert_admits_through_pods(cp)
