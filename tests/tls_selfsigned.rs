@@ -389,7 +389,10 @@ async fn followers_write_only_to_repair_what_keeps_them_from_being_called() {
     // A stopping replica writes nothing, not even a missing Secret.
     let early = follower.sync_once(WriterRole::Stopping, now).await.unwrap();
     assert!(!early.serving);
-    assert!(!rf.has_certificate(), "not ready before anyone wrote the Secret");
+    assert!(
+        !rf.has_certificate(),
+        "not ready before anyone wrote the Secret"
+    );
     assert!(mock.writes().is_empty());
 
     leader.sync_once(true, now).await.unwrap();
@@ -412,7 +415,11 @@ async fn followers_write_only_to_repair_what_keeps_them_from_being_called() {
     assert!(repaired.published && !repaired.renewed && !repaired.created);
     assert_eq!(mock.writes().len(), 1, "{:?}", mock.writes());
     let ca = secret_field(&mock, "ca.crt");
-    assert!(ca_bundles(&mock).iter().all(|b| b.as_deref() == Some(b64(&ca).as_str())));
+    assert!(
+        ca_bundles(&mock)
+            .iter()
+            .all(|b| b.as_deref() == Some(b64(&ca).as_str()))
+    );
 
     // Stopping: never, however stale.
     stale_bundle(&mock);
@@ -426,7 +433,10 @@ async fn followers_write_only_to_repair_what_keeps_them_from_being_called() {
 async fn configurations_naming_another_source_get_no_write_from_any_replica() {
     let (mock, config) = setup();
     let (leader, _) = replica(&mock, &config);
-    leader.sync_once(true, jiff::Timestamp::now().as_second()).await.unwrap();
+    leader
+        .sync_once(true, jiff::Timestamp::now().as_second())
+        .await
+        .unwrap();
     let before = secret_field(&mock, "tls.crt");
     // The chart switched to cert-manager: its CA injector writes caBundle from now on.
     for (collection, name) in [
@@ -443,7 +453,10 @@ async fn configurations_naming_another_source_get_no_write_from_any_replica() {
     let (follower, rf) = replica(&mock, &config);
     // Even the leader, with the certificate due for renewal and a caBundle not its own.
     let later = jiff::Timestamp::now().as_second() + 29 * HOUR;
-    for (r, role) in [(&leader, WriterRole::Leader), (&follower, WriterRole::Follower)] {
+    for (r, role) in [
+        (&leader, WriterRole::Leader),
+        (&follower, WriterRole::Follower),
+    ] {
         let sync = r.sync_once(role, later).await.unwrap();
         assert!(sync.handed_off && !sync.renewed && sync.patched.is_empty() && !sync.published);
     }

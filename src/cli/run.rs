@@ -100,7 +100,11 @@ pub struct Args {
     /// Keep the caBundle of both webhook configurations equal to this PEM file, as `--self-signed`
     /// does with its own CA (the chart's `tls.existingSecret` mode: the Secret's `ca.crt`, or
     /// `tls.caBundle`). Implies `--webhook-ca-bundle-readiness`.
-    #[arg(long, env = "SPIN_OPERATOR_CA_BUNDLE_FILE", conflicts_with = "self_signed")]
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_CA_BUNDLE_FILE",
+        conflicts_with = "self_signed"
+    )]
     pub ca_bundle_file: Option<PathBuf>,
     /// Ready only while both webhook configurations carry a caBundle that verifies the
     /// certificate this replica serves for the webhook Service, so `helm install --wait` returns

@@ -24,7 +24,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 
 use super::selfsigned::changes;
-use super::webhook_configs::{CaBundleSource, WebhookConfigs, WriterRole};
+use super::webhook_configs::{CaBundleSource, CarryOver, WebhookConfigs, WriterRole};
 use super::{ReloadingResolver, TlsError};
 
 /// Least time between two caBundle writes of one replica.
@@ -60,6 +60,7 @@ pub struct CaBundleKeeper {
     resolver: Arc<ReloadingResolver>,
     published: Arc<AtomicBool>,
     last_write: Option<Instant>,
+    carry_over: CarryOver,
 }
 
 impl CaBundleKeeper {
@@ -76,6 +77,7 @@ impl CaBundleKeeper {
             resolver,
             published: Arc::default(),
             last_write: None,
+            carry_over: CarryOver::default(),
         }
     }
 
@@ -110,6 +112,9 @@ impl CaBundleKeeper {
                 .last_write
                 .is_none_or(|at| at.elapsed() >= MIN_WRITE_INTERVAL);
             if writes {
+                let bundle = self
+                    .carry_over
+                    .bundle(&bundle, &observed, Instant::now(), now);
                 outcome.patched = self.configs.patch_ca_bundles(&observed, &bundle).await?;
                 if !outcome.patched.is_empty() {
                     self.last_write = Some(Instant::now());
@@ -127,7 +132,8 @@ impl CaBundleKeeper {
     pub async fn run<R: Into<WriterRole>>(mut self, role: impl Fn() -> R + Send + 'static) {
         let mut watches: Vec<BoxStream<'static, ()>> = Vec::new();
         if let Some(name) = self.configs.mutating_name() {
-            let api = Api::<PartialObjectMeta<MutatingWebhookConfiguration>>::all(self.client.clone());
+            let api =
+                Api::<PartialObjectMeta<MutatingWebhookConfiguration>>::all(self.client.clone());
             watches.push(changes(api, name));
         }
         if let Some(name) = self.configs.validating_name() {
@@ -197,12 +203,18 @@ mod tests {
     fn a_ca_file_without_a_certificate_is_refused_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.crt");
-        for content in [&b""[..], b"not pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
+        for content in [
+            &b""[..],
+            b"not pem",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
             std::fs::write(&path, content).unwrap();
             let err = read_ca_file(&path).unwrap_err().to_string();
             assert!(err.contains("ca.crt"), "{err}");
         }
-        let missing = read_ca_file(&dir.path().join("absent")).unwrap_err().to_string();
+        let missing = read_ca_file(&dir.path().join("absent"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("absent"), "{missing}");
         let ca = rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap();
         std::fs::write(&path, ca.cert.pem()).unwrap();

@@ -9,6 +9,9 @@
 //! mode, still running during the rollout of a mode switch, stops writing at once instead of
 //! fighting the new writer.
 
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -20,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::TlsError;
-use super::selfsigned::chain_verifies;
+use super::selfsigned::{chain_verifies, split_bundle};
 use crate::api::FIELD_MANAGER;
 
 /// Annotation of both webhook configurations naming who writes their caBundle (the chart sets
@@ -114,6 +117,62 @@ impl Observed {
                 })
             })
         })
+    }
+}
+
+/// How long a CA found in caBundle that is not ours stays in what we write: the rest of a mode
+/// switch's rollout, during which pods of the previous mode still serve certificates it signed.
+pub const CARRY_OVER: Duration = Duration::from_secs(600);
+
+/// The caBundle a writer puts in place: its own CAs, followed by the CAs it found in the
+/// configurations that are not its own, each for [`CARRY_OVER`] from when this replica first
+/// saw it. So replacing the CA never locks out the pods still serving a certificate of the old
+/// one (a mode switch, someone else's CA), and the old CA leaves once they are gone.
+#[derive(Debug, Default)]
+pub struct CarryOver {
+    first_seen: HashMap<Vec<u8>, Instant>,
+}
+
+impl CarryOver {
+    /// `now`: for the carry-over; `unix_now`: expired CAs are never carried.
+    pub fn bundle(
+        &mut self,
+        own: &[u8],
+        observed: &Observed,
+        now: Instant,
+        unix_now: i64,
+    ) -> Vec<u8> {
+        let own_text = String::from_utf8_lossy(own);
+        let own_ders: HashSet<Vec<u8>> = split_bundle(&own_text)
+            .into_iter()
+            .map(|(_, der)| der.to_vec())
+            .collect();
+        let mut out = own.to_vec();
+        let mut seen = HashSet::new();
+        for bundle in observed
+            .configs()
+            .filter_map(|c| c.webhooks.as_ref())
+            .flatten()
+            .filter_map(|(_, b)| b.as_ref())
+        {
+            for (text, der) in split_bundle(&String::from_utf8_lossy(&bundle.0)) {
+                let der = der.to_vec();
+                let expired = super::cert_info(&CertificateDer::from(der.clone()))
+                    .map_or(true, |info| info.not_after <= unix_now);
+                if expired || own_ders.contains(&der) || !seen.insert(der.clone()) {
+                    continue;
+                }
+                let first = *self.first_seen.entry(der).or_insert(now);
+                if now.saturating_duration_since(first) < CARRY_OVER {
+                    if !out.ends_with(b"\n") && !out.is_empty() {
+                        out.push(b'\n');
+                    }
+                    out.extend_from_slice(text.as_bytes());
+                }
+            }
+        }
+        self.first_seen.retain(|der, _| seen.contains(der));
+        out
     }
 }
 
@@ -223,7 +282,11 @@ fn validating_bundles(c: &ValidatingWebhookConfiguration) -> Vec<(String, Option
 /// writing the bundle into the wrong entry. A JSON patch (an update, not an apply) never
 /// conflicts with Helm's server-side apply, which leaves caBundle out. Returns whether a patch
 /// was sent.
-async fn patch_one<K>(api: &Api<K>, config: &ObservedConfig, bundle: &[u8]) -> Result<bool, TlsError>
+async fn patch_one<K>(
+    api: &Api<K>,
+    config: &ObservedConfig,
+    bundle: &[u8],
+) -> Result<bool, TlsError>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -304,5 +367,59 @@ mod tests {
             validating: None,
         };
         assert!(empty.verifies(&[], "h", 0));
+    }
+
+    fn with_bundles(bundles: &[&str]) -> Observed {
+        Observed {
+            mutating: Some(ObservedConfig {
+                name: "m".into(),
+                source: None,
+                webhooks: Some(
+                    bundles
+                        .iter()
+                        .map(|b| ("w".to_string(), Some(ByteString(b.as_bytes().to_vec()))))
+                        .collect(),
+                ),
+            }),
+            validating: None,
+        }
+    }
+
+    #[test]
+    fn a_replaced_ca_is_carried_for_a_while_then_dropped_and_an_expired_one_never() {
+        let ca = |name: &str| {
+            rcgen::generate_simple_self_signed(vec![name.to_string()])
+                .unwrap()
+                .cert
+                .pem()
+        };
+        let (own, old, other) = (ca("own"), ca("old"), ca("other"));
+        let unix_now = jiff::Timestamp::now().as_second();
+        let start = Instant::now();
+        let mut carry = CarryOver::default();
+        // Each foreign CA once, after ours; garbage and our own CA are not repeated.
+        let seen = with_bundles(&[&format!("{old}not pem"), &format!("{own}{old}"), &other]);
+        let expected = format!("{own}{old}{other}");
+        assert_eq!(
+            carry.bundle(own.as_bytes(), &seen, start, unix_now),
+            expected.as_bytes()
+        );
+        let later = start + CARRY_OVER - Duration::from_secs(1);
+        assert_eq!(
+            carry.bundle(own.as_bytes(), &seen, later, unix_now),
+            expected.as_bytes()
+        );
+        assert_eq!(
+            carry.bundle(own.as_bytes(), &seen, start + CARRY_OVER, unix_now),
+            own.as_bytes()
+        );
+        // A CA seen anew starts its own period; one past its notAfter is never carried.
+        let mut fresh = CarryOver::default();
+        // (rcgen's certificates are valid until 4096.)
+        let far = unix_now + 3000 * 365 * 86_400;
+        assert_eq!(
+            fresh.bundle(own.as_bytes(), &seen, start, far),
+            own.as_bytes()
+        );
     }
 }

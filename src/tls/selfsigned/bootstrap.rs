@@ -15,7 +15,9 @@ use super::issue::{
     DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, generate, renew, service_dns_names,
 };
 use crate::api::FIELD_MANAGER;
-use crate::tls::webhook_configs::{CaBundleSource, Observed, WebhookConfigs, WriterRole};
+use crate::tls::webhook_configs::{
+    CaBundleSource, CarryOver, Observed, WebhookConfigs, WriterRole,
+};
 use crate::tls::{CA_CERT_FILE, ReloadingResolver, TLS_CERT_FILE, TLS_KEY_FILE, TlsError};
 
 /// The CA private key lives next to the serving pair so any future leader can renew.
@@ -100,6 +102,7 @@ pub struct SelfSigned {
     resolver: Arc<ReloadingResolver>,
     /// The last pass's [`SyncOutcome::published`], kept across failed passes.
     published: Arc<AtomicBool>,
+    carry_over: std::sync::Mutex<CarryOver>,
 }
 
 impl SelfSigned {
@@ -115,6 +118,7 @@ impl SelfSigned {
             config,
             resolver,
             published: Arc::default(),
+            carry_over: Default::default(),
         }
     }
 
@@ -139,7 +143,10 @@ impl SelfSigned {
         let host = self.config.service_host();
         let mut observed = self.configs.observe().await?;
         if let Some(source) = observed.foreign_source(CaBundleSource::SelfSigned) {
-            tracing::debug!(source, "caBundle written by another source; self-signed writes nothing");
+            tracing::debug!(
+                source,
+                "caBundle written by another source; self-signed writes nothing"
+            );
             sync.handed_off = true;
         }
         let mut secret = self.secrets.get_opt(&self.config.secret_name).await?;
@@ -171,10 +178,17 @@ impl SelfSigned {
             Err(err) => return Err(err),
         };
         if writes {
-            sync.patched = self
-                .configs
-                .patch_ca_bundles(&observed, material.ca_bundle_pem.as_bytes())
-                .await?;
+            let bundle = self
+                .carry_over
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .bundle(
+                    material.ca_bundle_pem.as_bytes(),
+                    &observed,
+                    std::time::Instant::now(),
+                    now,
+                );
+            sync.patched = self.configs.patch_ca_bundles(&observed, &bundle).await?;
             if !sync.patched.is_empty() {
                 observed = self.configs.observe().await?;
             }
@@ -293,7 +307,6 @@ impl SelfSigned {
             key_pem: field(TLS_KEY_FILE)?,
         })
     }
-
 }
 
 fn secret_data(m: &Material) -> BTreeMap<String, ByteString> {

@@ -13,8 +13,9 @@ mod follow;
 mod issue;
 mod published;
 
-pub(crate) use follow::changes;
 pub use bootstrap::{SelfSigned, SelfSignedConfig, SyncOutcome};
+pub(crate) use follow::changes;
+pub(crate) use issue::split_bundle;
 pub use issue::{
     COMMON_NAME_MAX, DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, common_name, generate, renew,
     service_dns_names,

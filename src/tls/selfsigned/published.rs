@@ -57,8 +57,8 @@ pub fn chain_verifies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::ByteString;
     use crate::tls::selfsigned::{Lifetimes, generate, service_dns_names};
+    use k8s_openapi::ByteString;
 
     const NAME: &str = "svc.ns.svc";
 

@@ -16,6 +16,7 @@ from conftest import EXAMPLES, apply, new_namespace, spinapp
 from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, install_chart_in_pods, start_process, \
     wait_for_webhooks, wait_until
 from test_certmanager_and_leader import issue, openssl
+from test_rollout import Admissions
 
 CERT_DIR = "/var/run/spin-operator/certs"
 NONROOT = "65532"
@@ -234,23 +235,40 @@ def test_switch_to_an_existing_secret_and_back_by_helm_upgrade(in_pods, tmp_path
     configs = [(kind, f"{RELEASE}-{kind.removesuffix('webhookconfiguration')}-webhook-configuration")
                for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")]
 
-    def ca_bundles() -> set[str]:
-        return {w["clientConfig"].get("caBundle") for kind, name in configs for w in cp.get_json(kind, name)["webhooks"]}
+    def ca_bundles() -> set[bytes]:
+        return {base64.b64decode(w["clientConfig"].get("caBundle") or "") for kind, name in configs
+                for w in cp.get_json(kind, name)["webhooks"]}
 
+    def leads_with(ca: bytes) -> bool:
+        """Every caBundle names `ca` first (the CA it replaced may follow, for the rollout)."""
+        return all(b.startswith(ca) for b in ca_bundles())
+
+    # Admissions without pause through both switches.
+    admissions = Admissions(cp, new_namespace(cp, "e2e-switch"))
+    restored = False
     try:
-        install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert"}}, upgrade=True)
-        assert ca_bundles() == {base64.b64encode(files["ca.crt"]).decode()}
-        wait_for_webhooks(cp)
-        for pod in operator_pods(cp):
-            assert "--ca-bundle-file=/var/run/spin-operator/certs/ca.crt" in pod["spec"]["containers"][0]["args"]
-            pid = assert_hardened(pod)
-            st = Path(f"/proc/{pid}/root{CERT_DIR}/tls.key").stat()
-            assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
-        assert_admits_through_pods(cp)
+        with admissions:
+            install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert"}}, upgrade=True)
+            assert leads_with(files["ca.crt"]), ca_bundles()
+            to_secret = (admissions.ok, len(admissions.failures))
+            wait_for_webhooks(cp)
+            for pod in operator_pods(cp):
+                assert "--ca-bundle-file=/var/run/spin-operator/certs/ca.crt" in pod["spec"]["containers"][0]["args"]
+                pid = assert_hardened(pod)
+                st = Path(f"/proc/{pid}/root{CERT_DIR}/tls.key").stat()
+                assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
+            assert_admits_through_pods(cp)
+            install_chart_in_pods(cp, values, upgrade=True)
+            restored = True
     finally:
-        install_chart_in_pods(cp, values, upgrade=True)
+        if not restored:
+            install_chart_in_pods(cp, values, upgrade=True)
         cp.kubectl("delete", "secret", "own-cert", "-n", OPERATOR_NAMESPACE, check=False)
+    print(f"\nself-signed -> existingSecret by helm upgrade: {to_secret[0]} admitted, {to_secret[1]} failed; "
+          f"and back: {admissions.ok - to_secret[0]} admitted, {len(admissions.failures) - to_secret[1]} failed")
+    # The CA a writer replaces stays trusted through the rollout: the old pods keep answering.
+    assert admissions.failures == [], admissions.failures[:5]
     secret = cp.get_json("secret", f"{RELEASE}-webhook-cert", "-n", OPERATOR_NAMESPACE)
-    assert ca_bundles() == {secret["data"]["ca.crt"]}
+    assert leads_with(base64.b64decode(secret["data"]["ca.crt"])), ca_bundles()
     wait_for_webhooks(cp)
     assert_admits_through_pods(cp)
