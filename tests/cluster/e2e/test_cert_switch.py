@@ -27,7 +27,7 @@ import pytest
 from conftest import wait_for_webhooks
 from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, chart_operator, free_port, install_chart, \
     start_operator, wait_until
-from test_certmanager_and_leader import CERT_MANAGER_CRDS, CertManagerStandIn, issue, openssl, project, stand_in_crd
+from test_certmanager_and_leader import CertManagerStandIn, install_stand_in_crds, issue, openssl, project
 from test_steady_state import now_rfc3339
 
 SERVICE_HOST = f"{RELEASE}-webhook.{OPERATOR_NAMESPACE}.svc"
@@ -45,10 +45,7 @@ VALUES = {"self-signed": SELF_SIGNED, "existing": EXISTING, "cert-manager": CERT
 def cp(bin_dir, tmp_path_factory):
     cp = ControlPlane(tmp_path_factory.mktemp("cluster-cert-switch"), bin_dir).start()
     try:
-        for plural, kind in CERT_MANAGER_CRDS:
-            cp.kubectl("apply", "-f", "-", input=json.dumps(stand_in_crd(plural, kind)))
-        wait_until("cert-manager stand-in CRDs", lambda: cp.kubectl(
-            "get", "certificates.cert-manager.io", "-A", check=False).returncode == 0, timeout=30)
+        install_stand_in_crds(cp)
         yield cp
     finally:
         cp.stop()

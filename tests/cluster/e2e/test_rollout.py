@@ -27,8 +27,8 @@ from conftest import EXAMPLES, new_namespace, spinapp
 from controlplane import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, ClusterError, ControlPlane, free_port, \
     install_chart_in_pods, start_process, wait_until
 from node import NodeError
-from test_certmanager_and_leader import CERT_MANAGER_CRDS, CertManagerStandIn, pem_to_der, served_certificate, \
-    stand_in_crd
+from test_certmanager_and_leader import CERT_MANAGER_CRDS, CertManagerStandIn, install_stand_in_crds, pem_to_der, \
+    served_certificate
 from test_steady_state import now_rfc3339
 
 WEBHOOK_SERVICE = f"{RELEASE}-webhook"
@@ -248,10 +248,7 @@ def test_rollout_under_continuous_admissions_fails_none(node):
 @pytest.fixture
 def cert_manager_crds(node):
     cp = node
-    for plural, kind in CERT_MANAGER_CRDS:
-        cp.kubectl("apply", "-f", "-", input=json.dumps(stand_in_crd(plural, kind)))
-    wait_until("cert-manager stand-in CRDs", lambda: cp.kubectl(
-        "get", "certificates.cert-manager.io", "-A", check=False).returncode == 0, timeout=30)
+    install_stand_in_crds(cp)
     try:
         yield CertManagerStandIn(cp)
     finally:
