@@ -100,17 +100,28 @@ impl CaBundleKeeper {
                 .as_ref()
                 .is_some_and(|c| observed.verifies(c, &self.config.host, now))
         };
+        // An unreadable file fails the pass, but readiness still follows what the
+        // configurations carry (someone else may keep caBundle).
+        let mut file_error = None;
         if let Some(path) = &self.config.ca_file
             && observed.foreign_source(self.config.source).is_none()
         {
-            let bundle = read_ca_file(path)?;
-            let writes = match role.into() {
-                WriterRole::Leader => true,
-                WriterRole::Follower => !verifies(&observed),
-                WriterRole::Stopping => false,
-            } && self
-                .last_write
-                .is_none_or(|at| at.elapsed() >= MIN_WRITE_INTERVAL);
+            let bundle = match read_ca_file(path) {
+                Ok(bundle) => bundle,
+                Err(err) => {
+                    file_error = Some(err);
+                    Vec::new()
+                }
+            };
+            let writes = file_error.is_none()
+                && match role.into() {
+                    WriterRole::Leader => true,
+                    WriterRole::Follower => !verifies(&observed),
+                    WriterRole::Stopping => false,
+                }
+                && self
+                    .last_write
+                    .is_none_or(|at| at.elapsed() >= MIN_WRITE_INTERVAL);
             if writes {
                 let bundle = self
                     .carry_over
@@ -124,7 +135,10 @@ impl CaBundleKeeper {
         }
         outcome.published = verifies(&observed);
         self.published.store(outcome.published, Ordering::SeqCst);
-        Ok(outcome)
+        match file_error {
+            Some(err) => Err(err),
+            None => Ok(outcome),
+        }
     }
 
     /// Passes on every change of either configuration and every `poll_interval`, until the task
