@@ -23,9 +23,7 @@ use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
 use spin_operator::namespaces::WatchNamespaces;
 use spin_operator::rules::Options;
-use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
-use spin_operator::tls::webhook_configs::{CaBundleSource, WebhookConfigs, WriterRole};
-use spin_operator::tls::{self, CaBundleKeeper, CaBundleKeeperConfig, ReloadingResolver};
+use spin_operator::tls::{self, ReloadingResolver};
 use tokio::task::JoinSet;
 
 use super::shutdown::Shutdown;
@@ -522,7 +520,7 @@ fn leader_flag(
 }
 
 /// Keeps a readiness check in step with a condition owned by another component.
-fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) {
+pub(super) fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
@@ -545,65 +543,7 @@ async fn start_webhooks(
 
     // One resolver serves every handshake; its certificate is swapped in place on rotation.
     let resolver = Arc::new(ReloadingResolver::new(metrics.tls.clone()));
-    // From SIGTERM on, this replica writes nothing: a pod in its lame-duck period must not
-    // write its CA into the configurations of its successors or of a new install (the
-    // controllers may take up to their graceful stop to give the Lease up).
-    let stopping = shutdown.clone();
-    let role = move || {
-        if stopping.has_begun() {
-            WriterRole::Stopping
-        } else {
-            WriterRole::from(is_leader())
-        }
-    };
-    if args.self_signed {
-        let mut config = SelfSignedConfig::new(&args.webhook_service, &args.namespace);
-        config.secret_name = args.webhook_secret.clone();
-        config.cluster_domain = args.cluster_domain.clone();
-        config.mutating_webhook_configuration = Some(args.mutating_webhook_configuration.clone());
-        config.validating_webhook_configuration =
-            Some(args.validating_webhook_configuration.clone());
-        let self_signed = SelfSigned::new(client.clone(), config, resolver.clone());
-        let published = self_signed.published_flag();
-        follow(readiness.register("webhook-ca-bundle"), move || {
-            published.load(std::sync::atomic::Ordering::SeqCst)
-        });
-        tokio::spawn(self_signed.run(role));
-    } else {
-        // Polled, not inotify: kubelet rotates a mounted Secret by swapping a `..data` symlink.
-        tls::spawn_cert_dir_reloader(
-            resolver.clone(),
-            args.cert_dir.clone(),
-            tls::DEFAULT_POLL_INTERVAL,
-        );
-        if args.webhook_ca_bundle_readiness || args.ca_bundle_file.is_some() {
-            let configs = WebhookConfigs::new(
-                client.clone(),
-                Some(args.mutating_webhook_configuration.clone()),
-                Some(args.validating_webhook_configuration.clone()),
-            );
-            let keeper = CaBundleKeeper::new(
-                client.clone(),
-                configs,
-                CaBundleKeeperConfig {
-                    host: format!("{}.{}.svc", args.webhook_service, args.namespace),
-                    source: if args.ca_bundle_file.is_some() {
-                        CaBundleSource::Secret
-                    } else {
-                        CaBundleSource::CertManager
-                    },
-                    ca_file: args.ca_bundle_file.clone(),
-                    poll_interval: tls::DEFAULT_POLL_INTERVAL,
-                },
-                resolver.clone(),
-            );
-            let published = keeper.published_flag();
-            follow(readiness.register("webhook-ca-bundle"), move || {
-                published.load(std::sync::atomic::Ordering::SeqCst)
-            });
-            tokio::spawn(keeper.run(role));
-        }
-    }
+    super::certificates::start(args, &client, &resolver, is_leader, shutdown, readiness);
     let has_certificate = resolver.clone();
     follow(readiness.register("webhook-certificate"), move || {
         has_certificate.has_certificate()
