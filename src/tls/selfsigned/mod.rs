@@ -6,7 +6,9 @@
 //! Each replica watches the Secret and the configurations by name, so a rotation, deletion or
 //! caBundle edit by someone else is acted on at once; a slow resync is only the fallback.
 //! A replica counts as published (a readiness condition) only while both configurations carry a
-//! caBundle that verifies the certificate it serves.
+//! caBundle that verifies the certificate it serves. A follower that is not published repairs
+//! (its leader may be a pod of another certificate mode, mid-switch); nobody writes while the
+//! configurations name another caBundle source (`tls::webhook_configs`).
 
 mod bootstrap;
 mod follow;
