@@ -27,7 +27,8 @@ import pytest
 from conftest import wait_for_webhooks
 from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, chart_operator, free_port, install_chart, \
     start_operator, wait_until
-from test_certmanager_and_leader import CertManagerStandIn, install_stand_in_crds, issue, openssl, project
+from test_certmanager_and_leader import CertManagerStandIn, install_stand_in_crds, issue, openssl, project, \
+    served_certificate
 from test_steady_state import now_rfc3339
 
 SERVICE_HOST = f"{RELEASE}-webhook.{OPERATOR_NAMESPACE}.svc"
@@ -63,15 +64,6 @@ def config_writes(cp: ControlPlane, credential: str, since: str) -> list[str]:
             if e["requestReceivedTimestamp"] >= since and e["verb"] in ("create", "update", "patch", "delete")
             and e["objectRef"].get("resource", "").endswith("webhookconfigurations")
             and credential in e.get("user", {}).get("extra", {}).get("authentication.kubernetes.io/credential-id", [])]
-
-
-def served_leaf(port: int) -> bytes:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        with ctx.wrap_socket(sock, server_hostname=SERVICE_HOST) as tls:
-            return tls.getpeercert(binary_form=True)
 
 
 def bundle_verifies_server(bundle_pem: bytes, port: int) -> bool:
@@ -184,7 +176,7 @@ class Switcher:
         wait_until(f"{mode}: every caBundle, written by {writer[0]}, verifying the served certificate", published,
                    timeout=90, interval=0.5)
         # The served certificate is the mode's own.
-        leaf = served_leaf(port)
+        leaf = served_certificate(port, SERVICE_HOST)
         if mode != "self-signed":
             pair = self.own if mode == "existing" else self.issued
             assert leaf == ssl.PEM_cert_to_DER_cert(pair["tls.crt"].decode())
