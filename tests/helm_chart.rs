@@ -114,8 +114,8 @@ fn chart_self_signed_permissions_name_the_objects_the_code_manages() {
 
     let text = std::fs::read_to_string(chart().join("files/permissions.json")).unwrap();
     let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let named = |resource: &str| -> Vec<String> {
-        committed["self-signed"]
+    let named_in = |part: &str, resource: &str| -> Vec<String> {
+        committed[part]
             .as_array()
             .unwrap()
             .iter()
@@ -124,6 +124,20 @@ fn chart_self_signed_permissions_name_the_objects_the_code_manages() {
             .map(|n| n.as_str().unwrap().to_string())
             .collect()
     };
+    let named = |resource: &str| named_in("self-signed", resource);
+    // The readiness check and `--ca-bundle-file` read and patch the same two configurations.
+    for part in ["ca-bundle-readiness", "ca-bundle-secret"] {
+        for resource in [
+            "mutatingwebhookconfigurations",
+            "validatingwebhookconfigurations",
+        ] {
+            assert_eq!(
+                named_in(part, resource),
+                named(resource),
+                "{part} {resource}"
+            );
+        }
+    }
     let code = SelfSignedConfig::new(config::SERVICE_NAME, config::SERVICE_NAMESPACE);
     assert_eq!(named("secrets"), std::slice::from_ref(&code.secret_name));
     assert_eq!(

@@ -149,7 +149,8 @@ async fn ready_only_once_the_ca_bundle_verifies_and_no_writes_once_terminating()
         assert!(ca_bundle_verifies(&bundle, &data["tls.crt"].0, &host, now));
     }
 
-    // Someone else's CA (another install's) is replaced by ours at once.
+    // Someone else's CA (another install's, or a previous mode's): ours is put back at once, and
+    // theirs stays beside it for the carry-over time (pods it signed for may still serve).
     let other_ca = rcgen::generate_simple_self_signed(vec!["other".to_string()])
         .unwrap()
         .cert
@@ -161,9 +162,9 @@ async fn ready_only_once_the_ca_bundle_verifies_and_no_writes_once_terminating()
     server.put(foreign);
     let restored = spin_test_apiserver::wait_for(
         || {
-            bundles(&server)
-                .iter()
-                .all(|b| b.as_deref() == Some(&data["ca.crt"].0[..]))
+            bundles(&server).iter().all(|b| {
+                b.as_deref() == Some(&[&data["ca.crt"].0[..], other_ca.as_bytes()].concat()[..])
+            })
         },
         Duration::from_secs(30),
     )

@@ -17,6 +17,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
 use spin_operator::tls::selfsigned::{Lifetimes, SelfSigned, SelfSignedConfig};
+use spin_operator::tls::webhook_configs::{CA_BUNDLE_SOURCE_ANNOTATION, WriterRole};
 use spin_operator::tls::{ReloadingResolver, cert_info};
 use tokio::sync::Barrier;
 
@@ -370,34 +371,99 @@ async fn two_replicas_starting_together_create_one_secret_and_share_one_ca() {
     assert!(mock.writes().is_empty(), "{:?}", mock.writes());
 }
 
+/// Replace the caBundle of the mutating configuration's first webhook.
+fn stale_bundle(mock: &MockApi) {
+    let path = MockApi::webhook_path("mutatingwebhookconfigurations", "spin-mutating");
+    let mut obj = mock.object(&path).unwrap();
+    obj["webhooks"][0]["clientConfig"]["caBundle"] = json!("c3RhbGU=");
+    mock.state.lock().unwrap().objects.insert(path, obj);
+}
+
 #[tokio::test]
-async fn followers_never_write_and_serve_the_leaders_secret() {
+async fn followers_write_only_to_repair_what_keeps_them_from_being_called() {
     let (mock, config) = setup();
     let (leader, rl) = replica(&mock, &config);
     let (follower, rf) = replica(&mock, &config);
     let now = jiff::Timestamp::now().as_second();
 
-    let early = follower.sync_once(false, now).await.unwrap();
+    // A stopping replica writes nothing, not even a missing Secret.
+    let early = follower.sync_once(WriterRole::Stopping, now).await.unwrap();
     assert!(!early.serving);
     assert!(
         !rf.has_certificate(),
-        "not ready before the leader wrote the Secret"
+        "not ready before anyone wrote the Secret"
     );
-
     assert!(mock.writes().is_empty());
+
     leader.sync_once(true, now).await.unwrap();
     assert_eq!(mock.writes().len(), 3, "leader: one create, two patches");
-    // Even a follower that sees a certificate due for renewal and a stale caBundle writes nothing.
-    let path = MockApi::webhook_path("mutatingwebhookconfigurations", "spin-mutating");
-    let mut obj = mock.object(&path).unwrap();
-    obj["webhooks"][0]["clientConfig"]["caBundle"] = json!("c3RhbGU=");
-    mock.state.lock().unwrap().objects.insert(path, obj);
+    // A follower that can be called writes nothing, even with its certificate due for renewal
+    // (renewal is the leader's).
     mock.clear_records();
     let later = follower.sync_once(false, now + 29 * HOUR).await.unwrap();
-    assert!(later.serving && !later.renewed && later.patched.is_empty());
+    assert!(later.serving && later.published && !later.renewed && later.patched.is_empty());
     assert_eq!(rf.info(), rl.info());
     assert!(mock.writes().is_empty(), "{:?}", mock.writes());
     assert!(!mock.records().is_empty());
+
+    // A caBundle that does not verify it: the follower repairs it from the Secret (its leader
+    // may be a pod of another mode, mid-switch, that never will), and renews nothing.
+    stale_bundle(&mock);
+    mock.clear_records();
+    let repaired = follower.sync_once(false, now).await.unwrap();
+    assert_eq!(repaired.patched, vec!["spin-mutating".to_string()]);
+    assert!(repaired.published && !repaired.renewed && !repaired.created);
+    assert_eq!(mock.writes().len(), 1, "{:?}", mock.writes());
+    let ca = secret_field(&mock, "ca.crt");
+    assert!(
+        ca_bundles(&mock)
+            .iter()
+            .all(|b| b.as_deref() == Some(b64(&ca).as_str()))
+    );
+
+    // Stopping: never, however stale.
+    stale_bundle(&mock);
+    mock.clear_records();
+    let stopping = follower.sync_once(WriterRole::Stopping, now).await.unwrap();
+    assert!(stopping.serving && !stopping.published && stopping.patched.is_empty());
+    assert!(mock.writes().is_empty(), "{:?}", mock.writes());
+}
+
+#[tokio::test]
+async fn configurations_naming_another_source_get_no_write_from_any_replica() {
+    let (mock, config) = setup();
+    let (leader, _) = replica(&mock, &config);
+    leader
+        .sync_once(true, jiff::Timestamp::now().as_second())
+        .await
+        .unwrap();
+    let before = secret_field(&mock, "tls.crt");
+    // The chart switched to cert-manager: its CA injector writes caBundle from now on.
+    for (collection, name) in [
+        ("mutatingwebhookconfigurations", "spin-mutating"),
+        ("validatingwebhookconfigurations", "spin-validating"),
+    ] {
+        let path = MockApi::webhook_path(collection, name);
+        let mut obj = mock.object(&path).unwrap();
+        obj["metadata"]["annotations"] = json!({(CA_BUNDLE_SOURCE_ANNOTATION): "cert-manager"});
+        mock.state.lock().unwrap().objects.insert(path, obj);
+    }
+    stale_bundle(&mock);
+    mock.clear_records();
+    let (follower, rf) = replica(&mock, &config);
+    // Even the leader, with the certificate due for renewal and a caBundle not its own.
+    let later = jiff::Timestamp::now().as_second() + 29 * HOUR;
+    for (r, role) in [
+        (&leader, WriterRole::Leader),
+        (&follower, WriterRole::Follower),
+    ] {
+        let sync = r.sync_once(role, later).await.unwrap();
+        assert!(sync.handed_off && !sync.renewed && sync.patched.is_empty() && !sync.published);
+    }
+    assert!(mock.writes().is_empty(), "{:?}", mock.writes());
+    assert_eq!(secret_field(&mock, "tls.crt"), before);
+    // It keeps serving what it has until its pod is replaced.
+    assert!(rf.has_certificate());
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::json;
 use spin_operator::tls::ReloadingResolver;
 use spin_operator::tls::selfsigned::{Lifetimes, SelfSigned, SelfSignedConfig};
+use spin_operator::tls::webhook_configs::WriterRole;
 use spin_test_apiserver::{RequestMatcher, ResourceKey, TestApiServer, Verb};
 
 const NS: &str = "spin-operator";
@@ -204,11 +205,17 @@ async fn run_loop_serves_once_the_leader_has_written_and_follows_leadership() {
     let leading = Arc::new(AtomicBool::new(false));
     let resolver = Arc::new(ReloadingResolver::default());
     let flag = leading.clone();
-    let task = tokio::spawn(
-        SelfSigned::new(server.client(), cfg, resolver.clone())
-            .run(move || flag.load(Ordering::Relaxed)),
-    );
-    // Not leading: several passes read the (absent) Secret and write nothing.
+    // Stopping until the flag is set (a follower would repair the missing Secret itself).
+    let task = tokio::spawn(SelfSigned::new(server.client(), cfg, resolver.clone()).run(
+        move || {
+            if flag.load(Ordering::Relaxed) {
+                WriterRole::Leader
+            } else {
+                WriterRole::Stopping
+            }
+        },
+    ));
+    // Not writing: several passes read the (absent) Secret and write nothing.
     let reads = || {
         server
             .requests()
@@ -307,12 +314,11 @@ async fn run_loop_acts_on_changes_by_others_without_waiting_for_the_resync() {
         spin_test_apiserver::wait_for(|| serves(&rotated), WAIT).await,
         "the rotated pair is served"
     );
+    // The CA it replaced stays beside it for the carry-over time (pods may still serve its pairs).
+    let carried = |cas: &[&[u8]]| vec![Some(ByteString(cas.concat())); 4];
     assert!(
-        spin_test_apiserver::wait_for(
-            || bundles(&server) == vec![Some(ByteString(rotated.clone())); 4],
-            WAIT
-        )
-        .await
+        spin_test_apiserver::wait_for(|| bundles(&server) == carried(&[&rotated, &first]), WAIT)
+            .await
     );
 
     // Someone deletes the Secret: the leader issues a new CA at once, everyone serves it.
@@ -327,24 +333,15 @@ async fn run_loop_acts_on_changes_by_others_without_waiting_for_the_resync() {
     assert!(spin_test_apiserver::wait_for(|| serves(&recreated), WAIT).await);
 
     // A `helm upgrade` resets a configuration's caBundle: the leader restores it.
-    assert!(
-        spin_test_apiserver::wait_for(
-            || bundles(&server) == vec![Some(ByteString(recreated.clone())); 4],
-            WAIT
-        )
-        .await
-    );
+    let expected = carried(&[&recreated, &rotated, &first]);
+    assert!(spin_test_apiserver::wait_for(|| bundles(&server) == expected, WAIT).await);
     server.put(webhook_config(
         "MutatingWebhookConfiguration",
         "spin-mutating",
     ));
     assert!(bundles(&server).contains(&None), "the reset took effect");
     assert!(
-        spin_test_apiserver::wait_for(
-            || bundles(&server) == vec![Some(ByteString(recreated.clone())); 4],
-            WAIT
-        )
-        .await,
+        spin_test_apiserver::wait_for(|| bundles(&server) == expected, WAIT).await,
         "caBundle restored"
     );
     leader.abort();

@@ -126,6 +126,16 @@ PARTS: dict[str, tuple[str, str]] = {
         "with `certManager.enabled=false` and no `tls.existingSecret`.",
         "cert-manager (`certManager.enabled=true`, the default) or `tls.existingSecret`.",
     ),
+    "ca-bundle-readiness": (
+        "Readiness in the cert-manager and `tls.existingSecret` modes (`--webhook-ca-bundle-readiness`): a "
+        "pod is Ready only once both webhook configurations' caBundle verifies the certificate it serves.",
+        "the self-signed mode, whose own rules already cover it.",
+    ),
+    "ca-bundle-secret": (
+        "The `tls.existingSecret` mode (`--ca-bundle-file`): the operator writes the Secret's CA "
+        "(its `ca.crt`, or `tls.caBundle`) into both webhook configurations' caBundle.",
+        "cert-manager (its CA injector writes caBundle) or the self-signed mode.",
+    ),
 }
 
 SCOPES = {

@@ -23,7 +23,6 @@ use spin_operator::controller::{self, ControllerConfig, LeaderElector, Metrics};
 use spin_operator::metrics::OperatorMetrics;
 use spin_operator::namespaces::WatchNamespaces;
 use spin_operator::rules::Options;
-use spin_operator::tls::selfsigned::{SelfSigned, SelfSignedConfig};
 use spin_operator::tls::{self, ReloadingResolver};
 use tokio::task::JoinSet;
 
@@ -96,6 +95,21 @@ pub struct Args {
     /// cert-manager): CA and pair in a Secret, caBundle patched into our webhook configurations.
     #[arg(long, env = "SPIN_OPERATOR_SELF_SIGNED")]
     pub self_signed: bool,
+    /// Keep the caBundle of both webhook configurations equal to this PEM file, as `--self-signed`
+    /// does with its own CA (the chart's `tls.existingSecret` mode: the Secret's `ca.crt`, or
+    /// `tls.caBundle`). Implies `--webhook-ca-bundle-readiness`.
+    #[arg(
+        long,
+        env = "SPIN_OPERATOR_CA_BUNDLE_FILE",
+        conflicts_with = "self_signed"
+    )]
+    pub ca_bundle_file: Option<PathBuf>,
+    /// Ready only while both webhook configurations carry a caBundle that verifies the
+    /// certificate this replica serves for the webhook Service, so `helm install --wait` returns
+    /// once the webhooks can be called (always on with `--self-signed` and `--ca-bundle-file`;
+    /// the chart sets it in every mode).
+    #[arg(long, env = "SPIN_OPERATOR_WEBHOOK_CA_BUNDLE_READINESS")]
+    pub webhook_ca_bundle_readiness: bool,
     /// Webhook Service name (the self-signed certificate's DNS names derive from it).
     #[arg(
         long,
@@ -122,14 +136,14 @@ pub struct Args {
         default_value = "spin-operator-webhook-cert"
     )]
     pub webhook_secret: String,
-    /// MutatingWebhookConfiguration whose caBundle the self-signed mode keeps current.
+    /// MutatingWebhookConfiguration whose caBundle is kept current and checked.
     #[arg(
         long,
         env = "SPIN_OPERATOR_MUTATING_WEBHOOK_CONFIGURATION",
         default_value = "spin-operator-mutating-webhook-configuration"
     )]
     pub mutating_webhook_configuration: String,
-    /// ValidatingWebhookConfiguration whose caBundle the self-signed mode keeps current.
+    /// ValidatingWebhookConfiguration whose caBundle is kept current and checked.
     #[arg(
         long,
         env = "SPIN_OPERATOR_VALIDATING_WEBHOOK_CONFIGURATION",
@@ -474,7 +488,7 @@ fn memory_budget(args: &Args) -> Budget {
     Budget::new(bytes)
 }
 
-/// Who may write shared state (the self-signed certificate): the controllers' leader, a
+/// Who may write shared state (the self-signed certificate, the caBundle): the controllers' leader, a
 /// stand-alone Lease holder when the controllers are off, or this replica alone without election.
 fn leader_flag(
     args: &Args,
@@ -487,7 +501,7 @@ fn leader_flag(
         let state = config.state.clone();
         return Arc::new(move || state.is_leader());
     }
-    if args.no_leader_election || !args.self_signed {
+    if args.no_leader_election || !(args.self_signed || args.ca_bundle_file.is_some()) {
         return Arc::new(|| true);
     }
     let mut config = ControllerConfig::from_env();
@@ -506,7 +520,7 @@ fn leader_flag(
 }
 
 /// Keeps a readiness check in step with a condition owned by another component.
-fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) {
+pub(super) fn follow(check: ReadinessCheck, condition: impl Fn() -> bool + Send + 'static) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
@@ -529,31 +543,7 @@ async fn start_webhooks(
 
     // One resolver serves every handshake; its certificate is swapped in place on rotation.
     let resolver = Arc::new(ReloadingResolver::new(metrics.tls.clone()));
-    if args.self_signed {
-        let mut config = SelfSignedConfig::new(&args.webhook_service, &args.namespace);
-        config.secret_name = args.webhook_secret.clone();
-        config.cluster_domain = args.cluster_domain.clone();
-        config.mutating_webhook_configuration = Some(args.mutating_webhook_configuration.clone());
-        config.validating_webhook_configuration =
-            Some(args.validating_webhook_configuration.clone());
-        let self_signed = SelfSigned::new(client.clone(), config, resolver.clone());
-        let published = self_signed.published_flag();
-        follow(readiness.register("webhook-ca-bundle"), move || {
-            published.load(std::sync::atomic::Ordering::SeqCst)
-        });
-        // From SIGTERM on, this replica only follows: a pod in its lame-duck period must not
-        // write its CA into the configurations of its successors or of a new install (the
-        // controllers may take up to their graceful stop to give the Lease up).
-        let stopping = shutdown.clone();
-        tokio::spawn(self_signed.run(move || !stopping.has_begun() && is_leader()));
-    } else {
-        // Polled, not inotify: kubelet rotates a mounted Secret by swapping a `..data` symlink.
-        tls::spawn_cert_dir_reloader(
-            resolver.clone(),
-            args.cert_dir.clone(),
-            tls::DEFAULT_POLL_INTERVAL,
-        );
-    }
+    super::certificates::start(args, &client, &resolver, is_leader, shutdown, readiness);
     let has_certificate = resolver.clone();
     follow(readiness.register("webhook-certificate"), move || {
         has_certificate.has_certificate()

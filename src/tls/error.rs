@@ -32,6 +32,8 @@ pub enum TlsError {
     Expired { not_after: i64 },
     #[error("generating certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("CA bundle file {path}: {reason}")]
+    CaBundleFile { path: PathBuf, reason: String },
     #[error("secret {name} is missing key {key}")]
     SecretIncomplete { name: String, key: &'static str },
     #[error("kubernetes API: {0}")]

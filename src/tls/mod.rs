@@ -5,6 +5,7 @@
 //! webhook server takes [`server_config`] built around that resolver, so a rotation never needs a
 //! restart and never interrupts a handshake.
 
+mod ca_bundle;
 mod client_ca;
 mod config;
 pub mod dir;
@@ -13,7 +14,9 @@ mod metrics;
 mod pair;
 mod resolver;
 pub mod selfsigned;
+pub mod webhook_configs;
 
+pub use ca_bundle::{CaBundleKeeper, CaBundleKeeperConfig};
 pub use client_ca::ReloadingClientVerifier;
 pub use config::{TlsOptions, server_config, server_config_with};
 pub use dir::{

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import helm_python as helm
@@ -123,18 +124,49 @@ def test_self_signed_path() -> None:
     assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
 
 
+def ca_bundle_sources(docs: list[dict[str, Any]]) -> set[str]:
+    return {one(docs, kind)["metadata"]["annotations"]["core.spinkube.dev/ca-bundle-source"] for kind in WEBHOOK_KINDS}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_no_mode_renders_a_ca_bundle_and_each_names_its_writer(name: str) -> None:
+    # Helm 4 applies server-side: a caBundle in the chart would conflict with the writer that owns
+    # it from another mode (the operator, or cert-manager's CA injector) on every mode switch.
+    values = SCENARIOS[name]
+    docs = render(values)
+    if not values.get("webhooks", {}).get("enabled", True):
+        return
+    assert all("caBundle" not in w["clientConfig"] for w in webhooks(docs))
+    mode = ("secret" if values.get("tls", {}).get("existingSecret")
+            else "cert-manager" if values.get("certManager", {}).get("enabled", True) else "self-signed")
+    assert ca_bundle_sources(docs) == {mode}
+    args = operator_container(docs)["args"]
+    # Ready only once caBundle verifies the served certificate, in every mode.
+    assert ("--self-signed" in args) == (mode == "self-signed")
+    assert ("--webhook-ca-bundle-readiness" in args) == (mode != "self-signed")
+    assert bool([a for a in args if a.startswith("--ca-bundle-file=")]) == (mode == "secret")
+
+
 def test_existing_secret_path() -> None:
     docs = render(SCENARIOS["existing-secret"])
     assert cert_volume(docs)["secret"]["secretName"] == "my-webhook-tls"
     assert mounted_at(docs, "webhook-cert") == cert_dir(docs)
-    assert "--self-signed" not in operator_container(docs)["args"]
-    assert [w["clientConfig"]["caBundle"] for w in webhooks(docs)] == [CA_BUNDLE] * len(webhooks(docs))
+    args = operator_container(docs)["args"]
+    assert "--self-signed" not in args
+    # tls.caBundle set: the operator writes it from a ConfigMap the chart renders.
+    (config_map,) = by_kind(docs, "ConfigMap")
+    assert config_map["data"]["ca.crt"].strip() == base64.b64decode(CA_BUNDLE).decode().strip()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-ca"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert f"--ca-bundle-file={mounted_at(docs, 'webhook-ca')}/ca.crt" in args
 
 
-def test_existing_secret_requires_a_ca_bundle() -> None:
-    # Rendering bypasses the schema check only if the template also refuses.
-    with pytest.raises((helm.HelmValuesError, helm.HelmRenderError), match="caBundle"):
-        render_raw({"tls": {"existingSecret": "my-webhook-tls"}})
+def test_existing_secret_without_a_ca_bundle_uses_the_secrets_ca() -> None:
+    docs = render({"tls": {"existingSecret": "my-webhook-tls"}})
+    assert f"--ca-bundle-file={cert_dir(docs)}/ca.crt" in operator_container(docs)["args"]
+    assert by_kind(docs, "ConfigMap") == []
+    assert "webhook-ca" not in {v["name"] for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
 
 
 def test_existing_secret_wins_over_cert_manager() -> None:
@@ -161,10 +193,16 @@ def test_self_signed_works_under_any_release_name(release: str, namespace: str) 
         assert not any(v.startswith("spin-operator-") for v in flags.values())
 
 
-def test_name_flags_only_in_self_signed_mode() -> None:
+def test_secret_and_domain_flags_only_in_self_signed_mode() -> None:
     for name in ("defaults", "existing-secret", "controllers-only"):
         args = operator_container(render(SCENARIOS[name]))["args"]
-        assert not [a for a in args if a.startswith(("--webhook-secret", "--webhook-service", "--mutating-webhook", "--validating-webhook"))], name
+        assert not [a for a in args if a.startswith(("--webhook-secret", "--cluster-domain"))], name
+    # Every mode reads the configurations the chart renders (readiness): their names are passed.
+    for name in ("defaults", "existing-secret"):
+        docs = render(SCENARIOS[name])
+        flags = dict(a.removeprefix("--").split("=", 1) for a in operator_container(docs)["args"] if "=" in a)
+        assert one(docs, "MutatingWebhookConfiguration")["metadata"]["name"] == flags["mutating-webhook-configuration"]
+        assert one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"] == flags["validating-webhook-configuration"]
 
 
 def serving_certificate(docs: list[dict[str, Any]]) -> dict[str, Any]:

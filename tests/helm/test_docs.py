@@ -40,12 +40,12 @@ def test_every_permission_part_is_described() -> None:
     assert set(parts) == set(chart_docs.PARTS)
 
 
-def test_watch_namespaces_with_cert_manager_grants_nothing_cluster_wide() -> None:
-    # docs/rbac.md promises this for tenant installs.
-    docs = render({"watchNamespaces": ["team-a"]})
-    assert by_kind(docs, "ClusterRole") == []
-    docs = render({"watchNamespaces": ["team-a"], "certManager": {"enabled": False}})
-    (cluster_role,) = by_kind(docs, "ClusterRole")
-    resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-    assert resources == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
-    assert all(rule.get("resourceNames") for rule in cluster_role["rules"])
+def test_watch_namespaces_grants_only_the_webhook_configurations_cluster_wide() -> None:
+    # docs/rbac.md promises this for tenant installs, in every certificate mode.
+    for tls, verbs in (({}, {"get", "list", "watch"}), ({"certManager": {"enabled": False}}, {"get", "list", "watch", "patch"}),
+                       ({"tls": {"existingSecret": "mine"}}, {"get", "list", "watch", "patch"})):
+        docs = render({"watchNamespaces": ["team-a"], **tls})
+        (cluster_role,) = by_kind(docs, "ClusterRole")
+        resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+        assert resources == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}, tls
+        assert all(rule.get("resourceNames") and set(rule["verbs"]) == verbs for rule in cluster_role["rules"]), tls

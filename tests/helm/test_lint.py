@@ -65,7 +65,7 @@ def test_schema_rejects_typos_and_bad_values() -> None:
         {"replicas": 2},
         {"webhooks": {"timeoutSeconds": 0}},
         {"webhooks": {"validating": {"failurePolicy": "fail"}}},
-        {"tls": {"existingSecret": "mine"}},
+        {"tls": {"existingSecret": "mine", "caBundle": "not base64!"}},
         {"image": {"digest": "latest"}},
         {"certManager": {"issuerRef": {"name": "x", "kind": ""}}},
     ]

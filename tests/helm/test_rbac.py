@@ -21,7 +21,12 @@ def parts_in_use(values: dict[str, Any]) -> set[str]:
         and not values.get("tls", {}).get("existingSecret")
         and not values.get("certManager", {}).get("enabled", True)
     )
+    existing = webhooks and bool(values.get("tls", {}).get("existingSecret"))
     parts = {"webhooks"} if webhooks else set()
+    if webhooks and not self_signed:
+        parts.add("ca-bundle-readiness")
+    if existing:
+        parts.add("ca-bundle-secret")
     if webhooks and values.get("webhooks", {}).get("watchReferences", True):
         parts.add("webhook-references")
         if values.get("webhooks", {}).get("secretExistenceWarnings", True):
@@ -83,7 +88,8 @@ def rendered(docs: list[dict[str, Any]], kind: str, namespace: str | None = NAME
 
 
 def test_permission_lists_are_well_formed() -> None:
-    assert sorted(PERMISSIONS) == ["controllers", "metrics-auth", "self-signed", "webhook-references", "webhook-secret-references", "webhooks"]
+    assert sorted(PERMISSIONS) == ["ca-bundle-readiness", "ca-bundle-secret", "controllers", "metrics-auth", "self-signed",
+                                   "webhook-references", "webhook-secret-references", "webhooks"]
     for part, permissions in PERMISSIONS.items():
         assert permissions, part
         for p in permissions:
@@ -148,7 +154,12 @@ def test_no_role_grants_write_access_beyond_the_code() -> None:
     # Spot checks of least privilege that a wrong permission list would break loudly.
     cluster = rendered(render(), "ClusterRole")
     assert ("", "secrets", ()) in cluster and "update" not in cluster[("", "secrets", ())]
-    assert not any(group == "admissionregistration.k8s.io" for group, _, _ in cluster)
+    # cert-manager writes caBundle: the operator only reads the two configurations, by name.
+    assert {(r, names): verbs for group, r, names in cluster if group == "admissionregistration.k8s.io"
+            for verbs in [cluster[(group, r, names)]]} == {
+        ("mutatingwebhookconfigurations", ("spin-operator-mutating-webhook-configuration",)): {"get", "list", "watch"},
+        ("validatingwebhookconfigurations", ("spin-operator-validating-webhook-configuration",)): {"get", "list", "watch"},
+    }
     assert not any(resource == "leases" for _, resource, _ in cluster)
 
 
@@ -173,11 +184,25 @@ def test_self_signed_adds_only_its_own_permissions() -> None:
     assert cluster[("admissionregistration.k8s.io", "validatingwebhookconfigurations", (one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"],))] == {"get", "list", "watch", "patch"}
     # list/watch by name: the operator watches these three objects with a metadata.name field selector.
     assert namespaced[("", "secrets", ("spin-operator-webhook-cert",))] == {"get", "list", "watch", "update"}
-    default = render()
-    assert set(cluster) - set(rendered(default, "ClusterRole")) == {
-        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("spin-operator-mutating-webhook-configuration",)),
-        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", ("spin-operator-validating-webhook-configuration",)),
+    # Beyond cert-manager mode's: only patch on the same two configurations.
+    default = rendered(render(), "ClusterRole")
+    assert set(cluster) == set(default)
+    assert {k: cluster[k] - default[k] for k in cluster if cluster[k] != default[k]} == {
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("spin-operator-mutating-webhook-configuration",)): {"patch"},
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", ("spin-operator-validating-webhook-configuration",)): {"patch"},
     }
+
+
+def test_existing_secret_may_patch_the_ca_bundle_and_elect_a_writer() -> None:
+    docs = render(SCENARIOS["existing-secret"])
+    cluster, namespaced = rendered(docs, "ClusterRole"), rendered(docs, "Role")
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        name = one(docs, kind)["metadata"]["name"]
+        assert cluster[("admissionregistration.k8s.io", kind.lower() + "s", (name,))] == {"get", "list", "watch", "patch"}
+    # No Secret of its own to write: the user's Secret is only mounted.
+    assert not [k for k in namespaced if k[1] == "secrets"]
+    webhooks_only = rendered(render({**SCENARIOS["existing-secret"], **SCENARIOS["webhooks-only"]}), "Role")
+    assert webhooks_only[("coordination.k8s.io", "leases", ("spin-operator-leader",))] == {"get", "update"}
 
 
 def test_rbac_off_renders_no_roles() -> None:
@@ -237,8 +262,10 @@ def test_watch_namespaces_roles_are_the_cluster_grants_of_the_default() -> None:
     # The same permissions, only moved from the ClusterRole into each namespace.
     default = rendered(render(), "ClusterRole")
     docs = render({"watchNamespaces": WATCHED})
-    assert rendered(docs, "Role", "team-a") == default
-    assert not by_kind(docs, "ClusterRole")
+    cluster = rendered(docs, "ClusterRole")
+    assert rendered(docs, "Role", "team-a") == {k: v for k, v in default.items() if k not in cluster}
+    # Left cluster-wide: reading the two (cluster-scoped) webhook configurations, by name.
+    assert {resource for _, resource, _ in cluster} == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
 
 
 def test_watch_namespace_in_the_release_namespace_keeps_both_roles_apart() -> None:

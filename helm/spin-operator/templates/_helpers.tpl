@@ -127,12 +127,29 @@ elect their own leader. */}}
 {{- end }}
 
 {{/*
-Annotations on the webhook configurations: cert-manager's CA injector fills caBundle from the
-Certificate. Empty in the other modes (existing: caBundle inline; self-signed: the operator patches).
+Annotations on the webhook configurations. The chart never renders caBundle (Helm 4 applies
+server-side, and a field another writer keeps would conflict on every mode switch); it names the
+one writer of this mode, so a pod of the previous mode stops writing during the switch's rollout:
+the operator (self-signed: its own CA; secret: the CA file of tls.existingSecret) or cert-manager's
+CA injector, which reads its own annotation.
 */}}
 {{- define "spin-operator.webhookAnnotations" -}}
-{{- if eq (include "spin-operator.tlsMode" .) "cert-manager" -}}
+{{- $mode := include "spin-operator.tlsMode" . -}}
+core.spinkube.dev/ca-bundle-source: {{ get (dict "existing" "secret" "cert-manager" "cert-manager" "self-signed" "self-signed") $mode }}
+{{- if eq $mode "cert-manager" }}
 cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "spin-operator.certificateName" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The ConfigMap holding tls.caBundle, the CA of tls.existingSecret when its Secret has no ca.crt. */}}
+{{- define "spin-operator.caConfigMapName" -}}
+{{- printf "%s-webhook-ca-bundle" (include "spin-operator.fullname" .) }}
+{{- end }}
+
+{{/* Where the operator reads the CA it writes into caBundle (`--ca-bundle-file`, existing mode). */}}
+{{- define "spin-operator.caBundleFile" -}}
+{{- if .Values.tls.caBundle }}/var/run/spin-operator/ca/ca.crt
+{{- else }}{{ include "spin-operator.certDir" . }}/ca.crt
 {{- end }}
 {{- end }}
 
@@ -145,9 +162,6 @@ clientConfig:
     namespace: {{ $ctx.Release.Namespace }}
     path: {{ .path }}
     port: {{ $ctx.Values.webhooks.service.port }}
-  {{- if eq (include "spin-operator.tlsMode" $ctx) "existing" }}
-  caBundle: {{ required "tls.caBundle is required with tls.existingSecret" $ctx.Values.tls.caBundle }}
-  {{- end }}
 {{- end }}
 
 {{/*

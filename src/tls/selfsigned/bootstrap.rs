@@ -6,21 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use kube::Client;
+use kube::api::{Api, PostParams};
 
 use super::issue::{
     DEFAULT_CLUSTER_DOMAIN, Lifetimes, Material, generate, renew, service_dns_names,
 };
-use super::published;
 use crate::api::FIELD_MANAGER;
+use crate::tls::webhook_configs::{
+    CaBundleSource, CarryOver, Observed, WebhookConfigs, WriterRole,
+};
 use crate::tls::{CA_CERT_FILE, ReloadingResolver, TLS_CERT_FILE, TLS_KEY_FILE, TlsError};
 
 /// The CA private key lives next to the serving pair so any future leader can renew.
@@ -90,6 +87,9 @@ pub struct SyncOutcome {
     /// Every webhook of our configurations carries a caBundle that verifies the served
     /// certificate (false while a configuration is absent): the API server can call us.
     pub published: bool,
+    /// The configurations name another caBundle writer (a switch away from self-signed is
+    /// rolling out): this replica wrote nothing and only serves what it has.
+    pub handed_off: bool,
 }
 
 /// The self-signed certificate manager for one replica.
@@ -97,24 +97,28 @@ pub struct SelfSigned {
     /// For the watches of `follow` (metadata-only `Api`s of the same objects).
     pub(super) client: Client,
     secrets: Api<Secret>,
-    mutating: Api<MutatingWebhookConfiguration>,
-    validating: Api<ValidatingWebhookConfiguration>,
+    configs: WebhookConfigs,
     pub(super) config: SelfSignedConfig,
     resolver: Arc<ReloadingResolver>,
     /// The last pass's [`SyncOutcome::published`], kept across failed passes.
     published: Arc<AtomicBool>,
+    carry_over: std::sync::Mutex<CarryOver>,
 }
 
 impl SelfSigned {
     pub fn new(client: Client, config: SelfSignedConfig, resolver: Arc<ReloadingResolver>) -> Self {
         Self {
             secrets: Api::namespaced(client.clone(), &config.namespace),
-            mutating: Api::all(client.clone()),
-            validating: Api::all(client.clone()),
+            configs: WebhookConfigs::new(
+                client.clone(),
+                config.mutating_webhook_configuration.clone(),
+                config.validating_webhook_configuration.clone(),
+            ),
             client,
             config,
             resolver,
             published: Arc::default(),
+            carry_over: Default::default(),
         }
     }
 
@@ -125,26 +129,69 @@ impl SelfSigned {
         self.published.clone()
     }
 
-    /// One pass: the leader creates/renews the Secret and patches caBundle where it differs;
-    /// every replica then serves the Secret's pair. `now` is unix seconds.
-    pub async fn sync_once(&self, is_leader: bool, now: i64) -> Result<SyncOutcome, TlsError> {
+    /// One pass. The leader creates/renews the Secret and patches caBundle where it differs; a
+    /// follower does the same only when it could not be called otherwise (no usable Secret, or a
+    /// caBundle that does not verify it); a stopping replica, or any replica while the
+    /// configurations name another writer, writes nothing. Every replica then serves the
+    /// Secret's pair. `now` is unix seconds.
+    pub async fn sync_once(
+        &self,
+        role: impl Into<WriterRole>,
+        now: i64,
+    ) -> Result<SyncOutcome, TlsError> {
         let mut sync = SyncOutcome::default();
+        let host = self.config.service_host();
+        let mut observed = self.configs.observe().await?;
+        if let Some(source) = observed.foreign_source(CaBundleSource::SelfSigned) {
+            tracing::debug!(
+                source,
+                "caBundle written by another source; self-signed writes nothing"
+            );
+            sync.handed_off = true;
+        }
         let mut secret = self.secrets.get_opt(&self.config.secret_name).await?;
-        if is_leader {
+        let current = secret.as_ref().and_then(|s| self.material(s).ok());
+        let published = |observed: &Observed, m: &Material| {
+            pem_chain(&m.cert_pem).is_some_and(|chain| observed.verifies(&chain, &host, now))
+        };
+        let writes = !sync.handed_off
+            && match role.into() {
+                WriterRole::Leader => true,
+                WriterRole::Follower => !current.as_ref().is_some_and(|m| published(&observed, m)),
+                WriterRole::Stopping => false,
+            };
+        if writes {
             secret = Some(match secret {
                 None => self.create(now, &mut sync).await?,
                 Some(existing) => self.renew_if_due(existing, now, &mut sync).await?,
             });
         }
-        // A follower before the leader's first write: nothing to serve yet (readiness false).
+        // Nothing to serve yet (a follower before anyone wrote, or handed off): not ready.
         let Some(secret) = secret else {
             return Ok(sync);
         };
-        let material = self.material(&secret)?;
-        if is_leader {
-            sync.patched = self
-                .patch_ca_bundles(material.ca_bundle_pem.as_bytes())
-                .await?;
+        let material = match self.material(&secret) {
+            Ok(material) => material,
+            // Handed off: the next mode's Secret (cert-manager's has no ca.key) is not ours to
+            // serve; keep serving what we have until this pod is replaced.
+            Err(_) if sync.handed_off => return Ok(sync),
+            Err(err) => return Err(err),
+        };
+        if writes {
+            let bundle = self
+                .carry_over
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .bundle(
+                    material.ca_bundle_pem.as_bytes(),
+                    &observed,
+                    std::time::Instant::now(),
+                    now,
+                );
+            sync.patched = self.configs.patch_ca_bundles(&observed, &bundle).await?;
+            if !sync.patched.is_empty() {
+                observed = self.configs.observe().await?;
+            }
         }
         let source = format!(
             "secret {}/{}",
@@ -156,35 +203,9 @@ impl SelfSigned {
             &source,
         )?;
         sync.serving = true;
-        sync.published = self.ca_bundles_verify(&material.cert_pem, now).await?;
+        sync.published = published(&observed, &material);
         self.published.store(sync.published, Ordering::SeqCst);
         Ok(sync)
-    }
-
-    /// Whether every webhook of both configurations (those configured) has a caBundle that
-    /// verifies `cert_pem` for the Service's name. Read on every replica, leader or not.
-    async fn ca_bundles_verify(&self, cert_pem: &str, now: i64) -> Result<bool, TlsError> {
-        let host = self.config.service_host();
-        let verified = |webhooks: Option<Vec<(String, Option<ByteString>)>>| {
-            // An absent configuration (not installed yet) cannot be called with our CA.
-            webhooks.is_some_and(|w| {
-                let bundles: Vec<_> = w.into_iter().map(|(_, bundle)| bundle).collect();
-                published::all_verify(&bundles, cert_pem.as_bytes(), &host, now)
-            })
-        };
-        if let Some(name) = &self.config.mutating_webhook_configuration {
-            let config = self.mutating.get_opt(name).await?;
-            if !verified(config.as_ref().map(mutating_bundles)) {
-                return Ok(false);
-            }
-        }
-        if let Some(name) = &self.config.validating_webhook_configuration {
-            let config = self.validating.get_opt(name).await?;
-            if !verified(config.as_ref().map(validating_bundles)) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 
     /// Create-if-absent. Two replicas may both get here: the API server lets exactly one create
@@ -286,40 +307,6 @@ impl SelfSigned {
             key_pem: field(TLS_KEY_FILE)?,
         })
     }
-
-    /// Patch caBundle into every webhook of our configurations, only where it differs. Returns
-    /// the names of the configurations patched.
-    async fn patch_ca_bundles(&self, bundle: &[u8]) -> Result<Vec<String>, TlsError> {
-        let mut patched = Vec::new();
-        if let Some(name) = &self.config.mutating_webhook_configuration
-            && patch_one(&self.mutating, name, bundle, mutating_bundles).await?
-        {
-            patched.push(name.clone());
-        }
-        if let Some(name) = &self.config.validating_webhook_configuration
-            && patch_one(&self.validating, name, bundle, validating_bundles).await?
-        {
-            patched.push(name.clone());
-        }
-        Ok(patched)
-    }
-}
-
-/// Each webhook's name and caBundle, in order.
-fn mutating_bundles(c: &MutatingWebhookConfiguration) -> Vec<(String, Option<ByteString>)> {
-    c.webhooks
-        .iter()
-        .flatten()
-        .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
-        .collect()
-}
-
-fn validating_bundles(c: &ValidatingWebhookConfiguration) -> Vec<(String, Option<ByteString>)> {
-    c.webhooks
-        .iter()
-        .flatten()
-        .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
-        .collect()
 }
 
 fn secret_data(m: &Material) -> BTreeMap<String, ByteString> {
@@ -332,43 +319,9 @@ fn secret_data(m: &Material) -> BTreeMap<String, ByteString> {
     ])
 }
 
-/// JSON patch of the webhooks whose caBundle differs. Each `add` is guarded by a `test` of the
-/// webhook's name at that index, so a concurrent reordering makes the patch fail instead of
-/// writing the bundle into the wrong entry. Returns whether a patch was sent.
-async fn patch_one<K>(
-    api: &Api<K>,
-    name: &str,
-    bundle: &[u8],
-    webhooks: impl Fn(&K) -> Vec<(String, Option<ByteString>)>,
-) -> Result<bool, TlsError>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let Some(config) = api.get_opt(name).await? else {
-        // Not installed (yet): the next pass will try again.
-        tracing::debug!(
-            name,
-            "webhook configuration not found; caBundle not patched"
-        );
-        return Ok(false);
-    };
-    let value = serde_json::to_value(ByteString(bundle.to_vec()))?;
-    let mut ops = Vec::new();
-    for (i, (webhook, current)) in webhooks(&config).into_iter().enumerate() {
-        if current.as_ref().map(|b| b.0.as_slice()) == Some(bundle) {
-            continue;
-        }
-        ops.push(json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
-        ops.push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": value}));
-    }
-    if ops.is_empty() {
-        return Ok(false);
-    }
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    api.patch(name, &params, &Patch::Json::<()>(patch)).await?;
-    Ok(true)
+/// A PEM chain parsed, `None` when it does not parse (then nothing verifies it).
+fn pem_chain(pem: &str) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
 }

@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 
 use super::bootstrap::SelfSigned;
+use crate::tls::webhook_configs::WriterRole;
 
 /// How often the leadership flag is read (a local read, no API call): a new leader issues or
 /// patches without waiting for the fallback resync.
@@ -25,7 +26,7 @@ const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
 /// Emits `()` on every change of the object `name` (and once when the initial list is done).
 /// Metadata only: a change bumps the resourceVersion, and the Secret's keys stay out of this
 /// stream. Watch errors are retried by the watcher's backoff; the fallback resync covers them.
-fn changes<K>(api: Api<PartialObjectMeta<K>>, name: &str) -> BoxStream<'static, ()>
+pub(crate) fn changes<K>(api: Api<PartialObjectMeta<K>>, name: &str) -> BoxStream<'static, ()>
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
@@ -50,10 +51,11 @@ where
 }
 
 impl SelfSigned {
-    /// Syncs on every watched change, leadership change and fallback resync (`poll_interval`)
-    /// until the task is dropped. `is_leader` is asked on each pass so leadership changes take
-    /// effect without restarting. Errors are logged once per change.
-    pub async fn run(self, is_leader: impl Fn() -> bool + Send + 'static) {
+    /// Syncs on every watched change, role change and fallback resync (`poll_interval`) until
+    /// the task is dropped. `role` (a [`WriterRole`], or `bool`: leading or not) is asked on each
+    /// pass so leadership changes and shutdown take effect without restarting. Errors are
+    /// logged once per change.
+    pub async fn run<R: Into<WriterRole>>(self, role: impl Fn() -> R + Send + 'static) {
         let client = &self.client;
         let secrets =
             Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &self.config.namespace);
@@ -71,7 +73,7 @@ impl SelfSigned {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leadership = tokio::time::interval(LEADERSHIP_CHECK);
         leadership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was_leader: Option<bool> = None;
+        let mut was: Option<WriterRole> = None;
         let mut last_error: Option<String> = None;
         loop {
             tokio::select! {
@@ -81,22 +83,22 @@ impl SelfSigned {
                     while let Some(Some(())) = watches.next().now_or_never() {}
                 }
                 _ = leadership.tick() => {
-                    if was_leader == Some(is_leader()) {
+                    if was == Some(role().into()) {
                         continue;
                     }
                 }
             }
-            let leader = is_leader();
-            was_leader = Some(leader);
-            self.pass(leader, &mut last_error).await;
+            let now_role = role().into();
+            was = Some(now_role);
+            self.pass(now_role, &mut last_error).await;
             // The fallback counts from the last pass, whatever triggered it.
             resync.reset();
         }
     }
 
-    async fn pass(&self, is_leader: bool, last_error: &mut Option<String>) {
+    async fn pass(&self, role: WriterRole, last_error: &mut Option<String>) {
         let now = jiff::Timestamp::now().as_second();
-        match self.sync_once(is_leader, now).await {
+        match self.sync_once(role, now).await {
             Ok(sync) => {
                 *last_error = None;
                 if sync.created || sync.renewed || !sync.patched.is_empty() {

@@ -215,7 +215,7 @@ fn issue_serving(
 
 /// Split a PEM bundle into one text block per certificate, keeping each block's bytes as they
 /// were (so an unchanged bundle compares equal), parsed alongside.
-fn split_bundle(bundle: &str) -> Vec<(String, CertificateDer<'static>)> {
+pub(crate) fn split_bundle(bundle: &str) -> Vec<(String, CertificateDer<'static>)> {
     const END: &str = "-----END CERTIFICATE-----";
     let mut out = Vec::new();
     let mut rest = bundle;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -15,6 +14,19 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 /// `AppendCertsFromPEM`, certificates of the bundle that do not parse are skipped; malformed PEM,
 /// no usable CA, an unparseable chain or a name that is not a DNS name is "does not verify".
 pub fn ca_bundle_verifies(bundle_pem: &[u8], cert_pem: &[u8], server_name: &str, now: i64) -> bool {
+    match rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>() {
+        Ok(chain) => chain_verifies(bundle_pem, &chain, server_name, now),
+        Err(_) => false,
+    }
+}
+
+/// [`ca_bundle_verifies`] for a chain already parsed (what the resolver serves).
+pub fn chain_verifies(
+    bundle_pem: &[u8],
+    chain: &[CertificateDer<'_>],
+    server_name: &str,
+    now: i64,
+) -> bool {
     let mut roots = rustls::RootCertStore::empty();
     let Ok(cas) = rustls_pemfile::certs(&mut &bundle_pem[..]).collect::<Result<Vec<_>, _>>() else {
         return false;
@@ -23,11 +35,6 @@ pub fn ca_bundle_verifies(bundle_pem: &[u8], cert_pem: &[u8], server_name: &str,
     if roots.is_empty() {
         return false;
     }
-    let chain: Vec<CertificateDer<'static>> =
-        match rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<_, _>>() {
-            Ok(chain) => chain,
-            Err(_) => return false,
-        };
     let Some((leaf, intermediates)) = chain.split_first() else {
         return false;
     };
@@ -47,24 +54,11 @@ pub fn ca_bundle_verifies(bundle_pem: &[u8], cert_pem: &[u8], server_name: &str,
         .is_ok()
 }
 
-/// Whether every webhook of a configuration carries a caBundle that verifies `cert_pem`.
-pub fn all_verify(
-    bundles: &[Option<ByteString>],
-    cert_pem: &[u8],
-    server_name: &str,
-    now: i64,
-) -> bool {
-    bundles.iter().all(|bundle| {
-        bundle
-            .as_ref()
-            .is_some_and(|b| ca_bundle_verifies(&b.0, cert_pem, server_name, now))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tls::selfsigned::{Lifetimes, generate, service_dns_names};
+    use k8s_openapi::ByteString;
 
     const NAME: &str = "svc.ns.svc";
 
@@ -111,13 +105,24 @@ mod tests {
     }
 
     #[test]
-    fn every_webhook_needs_a_verifying_bundle() {
+    fn every_webhook_of_every_configuration_needs_a_verifying_bundle() {
+        use crate::tls::webhook_configs::{Observed, ObservedConfig};
         let now = jiff::Timestamp::now().as_second();
         let m = material();
         let good = Some(ByteString(m.ca_bundle_pem.clone().into_bytes()));
-        let cert = m.cert_pem.as_bytes();
-        assert!(all_verify(&[good.clone(), good.clone()], cert, NAME, now));
-        assert!(!all_verify(&[good.clone(), None], cert, NAME, now));
-        assert!(all_verify(&[], cert, NAME, now));
+        let chain: Vec<_> = rustls_pemfile::certs(&mut m.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let observed = |bundles: Vec<Option<ByteString>>| Observed {
+            mutating: Some(ObservedConfig {
+                name: "m".into(),
+                source: None,
+                webhooks: Some(bundles.into_iter().map(|b| ("w".to_string(), b)).collect()),
+            }),
+            validating: None,
+        };
+        assert!(observed(vec![good.clone(), good.clone()]).verifies(&chain, NAME, now));
+        assert!(!observed(vec![good.clone(), None]).verifies(&chain, NAME, now));
+        assert!(observed(vec![]).verifies(&chain, NAME, now));
     }
 }

@@ -54,6 +54,14 @@ def stand_in_crd(plural: str, kind: str) -> dict:
     }
 
 
+def install_stand_in_crds(cp: ControlPlane) -> None:
+    """The stand-in cert-manager.io CRDs, established."""
+    for plural, kind in CERT_MANAGER_CRDS:
+        cp.kubectl("apply", "-f", "-", input=json.dumps(stand_in_crd(plural, kind)))
+    wait_until("cert-manager stand-in CRDs", lambda: cp.kubectl(
+        "get", "certificates.cert-manager.io", "-A", check=False).returncode == 0, timeout=30)
+
+
 def openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
@@ -152,10 +160,7 @@ class CertManagerStandIn:
 def cm_cluster(bin_dir, tmp_path_factory):
     cp = ControlPlane(tmp_path_factory.mktemp("cluster-cm"), bin_dir).start()
     try:
-        for plural, kind in CERT_MANAGER_CRDS:
-            cp.kubectl("apply", "-f", "-", input=json.dumps(stand_in_crd(plural, kind)))
-        wait_until("cert-manager stand-in CRDs", lambda: cp.kubectl(
-            "get", "certificates.cert-manager.io", "-A", check=False).returncode == 0, timeout=30)
+        install_stand_in_crds(cp)
         cp.webhook_port = free_port()
         install_chart(cp, cp.webhook_port)  # the chart's defaults: certManager.enabled=true
         yield cp

@@ -1,7 +1,7 @@
 """The operator the way it ships: its image (`make image`, image/operator.sh) pulled by the node
 from the node's registry, the chart installed with `helm install --wait` and its defaults apart
 from the image (self-signed certificates: cert-manager is not run here; one test switches to
-`tls.existingSecret`). Asserts on what kube-apiserver, kubectl, helm and the pods report, and on
+`tls.existingSecret` and back by `helm upgrade`). Asserts on what kube-apiserver, kubectl, helm and the pods report, and on
 what the kernel reports for the running containers (/proc of each operator process, found by its
 pod's cgroup)."""
 
@@ -16,6 +16,7 @@ from conftest import EXAMPLES, apply, new_namespace, spinapp
 from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, install_chart_in_pods, start_process, \
     wait_for_webhooks, wait_until
 from test_certmanager_and_leader import issue, openssl
+from test_rollout import Admissions
 
 CERT_DIR = "/var/run/spin-operator/certs"
 NONROOT = "65532"
@@ -215,11 +216,12 @@ def test_eviction_of_both_replicas_honours_the_pdb(in_pods):
     wait_for_webhooks(cp)
 
 
-def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
-    """tls.existingSecret: a Secret volume (mode 0440, root-owned files but group fsGroup) that the
-    operator, uid 65532, must read to become Ready. A fresh install (a `helm upgrade` from
-    self-signed certificates conflicts on the caBundle the operator owns); last in the module, it
-    puts the module's self-signed release back."""
+def test_switch_to_an_existing_secret_and_back_by_helm_upgrade(in_pods, tmp_path):
+    """tls.existingSecret by a plain `helm upgrade --wait` from the module's self-signed release, and
+    back (Helm 4 applies server-side; the chart leaves caBundle to one writer per mode, so nothing
+    conflicts). The rollout (maxSurge 1, maxUnavailable 0) completes although a pod of the previous
+    mode leads: the new pods write caBundle from the Secret's ca.crt themselves. The Secret volume
+    (mode 0440, root-owned files but group fsGroup) is readable by the operator, uid 65532."""
     cp = in_pods
     values = json.loads((cp.workdir / f"values-{RELEASE}.json").read_text())
     service = f"{RELEASE}-webhook.{OPERATOR_NAMESPACE}.svc"
@@ -227,20 +229,46 @@ def test_certificate_secret_is_readable_by_the_operator_user(in_pods, tmp_path):
             "-days", "1", "-subj", "/CN=e2e-ca", "-addext", "basicConstraints=critical,CA:TRUE",
             "-keyout", str(tmp_path / "ca.key"), "-out", str(tmp_path / "ca.crt"))
     files = issue(tmp_path, tmp_path, [service, f"{service}.cluster.local"], "own")
-    cp.kubectl("create", "secret", "tls", "own-cert", "-n", OPERATOR_NAMESPACE,
-               f"--cert={tmp_path / 'own/tls.crt'}", f"--key={tmp_path / 'own/tls.key'}")
-    cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
+    cp.kubectl("create", "secret", "generic", "own-cert", "-n", OPERATOR_NAMESPACE, "--type=kubernetes.io/tls",
+               *(f"--from-file={k}={tmp_path / 'own' / k}" for k in ("tls.crt", "tls.key")),
+               f"--from-file=ca.crt={tmp_path / 'ca.crt'}")
+    configs = [(kind, f"{RELEASE}-{kind.removesuffix('webhookconfiguration')}-webhook-configuration")
+               for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")]
+
+    def ca_bundles() -> set[bytes]:
+        return {base64.b64decode(w["clientConfig"].get("caBundle") or "") for kind, name in configs
+                for w in cp.get_json(kind, name)["webhooks"]}
+
+    def leads_with(ca: bytes) -> bool:
+        """Every caBundle names `ca` first (the CA it replaced may follow, for the rollout)."""
+        return all(b.startswith(ca) for b in ca_bundles())
+
+    # Admissions without pause through both switches.
+    admissions = Admissions(cp, new_namespace(cp, "e2e-switch"))
+    restored = False
     try:
-        install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert",
-                                                      "caBundle": base64.b64encode(files["ca.crt"]).decode()}})
-        wait_for_webhooks(cp)
-        for pod in operator_pods(cp):
-            pid = assert_hardened(pod)
-            st = Path(f"/proc/{pid}/root{CERT_DIR}/tls.key").stat()
-            assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
-        assert_admits_through_pods(cp)
+        with admissions:
+            install_chart_in_pods(cp, {**values, "tls": {"existingSecret": "own-cert"}}, upgrade=True)
+            assert leads_with(files["ca.crt"]), ca_bundles()
+            to_secret = (admissions.ok, len(admissions.failures))
+            wait_for_webhooks(cp)
+            for pod in operator_pods(cp):
+                assert "--ca-bundle-file=/var/run/spin-operator/certs/ca.crt" in pod["spec"]["containers"][0]["args"]
+                pid = assert_hardened(pod)
+                st = Path(f"/proc/{pid}/root{CERT_DIR}/tls.key").stat()
+                assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
+            assert_admits_through_pods(cp)
+            install_chart_in_pods(cp, values, upgrade=True)
+            restored = True
     finally:
-        cp.uninstall_in_pods(RELEASE, OPERATOR_NAMESPACE)
+        if not restored:
+            install_chart_in_pods(cp, values, upgrade=True)
         cp.kubectl("delete", "secret", "own-cert", "-n", OPERATOR_NAMESPACE, check=False)
-        install_chart_in_pods(cp, values)
-        wait_for_webhooks(cp)
+    print(f"\nself-signed -> existingSecret by helm upgrade: {to_secret[0]} admitted, {to_secret[1]} failed; "
+          f"and back: {admissions.ok - to_secret[0]} admitted, {len(admissions.failures) - to_secret[1]} failed")
+    # The CA a writer replaces stays trusted through the rollout: the old pods keep answering.
+    assert admissions.failures == [], admissions.failures[:5]
+    secret = cp.get_json("secret", f"{RELEASE}-webhook-cert", "-n", OPERATOR_NAMESPACE)
+    assert leads_with(base64.b64decode(secret["data"]["ca.crt"])), ca_bundles()
+    wait_for_webhooks(cp)
+    assert_admits_through_pods(cp)

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
@@ -26,8 +27,8 @@ from conftest import EXAMPLES, new_namespace, spinapp
 from controlplane import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, ClusterError, ControlPlane, free_port, \
     install_chart_in_pods, start_process, wait_until
 from node import NodeError
-from test_certmanager_and_leader import CERT_MANAGER_CRDS, CertManagerStandIn, pem_to_der, served_certificate, \
-    stand_in_crd
+from test_certmanager_and_leader import CERT_MANAGER_CRDS, CertManagerStandIn, install_stand_in_crds, pem_to_der, \
+    served_certificate
 from test_steady_state import now_rfc3339
 
 WEBHOOK_SERVICE = f"{RELEASE}-webhook"
@@ -197,10 +198,17 @@ def port_forward(cp: ControlPlane, pod: str, pod_port: int):
 
 
 def pod_readyz(cp: ControlPlane, pod: str) -> str:
-    """The body of a pod's /readyz (its checks)."""
+    """The body of a pod's /readyz (its checks), ready (200) or not (503)."""
+    def body(port: int) -> str:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).read().decode()
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                raise
+            return e.read().decode()
+
     with port_forward(cp, pod, 8080) as port:
-        return wait_until("/readyz through port-forward", lambda: urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/readyz", timeout=5).read().decode(), timeout=60, interval=0.5)
+        return wait_until("/readyz through port-forward", lambda: body(port), timeout=60, interval=0.5)
 
 
 def test_rollout_under_continuous_admissions_fails_none(node):
@@ -240,10 +248,7 @@ def test_rollout_under_continuous_admissions_fails_none(node):
 @pytest.fixture
 def cert_manager_crds(node):
     cp = node
-    for plural, kind in CERT_MANAGER_CRDS:
-        cp.kubectl("apply", "-f", "-", input=json.dumps(stand_in_crd(plural, kind)))
-    wait_until("cert-manager stand-in CRDs", lambda: cp.kubectl(
-        "get", "certificates.cert-manager.io", "-A", check=False).returncode == 0, timeout=30)
+    install_stand_in_crds(cp)
     try:
         yield CertManagerStandIn(cp)
     finally:
@@ -259,12 +264,14 @@ def served_by_pod(cp: ControlPlane, pod: str) -> bytes:
 
 
 def test_cert_manager_mode_on_the_node_rotates_without_restart(node, cert_manager_crds):
-    """The chart's default (cert-manager): pods mount the Certificate's Secret, the CA injector's
-    caBundle lets the API server call them, and a renewal (the Secret updated, kubelet swapping the
-    volume's `..data` symlink) is served by the same containers, no admission failing meanwhile."""
+    """The chart's default (cert-manager): pods mount the Certificate's Secret, and are Ready only
+    once the CA injector's caBundle verifies what they serve, so `helm install --wait` then
+    `kubectl apply` succeeds; a renewal (the Secret updated, kubelet swapping the volume's `..data`
+    symlink) is served by the same containers, no admission failing meanwhile."""
     cp, cm = node, cert_manager_crds
     installing = {}
     secret_name = None
+    user_ns = new_namespace(cp, "e2e-cm-install-wait", executors=False)
 
     def install() -> None:
         try:
@@ -284,14 +291,32 @@ def test_cert_manager_mode_on_the_node_rotates_without_restart(node, cert_manage
         wait_until("the webhook configurations", lambda: len(cp.get_json(
             "validatingwebhookconfigurations", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]) == 1,
             timeout=120, interval=0.5)
+        # Both pods serve the issued certificate, but no caBundle trusts it yet: not Ready, so
+        # `helm install --wait` is still waiting.
+        def serving() -> bool:
+            pods = operator_pods(cp)
+            return len(pods) == 2 and all(served_by_pod(cp, p["metadata"]["name"]) == pem_to_der(first["tls.crt"])
+                                          for p in pods)
+
+        wait_until("both pods serving the issued certificate", serving, timeout=300, interval=1)
+        readyz_checks = pod_readyz(cp, operator_pods(cp)[0]["metadata"]["name"])
+        assert "[-] webhook-ca-bundle" in readyz_checks, readyz_checks
+        assert thread.is_alive() and "error" not in installing, "helm install --wait returned before the CA injection"
         cm.inject_ca()
         thread.join(timeout=420)
         assert not thread.is_alive() and "error" not in installing, installing
+        # What a user types next, at once (no wait_for_webhooks): both webhooks called and admitting.
+        out = cp.kubectl("apply", "-n", user_ns, "-f", str(EXAMPLES / "executors.yaml"), "-f",
+                         str(EXAMPLES / "hello.yaml"), check=False)
+        assert out.returncode == 0, out.stderr
+        hello = cp.get_json("spinapps", "-n", user_ns)["items"]
+        assert hello and all(a["spec"].get("executor") == "containerd-shim-spin" for a in hello), hello
         pods = operator_pods(cp)
         assert len(pods) == 2
         assert "--self-signed" not in pods[0]["spec"]["containers"][0]["args"]
         for pod in pods:
             assert served_by_pod(cp, pod["metadata"]["name"]) == pem_to_der(first["tls.crt"])
+            assert "[+] webhook-ca-bundle" in pod_readyz(cp, pod["metadata"]["name"])
         ns = new_namespace(cp, "e2e-cm-node")
         with Admissions(cp, ns) as admissions:
             renewed = cm.issue()
@@ -336,10 +361,15 @@ def test_a_pod_in_its_lame_duck_period_writes_no_ca(node):
     cp = node
     values = {**SELF_SIGNED, "shutdown": {"lameDuckSeconds": 45}, "terminationGracePeriodSeconds": 65}
     with installed(cp, values):
-        lease = cp.get_json("lease", f"{RELEASE}-leader", "-n", OPERATOR_NAMESPACE)
-        leader = lease["spec"]["holderIdentity"]
-        assert leader in {p["metadata"]["name"] for p in operator_pods(cp)}, leader
-        assert certificate_writes_by_pod(cp, leader, "1970-01-01T00:00:00Z"), "the audit log names no writer pod"
+        # Ready does not wait for the Lease (a replica that is not leading repairs a caBundle that
+        # does not verify it), and a previous install's Lease may name a gone pod for a moment.
+        leader = wait_until("a pod of this install to lead", lambda: (lambda holder: holder if holder in {
+            p["metadata"]["name"] for p in operator_pods(cp)} else None)(cp.get_json(
+                "lease", f"{RELEASE}-leader", "-n", OPERATOR_NAMESPACE)["spec"].get("holderIdentity")),
+            timeout=90, interval=0.5)
+        # (The first writer may be either pod: both repair what nobody has written yet.)
+        assert any(certificate_writes_by_pod(cp, p["metadata"]["name"], "1970-01-01T00:00:00Z")
+                   for p in operator_pods(cp)), "the audit log names no writer pod"
         since = now_rfc3339()
         cp.kubectl("delete", "pod", leader, "-n", OPERATOR_NAMESPACE, "--wait=false")
         configs = [(kind, cfg["metadata"]["name"], len(cfg["webhooks"]))
