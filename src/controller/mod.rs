@@ -11,6 +11,7 @@ pub mod events;
 pub mod executor;
 pub mod fetched;
 pub mod heap;
+pub mod held;
 pub mod in_flight;
 pub mod index;
 pub mod leader;
@@ -59,6 +60,10 @@ pub struct Settings {
     /// with its lastTransitionTime, says the same; Events still mark every later change of
     /// Ready and every failure). One request per new app.
     pub creation_events: bool,
+    /// Longest an app's status write waits for the Deployment controller's first report on a
+    /// Deployment generation this operator just wrote, so that report is folded into the same
+    /// write (see `held`). Zero writes at once.
+    pub status_hold: Duration,
 }
 
 impl Settings {
@@ -82,6 +87,7 @@ impl Default for Settings {
             backoff_max: Duration::from_secs(300),
             concurrency: 8,
             creation_events: false,
+            status_hold: Duration::from_secs(10),
         }
     }
 }
@@ -483,6 +489,7 @@ async fn run_controllers(
         generated_secrets: generated_secrets.clone(),
         referenced: referenced.clone(),
         in_flight: Default::default(),
+        held: Default::default(),
         recorder: recorder.clone(),
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
@@ -507,7 +514,7 @@ async fn run_controllers(
             spinapp::apps_for_executor(&refs_for_exec, &e)
         })
         .graceful_shutdown_on(stop_future(&graceful))
-        .run(spinapp::reconcile, spinapp::error_policy, ctx)
+        .run(spinapp::reconcile, spinapp::error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "spinapp controller event");
@@ -569,6 +576,8 @@ async fn run_controllers(
             heap::release_free_memory();
             tokio::time::sleep(HEAP_TRIM_INTERVAL).await;
             referenced.prune(&app_refs, &executors);
+            ctx.held
+                .prune(std::time::Instant::now(), ctx.settings.status_hold);
         }
     };
 
