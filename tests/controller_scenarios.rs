@@ -733,6 +733,56 @@ async fn executor_deletion_is_blocked_while_used_in_its_namespace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_finalizer_is_added_once_while_the_executor_cache_lags() {
+    let server = TestApiServer::start().await;
+    server.put(executor("shim", true));
+    // The executor watches fall behind (a loaded API server): the finalizer this operator adds
+    // is not in its cache while apps keep triggering the executor's reconcile.
+    server.faults().hold_watch_events(
+        RequestMatcher::any()
+            .verb(Verb::Watch)
+            .resource("spinappexecutors"),
+    );
+    let running = start(&server);
+    let finalizer_patches = || {
+        server.requests_matching(
+            &RequestMatcher::writes()
+                .resource("spinappexecutors")
+                .verb(Verb::Patch),
+        )
+    };
+    wait("finalizer added", || {
+        server
+            .get_as::<SpinAppExecutor>(Some(NS), "shim")
+            .is_some_and(|e| e.finalizers().iter().any(|f| f == EXECUTOR_FINALIZER))
+    })
+    .await;
+    for i in 0..20 {
+        server.put(app(&format!("app-{i}"), "shim"));
+    }
+    wait("the apps converged", || {
+        (0..20).all(|i| {
+            spinapp(&server, &format!("app-{i}"))
+                .status
+                .is_some_and(|s| s.deployment_name.is_some())
+        })
+    })
+    .await;
+    wait_reconciles(&running, 20).await;
+    let patches = finalizer_patches();
+    assert_eq!(
+        patches.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200],
+        "one finalizer patch, no 422 from a stale cache: {patches:#?}"
+    );
+    // The watch catches up: still nothing more to write.
+    server.faults().release_watch_events();
+    wait_reconciles(&running, 5).await;
+    assert_eq!(finalizer_patches().len(), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_faults_and_dropped_watches_converge_and_bad_apps_do_not_stall_others() {
     let server = TestApiServer::start().await;
     server.put(executor("shim", true));

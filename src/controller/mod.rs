@@ -542,6 +542,7 @@ async fn run_controllers(
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         settings,
         synced: synced_rx,
+        finalizers_added: Default::default(),
     });
     let exec_run = exec_controller
         .watches_stream(exec_app_stream, |a| executor::executor_for_app(&a))

@@ -45,15 +45,12 @@ from typing import Callable
 
 import yaml
 from bench_fleet import (
-    EXECUTOR,
     GO_MANAGER,
     RUNTIME_CLASS,
     UPSTREAM,
-    Client,
-    app,
-    apply,
     cpu_seconds,
 )
+from bench_floor import EXECUTOR, Api, app, apply
 from controlplane import (
     ADMIN_TOKEN,
     OPERATOR_NAMESPACE,
@@ -156,14 +153,14 @@ def by_keepalive(cp: ControlPlane, ns: str, clients: int, per_client: int, until
     returns the number of creates."""
     path = f"/apis/core.spinkube.dev/v1alpha1/namespaces/{ns}/spinapps?dryRun=All"
     # Connected before the clock starts, as kubectl's are by the time it sends its first create.
-    conns = [Client(cp) for _ in range(clients)]
+    conns = [Api.of(cp) for _ in range(clients)]
     for c in conns:
-        c.send("GET", f"/api/v1/namespaces/{ns}", {})
+        c.send("GET", f"/api/v1/namespaces/{ns}")
 
-    def run(c: Client) -> int:
+    def run(c: Api) -> int:
         n = 0
         while (n < per_client) if until is None else (time.monotonic() < until):
-            c.send("POST", path, app(f"adm-{n}", n))
+            c.send("POST", path, json.dumps(app(f"adm-{n}", n)).encode())
             n += 1
         c.conn.close()
         return n
