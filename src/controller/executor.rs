@@ -129,7 +129,10 @@ async fn reconcile_executor(
     let key = key_of(&executor);
     let cached_rv = executor.metadata.resource_version.clone();
     let adding = executor.metadata.deletion_timestamp.is_none()
-        && !executor.finalizers().iter().any(|f| f == EXECUTOR_FINALIZER);
+        && !executor
+            .finalizers()
+            .iter()
+            .any(|f| f == EXECUTOR_FINALIZER);
     if !adding {
         ctx.finalizers_added.forget(&key);
     } else if ctx

@@ -175,6 +175,15 @@ const ROLLING_OUT: [&str; 3] = [
     "ReplicaSetUpdated",
 ];
 
+/// A mirrored condition's reason as far as it is reported: the [`ROLLING_OUT`] reasons are one.
+pub fn reported_reason(reason: &str) -> &str {
+    if ROLLING_OUT.contains(&reason) {
+        ROLLING_OUT[0]
+    } else {
+        reason
+    }
+}
+
 /// Whether `new` reports what `old` does, so writing it would change nothing a user acts on:
 /// equal except in the mirrored conditions' (`Available`, `Progressing`) messages and in a
 /// `Progressing` reason that stays within [`ROLLING_OUT`]. The Ready condition, `readyReplicas`
@@ -187,9 +196,7 @@ pub fn reports_same(old: &SpinAppStatus, new: &SpinAppStatus) -> bool {
         for c in reported.conditions.iter_mut().flatten() {
             if c.type_ == AVAILABLE || c.type_ == PROGRESSING {
                 c.message.clear();
-                if ROLLING_OUT.contains(&c.reason.as_str()) {
-                    c.reason = ROLLING_OUT[0].to_string();
-                }
+                c.reason = reported_reason(&c.reason).to_string();
             }
         }
         reported
