@@ -250,6 +250,8 @@ fn operator(url: &str, resync: Duration) {
         config.leader_election = None;
         config.settings = Settings {
             resync,
+            // No Deployment controller in memory: nothing to wait for.
+            status_hold: Duration::ZERO,
             ..Settings::default()
         };
         // Publish the reconcile count for the parent (metrics live in this process).

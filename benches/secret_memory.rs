@@ -571,7 +571,11 @@ fn operator(url: &str) {
         // The controllers, as `spin-operator run --no-leader-election` builds them.
         let mut config = ControllerConfig::new("bench", NS);
         config.leader_election = None;
-        config.settings = Settings::default();
+        config.settings = Settings {
+            // No Deployment controller in memory: nothing to wait for.
+            status_hold: Duration::ZERO,
+            ..Settings::default()
+        };
         let metrics = config.metrics.clone();
         let state = config.state.clone();
         if let Ok(path) = std::env::var("SECRET_BENCH_STATE_FILE") {

@@ -50,6 +50,8 @@ fn settings(resync: Duration) -> Settings {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(300),
         concurrency: 8,
+        // No Deployment controller in memory: nothing to wait for.
+        status_hold: Duration::ZERO,
         ..Settings::default()
     }
 }

@@ -49,6 +49,8 @@ fn start(server: &TestApiServer, id: &str) -> Running {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(300),
         concurrency: 8,
+        // No Deployment controller in memory: nothing to wait for.
+        status_hold: Duration::ZERO,
         ..Settings::default()
     };
     let le = config.leader_election.as_mut().expect("leader election on");

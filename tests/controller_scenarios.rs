@@ -31,6 +31,8 @@ fn settings() -> Settings {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         concurrency: 4,
+        // Nothing plays the Deployment controller in most tests: a short wait for its report.
+        status_hold: Duration::from_millis(200),
         ..Settings::default()
     }
 }
@@ -731,6 +733,56 @@ async fn executor_deletion_is_blocked_while_used_in_its_namespace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_finalizer_is_added_once_while_the_executor_cache_lags() {
+    let server = TestApiServer::start().await;
+    server.put(executor("shim", true));
+    // The executor watches fall behind (a loaded API server): the finalizer this operator adds
+    // is not in its cache while apps keep triggering the executor's reconcile.
+    server.faults().hold_watch_events(
+        RequestMatcher::any()
+            .verb(Verb::Watch)
+            .resource("spinappexecutors"),
+    );
+    let running = start(&server);
+    let finalizer_patches = || {
+        server.requests_matching(
+            &RequestMatcher::writes()
+                .resource("spinappexecutors")
+                .verb(Verb::Patch),
+        )
+    };
+    wait("finalizer added", || {
+        server
+            .get_as::<SpinAppExecutor>(Some(NS), "shim")
+            .is_some_and(|e| e.finalizers().iter().any(|f| f == EXECUTOR_FINALIZER))
+    })
+    .await;
+    for i in 0..20 {
+        server.put(app(&format!("app-{i}"), "shim"));
+    }
+    wait("the apps converged", || {
+        (0..20).all(|i| {
+            spinapp(&server, &format!("app-{i}"))
+                .status
+                .is_some_and(|s| s.deployment_name.is_some())
+        })
+    })
+    .await;
+    wait_reconciles(&running, 20).await;
+    let patches = finalizer_patches();
+    assert_eq!(
+        patches.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200],
+        "one finalizer patch, no 422 from a stale cache: {patches:#?}"
+    );
+    // The watch catches up: still nothing more to write.
+    server.faults().release_watch_events();
+    wait_reconciles(&running, 5).await;
+    assert_eq!(finalizer_patches().len(), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_faults_and_dropped_watches_converge_and_bad_apps_do_not_stall_others() {
     let server = TestApiServer::start().await;
     server.put(executor("shim", true));
@@ -1160,6 +1212,160 @@ async fn a_new_app_costs_one_apply_per_child_and_one_status_write() {
     })
     .await;
     running.stop().await;
+}
+
+/// The SpinApp status writes the operator made so far.
+fn status_writes(server: &TestApiServer) -> Vec<RequestRecord> {
+    server.requests_matching(
+        &RequestMatcher::writes()
+            .resource("spinapps")
+            .subresource("status"),
+    )
+}
+
+/// kube-controller-manager's Deployment status writes for a new 2-replica Deployment, in order
+/// (k8s.io/kubernetes v1.37 pkg/controller/deployment): the new ReplicaSet's `Progressing`
+/// condition (written before the controller records `observedGeneration`), its first full
+/// report (pods unavailable), the ReplicaSet's pods created (`Progressing` moves to
+/// `ReplicaSetUpdated`, with a new `lastUpdateTime`), then the pods ready.
+fn deployment_controller_reports(rs: &str) -> [Value; 4] {
+    let available = |status: &str, reason: &str, message: &str| {
+        json!({"type": "Available", "status": status, "reason": reason, "message": message,
+               "lastUpdateTime": "2026-01-01T00:00:01Z", "lastTransitionTime": "2026-01-01T00:00:01Z"})
+    };
+    let progressing = |reason: &str, message: String, updated: &str| {
+        json!({"type": "Progressing", "status": "True", "reason": reason, "message": message,
+               "lastUpdateTime": updated, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    };
+    let unavailable = available(
+        "False",
+        "MinimumReplicasUnavailable",
+        "Deployment does not have minimum availability.",
+    );
+    [
+        json!({"conditions": [progressing("NewReplicaSetCreated",
+            format!("Created new replica set \"{rs}\""), "2026-01-01T00:00:00Z")]}),
+        json!({"observedGeneration": 1, "unavailableReplicas": 2, "conditions": [
+            unavailable.clone(),
+            progressing("NewReplicaSetCreated", format!("Created new replica set \"{rs}\""),
+                        "2026-01-01T00:00:00Z")]}),
+        json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "unavailableReplicas": 2,
+            "conditions": [unavailable,
+            progressing("ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing."),
+                        "2026-01-01T00:00:02Z")]}),
+        json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+            "availableReplicas": 2, "conditions": [
+            available("True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+            progressing("NewReplicaSetAvailable",
+                        format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                        "2026-01-01T00:00:09Z")]}),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_controller_reports_make_one_status_write_until_pods_are_ready() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    server.put(app("hello", "containerd-shim-spin"));
+    let mut config = ControllerConfig::new("test-pod", NS);
+    config.leader_election = None;
+    // Longer than this test: every write below follows a report, none the end of a wait.
+    config.settings = Settings {
+        status_hold: Duration::from_secs(120),
+        ..settings()
+    };
+    let running = start_with(&server, config);
+    wait("the Deployment", || deployment(&server, "hello").is_some()).await;
+    let [created, first_report, pods_created, pods_ready] =
+        deployment_controller_reports("hello-5d4");
+    let key = ResourceKey::of::<Deployment>();
+    // Each report is seen (reconciled) before the next, as on a real control plane.
+    for report in [created, first_report] {
+        wait_reconciles(&running, 2).await;
+        server.set_status(&key, Some(NS), "hello", report);
+    }
+    wait("Available mirrored", || {
+        condition(&spinapp(&server, "hello"), "Available")
+            == Some(("False".into(), "MinimumReplicasUnavailable".into()))
+    })
+    .await;
+    wait_reconciles(&running, 2).await;
+    server.set_status(&key, Some(NS), "hello", pods_created);
+    wait_reconciles(&running, 3).await;
+
+    let a = spinapp(&server, "hello");
+    assert_eq!(
+        ready_reason(&a),
+        Some(("False".into(), "DeploymentUnavailable".into()))
+    );
+    let status = a.status.clone().unwrap();
+    assert_eq!(
+        (
+            status.ready_replicas,
+            status.deployment_name.as_deref(),
+            status.service_name.as_deref()
+        ),
+        (0, Some("hello"), Some("hello"))
+    );
+    assert_eq!(
+        condition(&a, "Progressing").map(|c| c.0),
+        Some("True".into())
+    );
+    let writes = status_writes(&server);
+    assert_eq!(
+        writes.len(),
+        1,
+        "one status write while the Deployment controller reports: {writes:#?}"
+    );
+    let unready_since = ready_transition(&a);
+
+    // Pods ready: Ready turns True, which is one more write with everything current.
+    server.set_status(&key, Some(NS), "hello", pods_ready);
+    wait("Ready", || {
+        ready_reason(&spinapp(&server, "hello")) == Some(("True".into(), "Reconciled".into()))
+    })
+    .await;
+    wait_reconciles(&running, 3).await;
+    let a = spinapp(&server, "hello");
+    assert_eq!(a.status.as_ref().unwrap().ready_replicas, 2);
+    assert_eq!(
+        condition(&a, "Progressing"),
+        Some(("True".into(), "NewReplicaSetAvailable".into()))
+    );
+    assert!(ready_transition(&a) >= unready_since);
+    assert_eq!(
+        status_writes(&server).len(),
+        2,
+        "{:#?}",
+        status_writes(&server)
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_deployment_controller_the_status_waits_one_hold_only() {
+    let server = TestApiServer::start().await;
+    server.put(executor("containerd-shim-spin", true));
+    server.put(app("hello", "containerd-shim-spin"));
+    let running = start(&server);
+    // Nothing reports on the Deployment: the status is written once the hold (200 ms) is over.
+    wait("status written", || {
+        ready_reason(&spinapp(&server, "hello"))
+            == Some(("False".into(), "DeploymentUnavailable".into()))
+    })
+    .await;
+    wait_reconciles(&running, 3).await;
+    assert_eq!(status_writes(&server).len(), 1);
+    running.stop().await;
+}
+
+fn ready_transition(app: &SpinApp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    app.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.last_transition_time.clone())
+        .expect("a Ready condition")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,6 +97,8 @@ async fn controllers_reconcile_only_the_watched_namespaces() {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         concurrency: 4,
+        // No Deployment controller in memory: nothing to wait for.
+        status_hold: Duration::ZERO,
         ..Settings::default()
     };
     let running = operator::start(server.client(), config);

@@ -14,6 +14,7 @@ use super::Settings;
 use super::backoff::Backoff;
 use super::error::ControllerError;
 use super::events::Recorder;
+use super::in_flight::InFlight;
 use super::index::Index;
 use super::metrics::Metrics;
 use super::slim::Slim;
@@ -34,6 +35,8 @@ pub struct Context {
     pub(crate) settings: Settings,
     /// True once the caches (including `apps`) listed.
     pub(crate) synced: tokio::sync::watch::Receiver<bool>,
+    /// Finalizers added that the executor cache does not show yet (see `in_flight`).
+    pub(crate) finalizers_added: InFlight<()>,
 }
 
 impl AsRecorder for Context {
@@ -119,8 +122,28 @@ async fn reconcile_executor(
     let Some(ns) = executor.namespace() else {
         return Err(ControllerError::MissingMetadata(executor.name_any()));
     };
+    // kube-runtime's finalizer helper adds the finalizer with a JSON patch that first tests the
+    // finalizers the cached object shows: from a cache that has not caught up with the patch
+    // (every app event triggers this reconcile) a second add fails with 422 Invalid. The add
+    // this replica made is remembered until the cache shows another version.
+    let key = key_of(&executor);
+    let cached_rv = executor.metadata.resource_version.clone();
+    let adding = executor.metadata.deletion_timestamp.is_none()
+        && !executor
+            .finalizers()
+            .iter()
+            .any(|f| f == EXECUTOR_FINALIZER);
+    if !adding {
+        ctx.finalizers_added.forget(&key);
+    } else if ctx
+        .finalizers_added
+        .pending(&key, cached_rv.as_deref(), "")
+        .is_some()
+    {
+        return Ok(Action::await_change());
+    }
     let api: Api<SpinAppExecutor> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer::finalizer(&api, EXECUTOR_FINALIZER, executor, |event| async move {
+    let result = finalizer::finalizer(&api, EXECUTOR_FINALIZER, executor, |event| async move {
         match event {
             FinalizerEvent::Apply(_) => Ok(Action::await_change()),
             FinalizerEvent::Cleanup(executor) => {
@@ -160,7 +183,12 @@ async fn reconcile_executor(
     .map_err(|e| match e {
         finalizer::Error::CleanupFailed(inner @ ControllerError::ExecutorInUse { .. }) => inner,
         other => ControllerError::Finalizer(Box::new(other)),
-    })
+    });
+    if adding && result.is_ok() {
+        ctx.finalizers_added
+            .record(key, cached_rv, String::new(), ());
+    }
+    result
 }
 
 /// Requeue policy: a blocked deletion waits for app changes (the app watch re-triggers), with a

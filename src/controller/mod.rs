@@ -11,6 +11,7 @@ pub mod events;
 pub mod executor;
 pub mod fetched;
 pub mod heap;
+pub mod held;
 pub mod in_flight;
 pub mod index;
 pub mod leader;
@@ -59,6 +60,10 @@ pub struct Settings {
     /// with its lastTransitionTime, says the same; Events still mark every later change of
     /// Ready and every failure). One request per new app.
     pub creation_events: bool,
+    /// Longest an app's status write waits for the Deployment controller's first report on a
+    /// Deployment generation this operator just wrote, so that report is folded into the same
+    /// write (see `held`). Zero writes at once.
+    pub status_hold: Duration,
 }
 
 impl Settings {
@@ -82,6 +87,7 @@ impl Default for Settings {
             backoff_max: Duration::from_secs(300),
             concurrency: 8,
             creation_events: false,
+            status_hold: Duration::from_secs(10),
         }
     }
 }
@@ -376,6 +382,125 @@ fn app_trigger(app: &Slim<SpinApp>) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// What re-triggers an app's reconcile from its Deployment: what the reconcile compares or
+/// reports. Identity, deletion, `generation` (the spec), labels, annotations (but the
+/// Deployment controller's revision counter) and owner references; of the status, whether the Deployment controller has reported on this
+/// generation and, once it has, `readyReplicas` and the mirrored conditions' statuses and
+/// reported reasons ([`status::reported_reason`]). Not the rest of kube-controller-manager's
+/// reports (replica counts, messages, `lastUpdateTime`): each was a reconcile that rendered and
+/// compared every child for nothing while a fleet's pods are created. The cache still takes
+/// every event.
+fn deployment_trigger(deployment: &Slim<Deployment>) -> u64 {
+    use serde_json::value::RawValue;
+    use std::hash::{Hash, Hasher};
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        metadata: Meta,
+        status: Option<Report>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        uid: Option<String>,
+        labels: Option<Box<RawValue>>,
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+        owner_references: Option<Box<RawValue>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Report {
+        observed_generation: Option<i64>,
+        ready_replicas: Option<i32>,
+        #[serde(default)]
+        conditions: Vec<Condition>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Condition {
+        #[serde(rename = "type", default)]
+        type_: String,
+        #[serde(default)]
+        status: String,
+        #[serde(default)]
+        reason: String,
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let meta = &deployment.metadata;
+    (meta.generation, meta.deletion_timestamp.is_some()).hash(&mut hasher);
+    let Ok(body) = deployment.decode_body::<Body>() else {
+        // Undecodable: every change triggers (its reconcile reports the decode error).
+        meta.resource_version.hash(&mut hasher);
+        return hasher.finish();
+    };
+    let raw = |r: &Option<Box<RawValue>>| r.as_ref().map(|r| r.get().to_string());
+    let mut annotations = body.metadata.annotations.unwrap_or_default();
+    // The Deployment controller's rollout counter, set with its first report: not ours.
+    annotations.remove("deployment.kubernetes.io/revision");
+    (
+        &body.metadata.uid,
+        raw(&body.metadata.labels),
+        annotations,
+        raw(&body.metadata.owner_references),
+    )
+        .hash(&mut hasher);
+    let reported = body.status.filter(|s| match meta.generation {
+        Some(generation) => s.observed_generation.is_some_and(|o| o >= generation),
+        None => true,
+    });
+    if let Some(report) = reported {
+        report.ready_replicas.hash(&mut hasher);
+        for c in report
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == status::AVAILABLE || c.type_ == status::PROGRESSING)
+        {
+            (&c.type_, &c.status, status::reported_reason(&c.reason)).hash(&mut hasher);
+        }
+    } else {
+        "unreported".hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Passes the watch events whose object's `trigger` hash changed (and every deletion and
+/// relist marker); the reflector before it has stored every event. A relist clears what was
+/// seen, so its objects trigger as they did before.
+fn changed_only<K, S>(
+    events: S,
+    trigger: fn(&K) -> u64,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Watched,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let mut seen: std::collections::HashMap<(String, String), u64> = Default::default();
+    let key = |obj: &K| {
+        let meta = obj.meta();
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    };
+    events.filter(move |event| {
+        let pass = match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let hash = trigger(obj);
+                seen.insert(key(obj), hash) != Some(hash)
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(&key(obj));
+                true
+            }
+            Ok(watcher::Event::Init) => {
+                seen.clear();
+                true
+            }
+            Ok(watcher::Event::InitDone) | Err(_) => true,
+        };
+        futures::future::ready(pass)
+    })
+}
+
 /// Where the controllers' watches go: a client and the watched namespaces.
 struct Watch {
     client: Client,
@@ -399,6 +524,23 @@ where
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// [`reflected`], triggering only when `trigger` of an object changes ([`changed_only`]).
+fn reflected_changes<K>(
+    watched: &Watch,
+    wc: watcher::Config,
+    trigger: fn(&K) -> u64,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Watched,
+{
+    let (reader, writer) = reflector::store();
+    let events = watch_events(watched, wc, None).reflect(writer);
+    (reader, changed_only(events, trigger).touched_objects())
 }
 
 /// Metadata-only watch of `K` in the watched namespaces as a trigger stream; `observe` sees every
@@ -441,7 +583,7 @@ async fn run_controllers(
     let children = watcher::Config::default().labels(APP_NAME_LABEL);
     // Children and referenced objects are cached slim (metadata decoded, the rest as JSON text).
     let (deployments, deployment_stream) =
-        reflected::<Slim<Deployment>>(watched, children.clone(), None);
+        reflected_changes::<Slim<Deployment>>(watched, children.clone(), deployment_trigger);
     let (services, service_stream) = reflected::<Slim<Service>>(watched, children.clone(), None);
     // The runtime-config Secrets (ours and upstream's carry the app-name label) are compared
     // with their desired content, so they are cached whole.
@@ -483,6 +625,7 @@ async fn run_controllers(
         generated_secrets: generated_secrets.clone(),
         referenced: referenced.clone(),
         in_flight: Default::default(),
+        held: Default::default(),
         recorder: recorder.clone(),
         metrics: config.metrics.clone(),
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
@@ -507,7 +650,7 @@ async fn run_controllers(
             spinapp::apps_for_executor(&refs_for_exec, &e)
         })
         .graceful_shutdown_on(stop_future(&graceful))
-        .run(spinapp::reconcile, spinapp::error_policy, ctx)
+        .run(spinapp::reconcile, spinapp::error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "spinapp controller event");
@@ -535,6 +678,7 @@ async fn run_controllers(
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         settings,
         synced: synced_rx,
+        finalizers_added: Default::default(),
     });
     let exec_run = exec_controller
         .watches_stream(exec_app_stream, |a| executor::executor_for_app(&a))
@@ -569,6 +713,8 @@ async fn run_controllers(
             heap::release_free_memory();
             tokio::time::sleep(HEAP_TRIM_INTERVAL).await;
             referenced.prune(&app_refs, &executors);
+            ctx.held
+                .prune(std::time::Instant::now(), ctx.settings.status_hold);
         }
     };
 
@@ -642,6 +788,105 @@ mod tests {
         assert_ne!(base, app_trigger(&app(2, "u1", "1", false)), "spec");
         assert_ne!(base, app_trigger(&app(1, "u2", "1", false)), "re-created");
         assert_ne!(base, app_trigger(&app(1, "u1", "1", true)), "deleting");
+    }
+
+    fn deployment(annotations: serde_json::Value, status: serde_json::Value) -> Slim<Deployment> {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "hello", "namespace": "ns", "uid": "u1", "generation": 1,
+                         "resourceVersion": status.to_string().len().to_string(),
+                         "labels": {"core.spinkube.dev/app-name": "hello"},
+                         "annotations": annotations},
+            "spec": {"replicas": 2},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn deployments_trigger_on_what_the_app_reports_not_on_every_controller_report() {
+        use serde_json::json;
+        let progressing = |reason: &str, message: &str| {
+            json!({"type": "Progressing", "status": "True", "reason": reason, "message": message,
+                   "lastUpdateTime": message.len().to_string()})
+        };
+        let unavailable = json!({"type": "Available", "status": "False",
+                                 "reason": "MinimumReplicasUnavailable"});
+        let revision = json!({"deployment.kubernetes.io/revision": "1"});
+        let created = deployment_trigger(&deployment(json!({}), json!({})));
+        // kube-controller-manager's reports in order (see controller_scenarios).
+        let new_rs = deployment_trigger(&deployment(
+            revision.clone(),
+            json!({"conditions": [progressing("NewReplicaSetCreated", "Created")]}),
+        ));
+        let first = deployment_trigger(&deployment(
+            revision.clone(),
+            json!({"observedGeneration": 1, "unavailableReplicas": 2,
+                   "conditions": [unavailable, progressing("NewReplicaSetCreated", "Created")]}),
+        ));
+        let pods = deployment_trigger(&deployment(
+            revision.clone(),
+            json!({"observedGeneration": 1, "replicas": 2, "unavailableReplicas": 2,
+                   "conditions": [unavailable, progressing("ReplicaSetUpdated", "is progressing")]}),
+        ));
+        let ready = deployment_trigger(&deployment(
+            revision.clone(),
+            json!({"observedGeneration": 1, "readyReplicas": 2, "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                progressing("NewReplicaSetAvailable", "done")]}),
+        ));
+        assert_eq!(created, new_rs, "not reported on yet either way");
+        assert_ne!(new_rs, first, "the first report on this generation");
+        assert_eq!(first, pods, "pods created: nothing the app reports");
+        assert_ne!(pods, ready);
+        // Someone else's annotation or label matters (drift); so would the spec (generation).
+        let edited = deployment_trigger(&deployment(json!({"team": "x"}), json!({})));
+        assert_ne!(created, edited);
+    }
+
+    #[tokio::test]
+    async fn changed_only_passes_changes_deletions_and_relists() {
+        use futures::StreamExt;
+        use serde_json::json;
+        let d = |status| deployment(json!({}), status);
+        let same = json!({"replicas": 1});
+        let events = vec![
+            watcher::Event::Apply(d(json!({}))),
+            watcher::Event::Apply(d(same.clone())),
+            watcher::Event::Apply(d(json!({"observedGeneration": 1}))),
+            watcher::Event::Delete(d(json!({"observedGeneration": 1}))),
+            watcher::Event::Init,
+            watcher::Event::InitApply(d(json!({}))),
+            watcher::Event::InitDone,
+        ];
+        let passed: Vec<String> = changed_only(
+            futures::stream::iter(events.into_iter().map(Ok)),
+            deployment_trigger,
+        )
+        .map(|e| {
+            match e.unwrap() {
+                watcher::Event::Apply(_) => "apply",
+                watcher::Event::Delete(_) => "delete",
+                watcher::Event::Init => "init",
+                watcher::Event::InitApply(_) => "init-apply",
+                watcher::Event::InitDone => "init-done",
+            }
+            .to_string()
+        })
+        .collect()
+        .await;
+        assert_eq!(
+            passed,
+            [
+                "apply",
+                "apply",
+                "delete",
+                "init",
+                "init-apply",
+                "init-done"
+            ],
+            "the replica count alone triggers nothing"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::compare;
 use super::error::{ControllerError, is_conflict, is_not_found};
 use super::events::Recorder;
 use super::fetched::Fetched;
+use super::held::Held;
 use super::in_flight::InFlight;
 use super::index::{Index, IndexKey, ObjectKey};
 use super::metrics::Metrics;
@@ -52,6 +53,8 @@ pub struct Context {
     pub(crate) referenced: Referenced,
     /// Writes the caches may not show yet (see `in_flight`).
     pub(crate) in_flight: InFlightWrites,
+    /// Status writes waiting for the Deployment controller's report (see `held`).
+    pub(crate) held: Held,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) backoff: Backoff,
@@ -284,6 +287,20 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
 
     match apply_children(app, &ns, &name, children, ctx).await {
         Ok(applied) => {
+            // A Deployment generation the Deployment controller has not reported on yet (just
+            // applied, or applied moments ago and not yet in the cache): its status is about to
+            // change, so the status write waits for that report (see `held`).
+            let unreported = applied.deployment.as_ref().is_some_and(|d| {
+                !status::reported_on(d)
+                    || ctx
+                        .in_flight
+                        .children
+                        .written_since(
+                            &format!("Deployment/{ns}/{name}"),
+                            d.metadata.resource_version.as_deref(),
+                        )
+                        .is_some()
+            });
             let observed = Observed {
                 executor: Some(&app.spec.executor),
                 deployment: applied.deployment.as_ref(),
@@ -291,8 +308,13 @@ async fn reconcile_app(app: &SpinApp, ctx: &Context) -> Result<Action, Controlle
                 selector,
                 failure: None,
             };
-            write_status(app, ctx, &observed).await?;
-            Ok(Action::requeue(ctx.settings.resync_for(&ns, &name)))
+            let resync = ctx.settings.resync_for(&ns, &name);
+            Ok(
+                match write_status_unless_held(app, ctx, &observed, unreported).await? {
+                    Some(wait) => Action::requeue(wait.min(resync)),
+                    None => Action::requeue(resync),
+                },
+            )
         }
         Err(e) => {
             // The apply error is what gets reported and retried, not a decode error.
@@ -719,15 +741,25 @@ async fn write_status(
     ctx: &Context,
     observed: &Observed<'_>,
 ) -> Result<(), ControllerError> {
+    write_status_unless_held(app, ctx, observed, false)
+        .await
+        .map(|_| ())
+}
+
+/// [`write_status`], except that with `hold` (the Deployment controller has not reported on the
+/// Deployment yet) a status that needs writing waits up to `Settings::status_hold` for that
+/// report: `Some(how much longer)` when held.
+async fn write_status_unless_held(
+    app: &SpinApp,
+    ctx: &Context,
+    observed: &Observed<'_>,
+    hold: bool,
+) -> Result<Option<std::time::Duration>, ControllerError> {
     let new = status::compute(app, observed, Timestamp::now());
     let old = app.status.as_ref();
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
     let key = format!("{ns}/{name}");
-    if old == Some(&new) {
-        ctx.in_flight.statuses.forget(&key);
-        return Ok(());
-    }
     // The same status (transition times aside) written moments ago, not yet in the app cache:
     // writing it again would also repeat its Event.
     let app_rv = app.metadata.resource_version.clone();
@@ -738,18 +770,33 @@ async fn write_status(
         .pending(&key, app_rv.as_deref(), &hash)
         .is_some()
     {
-        return Ok(());
+        ctx.held.release(&key);
+        return Ok(None);
     }
+    // Compared with the cached status only when no other write of ours is on its way (that one
+    // is what the app will show).
+    let written_since = ctx
+        .in_flight
+        .statuses
+        .written_since(&key, app_rv.as_deref());
+    if written_since.is_none() && old.is_some_and(|old| status::reports_same(old, &new)) {
+        ctx.held.release(&key);
+        return Ok(None);
+    }
+    if hold
+        && let Some(wait) = ctx
+            .held
+            .wait(&key, Instant::now(), ctx.settings.status_hold)
+    {
+        return Ok(Some(wait));
+    }
+    ctx.held.release(&key);
     // The Ready condition the app had before this write: the one this replica wrote moments
     // ago if the cache has not caught up with it, so a stale cache repeats no Event.
     let ready_of = |s: Option<&SpinAppStatus>| {
         status::ready_condition(s).map(|c| (c.status.clone(), c.reason.clone()))
     };
-    let before = ctx
-        .in_flight
-        .statuses
-        .written_since(&key, app_rv.as_deref())
-        .unwrap_or_else(|| ready_of(old));
+    let before = written_since.unwrap_or_else(|| ready_of(old));
     let api: Api<SpinApp> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = status::merge_patch(old, &new);
     if let Err(e) = api
@@ -777,7 +824,7 @@ async fn write_status(
         // A new app's first, ordinary Ready: a request per app that says what the condition
         // says (see `Settings::creation_events`).
         if before.is_none() && type_ == EventType::Normal && !ctx.settings.creation_events {
-            return Ok(());
+            return Ok(None);
         }
         publish(
             ctx,
@@ -789,7 +836,7 @@ async fn write_status(
         )
         .await;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Publishes an Event about `obj`; failures are logged, never fatal.

@@ -165,7 +165,59 @@ pub fn ready_condition(status: Option<&SpinAppStatus>) -> Option<&Condition> {
         .find(|c| c.type_ == READY)
 }
 
-/// Merge patch turning `old` into `new`: fields dropped in `new` are set to null explicitly.
+/// Reasons of the Deployment controller's `Progressing` condition that all say "rolling out"
+/// (k8s.io/kubernetes pkg/controller/deployment/util): it moves between them as a new ReplicaSet
+/// is created and then scaled, while nothing a user acts on changes. Every other reason
+/// (`NewReplicaSetAvailable`: rolled out; `ProgressDeadlineExceeded`; paused, resumed) is its own.
+const ROLLING_OUT: [&str; 3] = [
+    "NewReplicaSetCreated",
+    "FoundNewReplicaSet",
+    "ReplicaSetUpdated",
+];
+
+/// A mirrored condition's reason as far as it is reported: the [`ROLLING_OUT`] reasons are one.
+pub fn reported_reason(reason: &str) -> &str {
+    if ROLLING_OUT.contains(&reason) {
+        ROLLING_OUT[0]
+    } else {
+        reason
+    }
+}
+
+/// Whether `new` reports what `old` does, so writing it would change nothing a user acts on:
+/// equal except in the mirrored conditions' (`Available`, `Progressing`) messages and in a
+/// `Progressing` reason that stays within [`ROLLING_OUT`]. The Ready condition, `readyReplicas`
+/// (the `kubectl get` column) and every condition's status compare exactly. Such a difference
+/// is written with the next change that matters (kube-controller-manager rewrites `Progressing`
+/// once or twice per rollout while its pods are created; mirroring each was a status write).
+pub fn reports_same(old: &SpinAppStatus, new: &SpinAppStatus) -> bool {
+    fn reported(status: &SpinAppStatus) -> SpinAppStatus {
+        let mut reported = status.clone();
+        for c in reported.conditions.iter_mut().flatten() {
+            if c.type_ == AVAILABLE || c.type_ == PROGRESSING {
+                c.message.clear();
+                c.reason = reported_reason(&c.reason).to_string();
+            }
+        }
+        reported
+    }
+    old == new || reported(old) == reported(new)
+}
+
+/// Whether the Deployment controller has reported on this generation of `deployment` (its
+/// `status.observedGeneration`); until it has, the conditions and counts mirrored from it are
+/// those of the previous generation, or none for a new Deployment.
+pub fn reported_on(deployment: &Deployment) -> bool {
+    let observed = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation);
+    match deployment.metadata.generation {
+        Some(generation) => observed.is_some_and(|o| o >= generation),
+        None => true,
+    }
+}
+
 /// Hash of a status ignoring condition transition times (which a recomputation from a stale
 /// cache sets to "now").
 pub fn content_hash(status: &SpinAppStatus) -> String {
@@ -178,6 +230,7 @@ pub fn content_hash(status: &SpinAppStatus) -> String {
         .unwrap_or_default()
 }
 
+/// Merge patch turning `old` into `new`: fields dropped in `new` are set to null explicitly.
 pub fn merge_patch(old: Option<&SpinAppStatus>, new: &SpinAppStatus) -> Value {
     let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
     let mut body = match new_v {
@@ -288,6 +341,120 @@ mod tests {
         assert_eq!(ready.status, "False");
         assert_eq!(s.observed_generation, Some(3));
         assert!(s.deployment_name.is_none());
+    }
+
+    /// A Deployment status as kube-controller-manager writes it for `replicas` pods of which
+    /// none is ready yet, with `Progressing` at `reason`.
+    fn rolling_out(reason: &str, message: &str, replicas: i32) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("hello".into());
+        d.metadata.generation = Some(1);
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            replicas: Some(replicas),
+            unavailable_replicas: Some(replicas.max(1)),
+            conditions: Some(vec![
+                DeploymentCondition {
+                    type_: Some("Available".into()),
+                    status: Some("False".into()),
+                    reason: Some("MinimumReplicasUnavailable".into()),
+                    message: Some("Deployment does not have minimum availability.".into()),
+                    ..Default::default()
+                },
+                DeploymentCondition {
+                    type_: Some("Progressing".into()),
+                    status: Some("True".into()),
+                    reason: Some(reason.into()),
+                    message: Some(message.into()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn progress_within_a_rollout_reports_the_same_and_its_end_does_not() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let created = rolling_out(
+            "NewReplicaSetCreated",
+            "Created new replica set \"hello-5d4\"",
+            0,
+        );
+        let s0 = compute(&app(1, None), &observed(Some(&created), None), t0);
+        let a = app(1, Some(s0.clone()));
+        // Pods created: kube-controller-manager moves Progressing to ReplicaSetUpdated with a
+        // new message; the app reports the same (Ready False, 0 ready, same condition statuses).
+        let updated = rolling_out(
+            "ReplicaSetUpdated",
+            "ReplicaSet \"hello-5d4\" is progressing.",
+            1,
+        );
+        let s1 = compute(&a, &observed(Some(&updated), None), t1);
+        assert_ne!(s0, s1, "the mirrored reason and message did change");
+        assert!(reports_same(&s0, &s1));
+        assert!(reports_same(&s1, &s0));
+
+        // Rolled out, deadline exceeded, or a ready pod: each is reported.
+        let mut done = updated.clone();
+        let conditions = done.status.as_mut().unwrap().conditions.as_mut().unwrap();
+        conditions[1].reason = Some("NewReplicaSetAvailable".into());
+        let s2 = compute(&a, &observed(Some(&done), None), t1);
+        assert!(!reports_same(&s0, &s2), "the end of a rollout is reported");
+        let mut timed_out = updated.clone();
+        let conditions = timed_out
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap();
+        conditions[1].status = Some("False".into());
+        conditions[1].reason = Some("ProgressDeadlineExceeded".into());
+        let s3 = compute(&a, &observed(Some(&timed_out), None), t1);
+        assert!(!reports_same(&s0, &s3));
+        let mut one_ready = updated.clone();
+        one_ready.status.as_mut().unwrap().ready_replicas = Some(1);
+        let s4 = compute(&a, &observed(Some(&one_ready), None), t1);
+        assert!(!reports_same(&s0, &s4), "readyReplicas is a kubectl column");
+        // Ready's own message is not a mirrored one.
+        let mut other_message = s0.clone();
+        other_message.conditions.as_mut().unwrap()[0].message = "another".into();
+        assert!(!reports_same(&s0, &other_message));
+        // The first report of a new Deployment adds conditions: reported.
+        let s_none = compute(
+            &app(1, None),
+            &observed(Some(&deployment_unreported()), None),
+            t0,
+        );
+        assert!(!reports_same(&s_none, &s0));
+    }
+
+    fn deployment_unreported() -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("hello".into());
+        d.metadata.generation = Some(2);
+        d
+    }
+
+    #[test]
+    fn a_deployment_is_reported_on_once_its_controller_observed_its_generation() {
+        let mut d = deployment_unreported();
+        assert!(!reported_on(&d), "new: no status");
+        // The Deployment controller's first write (the new ReplicaSet's Progressing condition)
+        // still carries the previous observedGeneration.
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert!(!reported_on(&d));
+        d.status.as_mut().unwrap().observed_generation = Some(2);
+        assert!(reported_on(&d));
+        d.metadata.generation = None;
+        d.status = None;
+        assert!(reported_on(&d), "no generation to wait for");
     }
 
     #[test]

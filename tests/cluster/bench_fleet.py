@@ -239,7 +239,7 @@ class Profile:
             return
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=120)
-        script = subprocess.run(["perf", "script", "-i", str(self.out.with_suffix(".data")), "-s",
+        script = subprocess.run(["perf", "script", "--no-inline", "-i", str(self.out.with_suffix(".data")), "-s",
                                  "/usr/lib/perf-core/scripts/python/stackcollapse.py"],
                                 capture_output=True, text=True, timeout=1800)
         self.out.write_text(script.stdout)
