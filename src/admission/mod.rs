@@ -6,8 +6,8 @@
 //! - [`handler`]: the axum [`router`] with body limit, timeout and panic guard;
 //!   [`budget`]: the in-flight memory budget past which requests are shed with 429.
 //! - [`server`]: the accept loop (TLS or plain HTTP) with a handshake budget per peer, idle
-//!   timeout, eviction at the connection cap and graceful drain (rustls configuration and
-//!   certificates come from [`crate::tls`]).
+//!   timeout, eviction at the connection cap, a lame duck (`stopping.rs`) and graceful drain
+//!   (rustls configuration and certificates come from [`crate::tls`]).
 //! - [`cache`]: [`Lookup`](crate::inventory::Lookup) from reflector stores (zero API calls per
 //!   request answered from them); [`executor_fetch`]: one GET for an executor a review missed,
 //!   [`held`]: the first decision's audit line and metrics held back until it is final.
@@ -31,6 +31,7 @@ pub mod presence;
 pub mod review;
 pub mod routes;
 pub mod server;
+mod stopping;
 pub mod view;
 
 pub use budget::Budget;

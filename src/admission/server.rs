@@ -1,8 +1,8 @@
 //! The accept loop of the admission (HTTPS) and health (plain HTTP) servers: a handshake with a
 //! deadline under its own small budget (per peer, too), HTTP/1.1 or HTTP/2 via hyper-util, a
 //! limit on established connections with an idle timeout (at the limit, the connection idle the
-//! longest makes room for a newly established one, never for one still handshaking), and a
-//! bounded graceful drain on shutdown.
+//! longest makes room for a newly established one, never for one still handshaking), an
+//! optional lame duck before the stop (`stopping.rs`) and a bounded graceful drain.
 
 use std::future::Future;
 use std::io;
@@ -15,13 +15,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::idle::{Caller, Connections, Watched};
 use super::pending::{Pending, PendingPermit};
+use super::stopping::{Phase, PhaseSender, PhaseWatch};
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +55,8 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             tls_handshake_timeout: Duration::from_secs(3),
-            // The API server speaks HTTP/2 to webhooks: a handful of connections, each
-            // handshaking once. These bound only clients that have not proven anything yet.
+            // The API server calls webhooks over HTTP/1.1 from a pool of keep-alive connections,
+            // each handshaking once. These bound only clients that have not proven anything yet.
             max_handshaking: 64,
             max_handshaking_per_peer: 16,
             header_read_timeout: Duration::from_secs(3),
@@ -165,6 +166,19 @@ impl Server {
     /// Serve until `shutdown` completes, then stop accepting, let open connections finish their
     /// in-flight requests (up to `drain_timeout`) and return.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        self.serve_with_lame_duck(std::future::pending(), shutdown)
+            .await;
+    }
+
+    /// As [`Server::serve`], with a lame duck from when `lame_duck` completes until `stop` does:
+    /// new connections are still accepted and every request answered, but each HTTP/1 response
+    /// closes its connection (`Connection: close`) and HTTP/2 connections get a GOAWAY, so that
+    /// clients move their keep-alive connections elsewhere before any is closed under them.
+    pub async fn serve_with_lame_duck(
+        self,
+        lame_duck: impl Future<Output = ()> + Send,
+        stop: impl Future<Output = ()> + Send,
+    ) {
         let Self {
             listener,
             transport,
@@ -179,15 +193,22 @@ impl Server {
             open: Connections::default(),
         };
         let pending = Pending::new(limits.max_handshaking, limits.max_handshaking_per_peer);
-        let (drain_tx, drain_rx) = watch::channel(false);
+        let (phase_tx, phase) = PhaseSender::new();
         let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
+        tokio::pin!(lame_duck, stop);
+        let mut lame = false;
 
         loop {
             // Accept at once, always: what a connection may hold is decided per phase, so no
             // client waits in the backlog behind connections that do nothing.
             let (stream, peer) = tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut stop => break,
+                () = &mut lame_duck, if !lame => {
+                    lame = true;
+                    tracing::info!(open = connections.len(), "lame duck: every response now closes its connection");
+                    phase_tx.enter(Phase::LameDuck);
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -213,14 +234,14 @@ impl Server {
                 peer,
                 shared.clone(),
                 handshaking,
-                drain_rx.clone(),
+                phase.clone(),
             ));
         }
 
         drop(listener);
         let open = connections.len();
         tracing::info!(open, "server draining");
-        let _ = drain_tx.send(true);
+        phase_tx.enter(Phase::Draining);
         let drained = tokio::time::timeout(limits.drain_timeout, async {
             while connections.join_next().await.is_some() {}
         })
@@ -276,18 +297,13 @@ struct Shared {
     open: Connections,
 }
 
-/// Resolves when the server starts draining.
-async fn draining(drain: &mut watch::Receiver<bool>) {
-    let _ = drain.wait_for(|draining| *draining).await;
-}
-
 /// One connection: handshake and a slot under the handshaking budget, then served.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Shared,
     handshaking: PendingPermit,
-    drain: watch::Receiver<bool>,
+    phase: PhaseWatch,
 ) {
     let deadline = Instant::now() + shared.limits.tls_handshake_timeout;
     match shared.transport.clone() {
@@ -297,7 +313,7 @@ async fn connection(
                 deadline,
                 &handshaking,
                 peer,
-                drain.clone(),
+                phase.clone(),
             )
             .await
             else {
@@ -313,7 +329,7 @@ async fn connection(
                 http2,
                 caller,
             };
-            established(accepted, peer, shared, handshaking, deadline, drain).await;
+            established(accepted, peer, shared, handshaking, deadline, phase).await;
         }
         Transport::Plain => {
             let first_byte = async move {
@@ -324,7 +340,7 @@ async fn connection(
                 }
             };
             let Some(stream) =
-                handshake(first_byte, deadline, &handshaking, peer, drain.clone()).await
+                handshake(first_byte, deadline, &handshaking, peer, phase.clone()).await
             else {
                 return;
             };
@@ -335,7 +351,7 @@ async fn connection(
                     authenticated: false,
                 },
             };
-            established(accepted, peer, shared, handshaking, deadline, drain).await;
+            established(accepted, peer, shared, handshaking, deadline, phase).await;
         }
     }
 }
@@ -347,7 +363,7 @@ async fn handshake<S>(
     deadline: Instant,
     handshaking: &PendingPermit,
     peer: SocketAddr,
-    mut drain: watch::Receiver<bool>,
+    mut phase: PhaseWatch,
 ) -> Option<S> {
     tokio::select! {
         done = tokio::time::timeout_at(deadline, handshake) => match done {
@@ -365,7 +381,7 @@ async fn handshake<S>(
             tracing::debug!(%peer, "handshaking connections at their limit: closing the oldest");
             None
         }
-        () = draining(&mut drain) => None,
+        () = phase.reached(Phase::Draining) => None,
     }
 }
 
@@ -385,7 +401,7 @@ async fn established<S>(
     shared: Shared,
     handshaking: PendingPermit,
     deadline: Instant,
-    mut drain: watch::Receiver<bool>,
+    mut phase: PhaseWatch,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -406,7 +422,7 @@ async fn established<S>(
                     }
                 },
                 () = handshaking.evicted() => return,
-                () = draining(&mut drain) => return,
+                () = phase.reached(Phase::Draining) => return,
             }
         }
     };
@@ -417,7 +433,7 @@ async fn established<S>(
         shared.router,
         shared.limits,
         shared.open,
-        drain,
+        phase,
         permit,
     )
     .await;
@@ -429,7 +445,7 @@ async fn serve_connection<S>(
     router: Router,
     limits: ServerLimits,
     open: Connections,
-    mut drain: watch::Receiver<bool>,
+    mut phase: PhaseWatch,
     _permit: OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -439,8 +455,16 @@ async fn serve_connection<S>(
     let activity = registration.activity().clone();
     let Accepted { io, http2, caller } = accepted;
     let io = Watched::new(io, activity.clone(), http2);
-    let conn = builder.serve_connection(TokioIo::new(io), registration.service(router, caller));
+    let service = phase.close_http1_when_stopping(registration.service(router, caller));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // HTTP/2 gets its GOAWAY as the lame duck begins. An HTTP/1 connection stays open through
+    // it: its client may be writing a request to it, which is answered and then closes it.
+    let close_from = if http2 {
+        Phase::LameDuck
+    } else {
+        Phase::Draining
+    };
     let why = tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
@@ -453,12 +477,13 @@ async fn serve_connection<S>(
             tracing::debug!(%peer, "request head not complete in time: closing");
             return;
         }
-        () = draining(&mut drain) => "draining",
+        () = phase.reached(close_from) => "stopping",
         () = activity.idle_for(limits.idle_timeout) => "idle timeout",
         () = activity.evicted() => "evicted for a new connection",
     };
     tracing::debug!(%peer, reason = why, "closing connection");
-    // Finish the request in flight (if any), then close; idle connections close now.
+    // Finish the request in flight (if any), then close; idle connections close now (HTTP/2:
+    // GOAWAY, and the streams opened before it finish).
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "connection ended with an error while closing");

@@ -394,11 +394,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the health server on {}", args.health_addr))?;
     tracing::info!(addr = %server.local_addr()?, metrics_auth = args.metrics_auth, "health and metrics server listening");
-    let stop = shutdown.wait();
-    components.spawn(async move {
-        server.serve(stop).await;
-        Ok(())
-    });
+    spawn_server(server, &shutdown, &mut components);
 
     // Run until shutdown; a component failing on its own is fatal.
     let mut failed = false;
@@ -424,6 +420,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Serves through the lame-duck period (every response then sends its client elsewhere:
+/// `Connection: close`, or a GOAWAY), then drains.
+fn spawn_server(server: Server, shutdown: &Shutdown, components: &mut JoinSet<anyhow::Result<()>>) {
+    let (lame_duck, stop) = (shutdown.begun(), shutdown.wait());
+    components.spawn(async move {
+        server.serve_with_lame_duck(lame_duck, stop).await;
+        Ok(())
+    });
 }
 
 fn name_lease(config: &mut ControllerConfig, args: &Args) {
@@ -619,11 +625,7 @@ async fn start_webhooks(
     let server =
         HttpsServer::bind(args.webhook_addr, tls, router(state), args.server_limits()).await?;
     tracing::info!(addr = %server.local_addr()?, "admission webhook server listening");
-    let stop = shutdown.wait();
-    components.spawn(async move {
-        server.serve(stop).await;
-        Ok(())
-    });
+    spawn_server(server, shutdown, components);
     Ok(())
 }
 
