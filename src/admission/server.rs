@@ -58,7 +58,11 @@ impl Default for ServerLimits {
             // The API server calls webhooks over HTTP/1.1 from a pool of keep-alive connections,
             // each handshaking once. These bound only clients that have not proven anything yet.
             max_handshaking: 64,
-            max_handshaking_per_peer: 16,
+            // When a pod leaves, the API server opens a new connection for each admission it
+            // has in flight, all from one address: 16 refused part of such a burst
+            // (tests/admission_lame_duck.rs). Below `max_handshaking`, so one peer never takes
+            // every slot.
+            max_handshaking_per_peer: 48,
             header_read_timeout: Duration::from_secs(3),
             max_connections: 512,
             // Longer than the apiserver's own idle timeout for pooled connections (Go's
