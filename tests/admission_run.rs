@@ -168,6 +168,19 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
         ),
         "{metrics}"
     );
+    // A pooled HTTP/1.1 keep-alive connection, as the API server's webhook client keeps: it
+    // must stay usable through the lame duck (HTTP/2 connections get a GOAWAY then, and a
+    // client moves to a new one).
+    let keep_alive = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], webhook_port)))
+        .http1_only()
+        .build()
+        .unwrap();
+    let resp = mutate(&keep_alive).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("connection").is_none(), "{resp:?}");
+    resp.bytes().await.unwrap();
 
     let pid = child.id().unwrap().to_string();
     let sigterm = || {
@@ -190,12 +203,16 @@ async fn run_serves_admissions_and_shuts_down_on_sigterm() {
     }
     let not_ready = not_ready.expect("/readyz still 200 after SIGTERM");
     assert!(not_ready.contains("[-] not-shutting-down"), "{not_ready}");
-    // Meanwhile the webhook answers, also on a new connection.
-    for client in [&client, &new_client()] {
+    // Meanwhile the webhook answers on the kept-alive connection, telling its client to close
+    // it after this response, and on a new connection.
+    for (client, pooled) in [(&keep_alive, true), (&new_client(), false)] {
         let resp = mutate(client)
             .await
             .expect("webhook answers during the lame-duck period");
         assert_eq!(resp.status(), 200);
+        if pooled {
+            assert_eq!(resp.headers()["connection"], "close", "{resp:?}");
+        }
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["response"]["allowed"], true, "{body}");
     }

@@ -462,9 +462,12 @@ async fn serve_connection<S>(
     let service = phase.close_http1_when_stopping(registration.service(router, caller));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    // HTTP/2 gets its GOAWAY as the lame duck begins. An HTTP/1 connection stays open through
-    // it: its client may be writing a request to it, which is answered and then closes it.
-    let close_from = if http2 {
+    // HTTP/2 connections open when the lame duck begins get their GOAWAY then; one opened
+    // during it (a client moving off a GOAWAY, while the Endpoints still list this pod) is
+    // served until the drain, not sent away before its first request. An HTTP/1 connection
+    // stays open through it: its client may be writing a request to it, which is answered and
+    // then closes it.
+    let close_from = if http2 && phase.now() == Phase::Serving {
         Phase::LameDuck
     } else {
         Phase::Draining
