@@ -12,19 +12,13 @@ import json
 import urllib.request
 from pathlib import Path
 
-from conftest import EXAMPLES, apply, new_namespace, spinapp
+from conftest import EXAMPLES, apply, new_namespace, operator_pods, spinapp
 from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, install_chart_in_pods, start_process, \
     wait_for_webhooks, wait_until
 from test_certmanager_and_leader import issue, openssl
 
 CERT_DIR = "/var/run/spin-operator/certs"
 NONROOT = "65532"
-
-
-def operator_pods(cp: ControlPlane) -> list[dict]:
-    """The operator's pods, without those already terminating."""
-    pods = cp.get_json("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
-    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
 
 
 def container_pid(pod: dict) -> int:
@@ -160,7 +154,8 @@ def test_helm_upgrade_rolls_the_pods_and_rollback_restores_them(in_pods):
     --wait` brings the first template back. (No earlier chart version exists to upgrade from.)"""
     cp = in_pods
     before = {p["metadata"]["name"] for p in operator_pods(cp)}
-    values = json.loads((cp.workdir / f"values-{RELEASE}.json").read_text())
+    values_file = cp.workdir / f"values-{RELEASE}.json"
+    values = json.loads(values_file.read_text())
     install_chart_in_pods(cp, {**values, "logLevel": "debug"}, upgrade=True)
     pods = operator_pods(cp)
     assert not before & {p["metadata"]["name"] for p in pods}
@@ -174,6 +169,8 @@ def test_helm_upgrade_rolls_the_pods_and_rollback_restores_them(in_pods):
                and len(operator_pods(cp)) == 2, timeout=180, interval=1)
     history = json.loads(cp.helm("history", RELEASE, "-n", OPERATOR_NAMESPACE, "-o", "json").stdout)
     assert [h["revision"] for h in history][-1] == 3 and history[-1]["status"] == "deployed", history
+    # The rollback put the first values back: so does the record later installs start from.
+    values_file.write_text(json.dumps(values))
     wait_for_webhooks(cp)
 
 
