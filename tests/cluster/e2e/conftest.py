@@ -74,7 +74,11 @@ def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 # The chart's defaults apart from the image (install_chart_in_pods) and a resync period short
 # enough for test_steady_state to watch a whole window; `extraArgs` is how a user sets it too.
-SHIPPED_VALUES = {"certManager": {"enabled": False}, "extraArgs": [f"--resync-seconds={RESYNC_SECONDS}"]}
+# No RuntimeClass (the default): the API server refuses the pods of apps whose executor names
+# one, so the tests' apps make Deployments and ReplicaSets but no pods on the node (as without
+# a node); test_node_spinapp turns it on for the apps it runs.
+SHIPPED_VALUES = {"certManager": {"enabled": False}, "runtimeClass": {"enabled": False},
+                  "extraArgs": [f"--resync-seconds={RESYNC_SECONDS}"]}
 # Modules that change or remove the shared release: they run after the modules that only use it,
 # so the release is installed once for all of those.
 # test_operator_pod puts the release back as it found it; test_leader_loss leaves its 1,000 apps;
