@@ -79,10 +79,10 @@ def node_cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 # a node); test_node_spinapp turns it on for the apps it runs.
 SHIPPED_VALUES = {"certManager": {"enabled": False}, "runtimeClass": {"enabled": False},
                   "extraArgs": [f"--resync-seconds={RESYNC_SECONDS}"]}
-# Modules that change or remove the shared release: they run after the modules that only use it,
-# so the release is installed once for all of those.
-# test_operator_pod puts the release back as it found it; test_leader_loss leaves its 1,000 apps;
-# test_rollout installs its own releases.
+# Modules that change or remove the shared release run after the modules that only use it, so
+# the release is installed once for all of those: test_operator_pod upgrades, rolls back and
+# reinstalls it (and leaves it as it found it), test_leader_loss leaves its 1,000 apps behind,
+# test_rollout replaces it with releases of its own.
 CHANGES_THE_RELEASE = ("test_operator_pod", "test_leader_loss", "test_rollout")
 
 

@@ -1,6 +1,7 @@
 """The operator the way it ships: its image (`make image`, image/operator.sh) pulled by the node
 from the node's registry, the chart installed with `helm install --wait` and its defaults apart
-from the image (self-signed certificates: cert-manager is not run here; one test switches to
+from the image and the resync period (the session's shared release, conftest.SHIPPED_VALUES;
+self-signed certificates: cert-manager is not run here; one test switches to
 `tls.existingSecret`). Asserts on what kube-apiserver, kubectl, helm and the pods report, and on
 what the kernel reports for the running containers (/proc of each operator process, found by its
 pod's cgroup)."""
