@@ -36,8 +36,10 @@ helm-test: $(VENV)/.installed
 cluster-build:
 	bash tests/cluster/build.sh
 
-# End-to-end tests through that control plane: the chart installed with the real Helm CLI, the
-# operator running with the chart's ServiceAccount, every assertion on what the API server says.
+# End-to-end tests through that control plane: by default with a node, the chart installed with
+# `helm install --wait` and the operator in its pods from `make image`'s image (debug build); a
+# local process with the chart's arguments and ServiceAccount where a test needs process-level
+# control (README). Every assertion on what the API server says.
 e2e-test: $(VENV)/.installed cluster-build
 	cargo build --locked --bin spin-operator
 	IMAGE_TEST_PROFILE=$(TEST_IMAGE_PROFILE) $(PY) -m pytest -q tests/cluster/e2e

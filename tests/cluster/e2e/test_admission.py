@@ -1,5 +1,5 @@
 """Admission as users meet it: `kubectl apply` through the real API server, which calls our
-webhooks through the chart's webhook configurations."""
+webhooks in the chart's pods through the chart's webhook configurations and Service."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ def example_apps() -> list[dict]:
 
 
 def admission_requests(op) -> dict[tuple[str, str], float]:
-    """spin_operator_admission_requests_total by (webhook, outcome), from the operator's /metrics."""
-    counts = {}
+    """spin_operator_admission_requests_total by (webhook, outcome), from the operator's /metrics
+    (summed over its replicas: the API server calls either)."""
+    counts: dict[tuple[str, str], float] = {}
     for line in op.metrics().splitlines():
         m = re.match(r'spin_operator_admission_requests_total\{webhook="([^"]+)",outcome="([^"]+)"\} (\S+)', line)
         if m:
-            counts[(m[1], m[2])] = float(m[3])
+            counts[(m[1], m[2])] = counts.get((m[1], m[2]), 0.0) + float(m[3])
     return counts
 
 

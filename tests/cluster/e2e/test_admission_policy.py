@@ -1,7 +1,7 @@
 """The ValidatingAdmissionPolicies (webhooks/validating-admission-policy.yaml, `spin-operator rules
 --format vap`) on the real API server with no webhook involved: the objects live in the operator's
-namespace, which the chart's webhooks never see (and without the `operator` fixture there are no
-webhooks at all). Denials carry the rule ids the webhooks use; unchanged fields are ratcheted."""
+namespace, which the chart's webhooks never see. Denials carry the rule ids the webhooks use;
+unchanged fields are ratcheted."""
 
 from __future__ import annotations
 
@@ -96,11 +96,7 @@ def denied_with(out: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def policy(cluster: ControlPlane):
-    # The chart (the `operator` fixture) may have installed the CRDs already.
-    if cluster.kubectl("get", "crd", "spinapps.core.spinkube.dev", check=False).returncode != 0:
-        cluster.kubectl("apply", "-f", str(REPO / "crds"))
-    if cluster.kubectl("get", "namespace", NS, check=False).returncode != 0:
-        cluster.kubectl("create", "namespace", NS)
+    # The chart (the `cluster` fixture) installed the CRDs and the release namespace.
     # Until the CRDs are established and served (kubectl's discovery included).
     wait_until("the CRDs to be served", lambda: apply(cluster, NS, LEGACY, check=False).returncode == 0,
                timeout=60, interval=0.5)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import new_namespace, spinapp
-from controlplane import CHART, REPO, ControlPlane, wait_until
+from controlplane import CHART, ControlPlane, wait_until
 
 RELEASE = "vap-tenant-spin-operator"  # its fullname: object names are the release name
 KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
@@ -34,8 +34,6 @@ def denied_by_policy(out: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def scoped(cluster: ControlPlane):
-    if cluster.kubectl("get", "crd", "spinapps.core.spinkube.dev", check=False).returncode != 0:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     watched, unwatched, release_ns = (new_namespace(cluster, p) for p in ("vap-watched", "vap-other", "vap-ops"))
     values = {
         "validatingAdmissionPolicy": {"enabled": True},

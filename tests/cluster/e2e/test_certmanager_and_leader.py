@@ -8,6 +8,11 @@ issues the serving certificate for exactly the dnsNames of the chart's Certifica
 Secret it names (as cert-manager would), and copies the CA into the webhook configurations named
 by their `cert-manager.io/inject-ca-from` annotation (as its CA injector would). Files reach the
 operator's --cert-dir the way kubelet projects a Secret: a `..data` symlink swapped atomically.
+
+The operator runs as local processes here, not in pods: the test writes the files of each
+process's --cert-dir itself (to rotate at a moment it picks), runs a webhook-only replica beside
+controller-only ones with flags the chart does not produce, reads each process's own /metrics and
+stops processes one by one to hand the Lease over. test_rollout.py runs cert-manager mode in pods.
 """
 
 from __future__ import annotations

@@ -22,10 +22,9 @@ import time
 
 import yaml
 
-from conftest import apply, new_namespace, resource_of, spinapp, wait_for_executors
+from conftest import apply, new_namespace, operator_pods, resource_of, spinapp, wait_for_executors
 from controlplane import OPERATOR_NAMESPACE, ControlPlane, wait_until
 from node import IMAGE_HOST
-from test_operator_pod import operator_pods
 
 APPS = int(os.environ.get("SPIN_E2E_LEADER_LOSS_APPS", "1000"))
 CHUNK = 25

@@ -23,6 +23,10 @@ There is no kubelet or cert-manager here, so after some steps the test does what
   them; step 7's pod (controllers on) runs its controllers in a second process with the chart's
   new arguments and `--disable-webhooks`, as the webhook half of that pod is the same server.
 `--wait` is dropped from the commands (pods never become Ready without a kubelet).
+
+Local processes, not pods: the Go operator has no image here, and the page's steps switch between
+it and ours (stopping one process, starting the other with the new chart's arguments), which the
+test must control process by process to show that no step loses an admission or a child.
 """
 
 from __future__ import annotations

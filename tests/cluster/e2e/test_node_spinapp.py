@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from conftest import apply, new_namespace, spinapp, wait_for
-from controlplane import ControlPlane, free_port, start_process, wait_until
+from conftest import SHIPPED_VALUES, apply, new_namespace, spinapp, wait_for
+from controlplane import ControlPlane, free_port, install_chart_in_pods, start_process, wait_until
 from node import BUSYBOX_IMAGE, STANDIN_RUNC
 
 
@@ -28,6 +28,16 @@ def app(in_pods: ControlPlane):
         pytest.skip("image/spin-standin (branch image's stand-in app) is not in this tree")
     cp = in_pods
     image = cp.node.push_app_image()
+    # The chart's RuntimeClass (handler `spin`) that the executors name, for this module only:
+    # a value that changes no pod template, so the upgrade rolls nothing.
+    install_chart_in_pods(cp, {**SHIPPED_VALUES, "runtimeClass": {"enabled": True}}, upgrade=True)
+    try:
+        yield from _running_app(cp, image)
+    finally:
+        install_chart_in_pods(cp, SHIPPED_VALUES, upgrade=True)
+
+
+def _running_app(cp: ControlPlane, image: str):
     ns = new_namespace(cp, "e2e-spinapp")
     apply(cp, ns, spinapp("hello", image=image, replicas=1, checks=CHECKS))
     client = {
@@ -38,7 +48,7 @@ def app(in_pods: ControlPlane):
     apply(cp, ns, client)
     wait_until("the SpinApp to report a ready replica", lambda: cp.get_json("spinapp", "hello", "-n", ns)
                .get("status", {}).get("readyReplicas") == 1, timeout=180, interval=1)
-    return cp, ns
+    yield cp, ns
 
 
 def app_pods(cp: ControlPlane, ns: str) -> list[dict]:

@@ -1,6 +1,7 @@
 """The operator the way it ships: its image (`make image`, image/operator.sh) pulled by the node
 from the node's registry, the chart installed with `helm install --wait` and its defaults apart
-from the image (self-signed certificates: cert-manager is not run here; one test switches to
+from the image and the resync period (the session's shared release, conftest.SHIPPED_VALUES;
+self-signed certificates: cert-manager is not run here; one test switches to
 `tls.existingSecret` and back by `helm upgrade`). Asserts on what kube-apiserver, kubectl, helm and the pods report, and on
 what the kernel reports for the running containers (/proc of each operator process, found by its
 pod's cgroup)."""
@@ -12,7 +13,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from conftest import EXAMPLES, apply, new_namespace, spinapp
+from conftest import EXAMPLES, apply, new_namespace, operator_pods, spinapp
 from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, install_chart_in_pods, start_process, \
     wait_for_webhooks, wait_until
 from test_certmanager_and_leader import issue, openssl
@@ -20,12 +21,6 @@ from test_rollout import Admissions
 
 CERT_DIR = "/var/run/spin-operator/certs"
 NONROOT = "65532"
-
-
-def operator_pods(cp: ControlPlane) -> list[dict]:
-    """The operator's pods, without those already terminating."""
-    pods = cp.get_json("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
-    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
 
 
 def container_pid(pod: dict) -> int:
@@ -160,21 +155,27 @@ def test_helm_upgrade_rolls_the_pods_and_rollback_restores_them(in_pods):
     """A `helm upgrade --wait` that changes the pod template rolls both replicas; `helm rollback
     --wait` brings the first template back. (No earlier chart version exists to upgrade from.)"""
     cp = in_pods
+    # The shared release may have revisions from earlier modules: roll back to the one before.
+    history = json.loads(cp.helm("history", RELEASE, "-n", OPERATOR_NAMESPACE, "-o", "json").stdout)
+    rev0 = history[-1]["revision"]
     before = {p["metadata"]["name"] for p in operator_pods(cp)}
-    values = json.loads((cp.workdir / f"values-{RELEASE}.json").read_text())
+    values_file = cp.workdir / f"values-{RELEASE}.json"
+    values = json.loads(values_file.read_text())
     install_chart_in_pods(cp, {**values, "logLevel": "debug"}, upgrade=True)
     pods = operator_pods(cp)
     assert not before & {p["metadata"]["name"] for p in pods}
     assert {e["value"] for p in pods for e in p["spec"]["containers"][0].get("env", [])
             if e["name"] == "RUST_LOG"} == {"debug"}
     wait_for_webhooks(cp)
-    cp.helm("rollback", RELEASE, "1", "-n", OPERATOR_NAMESPACE, "--wait", "--timeout=5m", timeout=400)
+    cp.helm("rollback", RELEASE, str(rev0), "-n", OPERATOR_NAMESPACE, "--wait", "--timeout=5m", timeout=400)
     wait_until("the rolled-back pods alone", lambda: {e["value"] for p in operator_pods(cp)
                                                        for e in p["spec"]["containers"][0].get("env", [])
                                                        if e["name"] == "RUST_LOG"} == {"info"}
                and len(operator_pods(cp)) == 2, timeout=180, interval=1)
     history = json.loads(cp.helm("history", RELEASE, "-n", OPERATOR_NAMESPACE, "-o", "json").stdout)
-    assert [h["revision"] for h in history][-1] == 3 and history[-1]["status"] == "deployed", history
+    assert [h["revision"] for h in history][-1] == rev0 + 2 and history[-1]["status"] == "deployed", history
+    # The rollback put the first values back: so does the record later installs start from.
+    values_file.write_text(json.dumps(values))
     wait_for_webhooks(cp)
 
 

@@ -51,7 +51,7 @@ def test_children_match_render_and_status_is_reported(cluster, namespace, tmp_pa
     app = cluster.get_json("spinapp", "stateful", "-n", namespace)
     deployment = cluster.get_json("deployment", "stateful", "-n", namespace)
     assert owned_by(deployment, app)
-    # No kubelet: pods stay Pending, so the app is observed but not ready.
+    # No pod runs (no RuntimeClass: the default release has none), so the app is observed but not ready.
     app = wait_for(cluster, "status", "spinapp", "stateful", namespace,
                    lambda o: o.get("status", {}).get("observedGeneration") == o["metadata"]["generation"])
     assert app["status"].get("readyReplicas", 0) == 0

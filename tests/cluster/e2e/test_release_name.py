@@ -1,7 +1,12 @@
 """The chart under the longest release and namespace names, self-signed mode:
 the operator runs with the chart's own arguments and ServiceAccount, so it can only work if the
 names the chart derives (Secret, webhook configurations, Service) and its RBAC resourceNames
-agree with each other and with the code."""
+agree with each other and with the code.
+
+A local process on a control plane of its own, not pods: the chart's cluster-scoped objects (CRDs,
+webhook configurations) allow one release per cluster, so other names need another cluster, and a
+second node for one test would cost a node start; the process runs with exactly the arguments and
+ServiceAccount the chart gives its pods, which is what the names must agree with."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, new_namespace, spinapp
+from conftest import EXAMPLES, new_namespace, remove_shipped, spinapp
 from controlplane import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, ClusterError, ControlPlane, free_port, \
     install_chart_in_pods, start_process, wait_until
 from node import NodeError
@@ -40,6 +40,8 @@ SELF_SIGNED = {"certManager": {"enabled": False}}
 def node(node_cluster: ControlPlane) -> ControlPlane:
     if not (REPO / "image" / "operator.sh").exists():
         pytest.skip("image/operator.sh (`make image`) is not in this tree")
+    # Each test installs the release its own way (and cert-manager mode): not the shared one.
+    remove_shipped(node_cluster)
     return node_cluster
 
 

@@ -10,6 +10,10 @@ the session's operator and tests are untouched):
 - `--client-ca-file`: the API server presents its client certificate (AdmissionConfiguration
   kubeconfig, see ControlPlane.webhook_client_cert), admissions succeed and the audit line marks
   the caller authenticated; a client without a certificate is not served.
+
+On the local-process control plane (`local_cluster`, `local_operator`), not in pods: each test
+sends the process signals, watches it exit and reads its /readyz and /metrics on loopback
+ports it chose, with flags of its own; in pods none of that is the test's to control.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import pytest
+
 from conftest import new_namespace, spinapp
 from controlplane import (
     ADMIN_TOKEN,
@@ -39,6 +45,17 @@ from controlplane import (
 )
 
 LABEL = "e2e.spinkube.dev/hardening"
+
+
+@pytest.fixture(scope="module")
+def cluster(local_cluster: ControlPlane) -> ControlPlane:
+    return local_cluster
+
+
+@pytest.fixture(scope="module")
+def operator(local_operator: Operator) -> Operator:
+    """The session's local release, whose cluster-scoped objects the second releases share."""
+    return local_operator
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import re
 import time
 
 from conftest import RESYNC_SECONDS, apply, new_namespace, operator_requests, resource_of, spinapp, wait_for
+from controlplane import wait_until
 
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
@@ -37,6 +38,11 @@ def test_a_converged_fleet_makes_no_writes_over_a_resync_window(cluster, operato
     for n in names:
         wait_for(cluster, f"{n} converged", "spinapp", n, ns,
                  lambda o: o.get("status", {}).get("observedGeneration") == o["metadata"]["generation"])
+    # The whole cluster converged, not only these apps: namespaces other modules deleted are
+    # finished (their executors' finalizers, removed by the operator, are writes too).
+    wait_until("no namespace terminating", lambda: not [
+        n for n in cluster.get_json("namespaces")["items"] if n["status"].get("phase") == "Terminating"],
+        timeout=600, interval=2)
     # Let the last status writes and the events of the first reconciles land.
     time.sleep(3)
     start, before = now_rfc3339(), reconciles(operator)

@@ -1,7 +1,11 @@
 """`watchNamespaces: [team-a]` on the real API server: the operator runs with the chart's own
 arguments and ServiceAccount, so the chart's per-namespace Roles are all it may use (a cluster-wide
 list or watch would be forbidden and the operator would never get ready). Apps in team-a are
-defaulted and reconciled; apps in team-b never reach the webhooks and get no children."""
+defaulted and reconciled; apps in team-b never reach the webhooks and get no children.
+
+A local process on a control plane of its own, not pods: a tenant install is a second release
+with its own cluster-scoped objects, which need another cluster (a second node would cost a node
+start); the process runs with exactly the chart's arguments and ServiceAccount."""
 
 from __future__ import annotations
 
