@@ -228,7 +228,9 @@ class Node:
 
     @property
     def run_dir(self) -> Path:
-        # Unix sockets need a short path (108 bytes); the test work directories are long.
+        # Unix sockets need a short path (108 bytes); the test work directories are long (and grow
+        # with pytest's run counter). containerd's and the kubelet's sockets (pod-resources,
+        # device-plugins, plugins_registry under its root dir) all live here.
         return Path("/run") / self.net.netns
 
     @property
@@ -269,7 +271,7 @@ class Node:
         self._write_kubelet_config()
         self.cp.add_process(start_process("kubelet", [
             *self.net.nsenter(), str(bin_dir / "kubelet"), f"--config={self.dir / 'kubelet.json'}",
-            f"--kubeconfig={self.cp.node_kubeconfig}", f"--root-dir={self.dir / 'kubelet'}",
+            f"--kubeconfig={self.cp.node_kubeconfig}", f"--root-dir={self.run_dir / 'kubelet'}",
             f"--cert-dir={self.dir / 'kubelet-pki'}",
             f"--node-ip={self.net.node_ip}", f"--hostname-override={NODE_NAME}", "--v=1"],
             self.cp.workdir, env))
