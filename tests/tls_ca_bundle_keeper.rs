@@ -165,3 +165,33 @@ async fn readiness_alone_writes_nothing_and_follows_the_injected_ca() {
     assert!(outcome.published && outcome.patched.is_empty());
     assert_eq!(server.count_writes(), writes);
 }
+
+/// A writer that read the configurations before `helm upgrade` named another source (or before
+/// another writer's patch) must not write from that stale view: the patch carries the version
+/// it read and is refused, leaving what is there now.
+#[tokio::test]
+async fn a_patch_from_a_stale_read_writes_nothing() {
+    let server = TestApiServer::start().await;
+    put_configs(&server, Some("secret"));
+    let configs = WebhookConfigs::new(
+        server.client(),
+        Some("spin-mutating".into()),
+        Some("spin-validating".into()),
+    );
+    let stale = configs.observe().await.unwrap();
+    // The switch's upgrade lands between the read and the write.
+    put_configs(&server, Some("self-signed"));
+    let patched = configs
+        .patch_ca_bundles(&stale, b"the previous mode's CA")
+        .await
+        .unwrap();
+    assert!(patched.is_empty(), "{patched:?}");
+    assert_eq!(bundles(&server), vec![None; 4]);
+    // Read again, the same write goes through.
+    let fresh = configs.observe().await.unwrap();
+    let patched = configs
+        .patch_ca_bundles(&fresh, b"the previous mode's CA")
+        .await
+        .unwrap();
+    assert_eq!(patched, ["spin-mutating", "spin-validating"]);
+}

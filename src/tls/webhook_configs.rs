@@ -80,6 +80,8 @@ impl From<bool> for WriterRole {
 pub struct ObservedConfig {
     pub name: String,
     pub source: Option<String>,
+    /// As read: a patch is applied only if the configuration is still at this version.
+    pub resource_version: Option<String>,
     /// Each webhook's name and caBundle, in order; `None`: the configuration is absent.
     pub webhooks: Option<Vec<(String, Option<ByteString>)>>,
 }
@@ -256,6 +258,9 @@ where
                 .as_ref()
                 .and_then(|a| a.get(CA_BUNDLE_SOURCE_ANNOTATION).cloned())
         }),
+        resource_version: config
+            .as_ref()
+            .and_then(|c| c.meta().resource_version.clone()),
         webhooks: config.as_ref().map(webhooks),
     })
 }
@@ -277,11 +282,13 @@ fn validating_bundles(c: &ValidatingWebhookConfiguration) -> Vec<(String, Option
         .collect()
 }
 
-/// JSON patch of the webhooks whose caBundle differs. Each `add` is guarded by a `test` of the
-/// webhook's name at that index, so a concurrent reordering makes the patch fail instead of
-/// writing the bundle into the wrong entry. A JSON patch (an update, not an apply) never
-/// conflicts with Helm's server-side apply, which leaves caBundle out. Returns whether a patch
-/// was sent.
+/// JSON patch of the webhooks whose caBundle differs, applied only to the configuration as it
+/// was read: a `test` of its resourceVersion makes the patch fail when anything changed since
+/// (another writer, or `helm upgrade` naming another source), so no writer ever writes from a
+/// stale view; the watch event of that change brings the next pass. Each `add` is also guarded
+/// by a `test` of the webhook's name at that index. A JSON patch (an update, not an apply) never
+/// conflicts with Helm's server-side apply, which leaves caBundle out. Returns whether the patch
+/// was applied.
 async fn patch_one<K>(
     api: &Api<K>,
     config: &ObservedConfig,
@@ -290,10 +297,37 @@ async fn patch_one<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
+    let Some(ops) = ca_bundle_patch(config, bundle)? else {
+        return Ok(false);
+    };
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    match api
+        .patch(&config.name, &params, &Patch::Json::<()>(ops))
+        .await
+    {
+        Ok(_) => Ok(true),
+        // 409 (resourceVersion) or 422 (a failed `test`): changed since read.
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => {
+            tracing::debug!(name = %config.name, code = status.code, "webhook configuration changed since read; caBundle not patched");
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The patch [`patch_one`] sends; `None` when every caBundle already equals `bundle` or the
+/// configuration is absent.
+fn ca_bundle_patch(
+    config: &ObservedConfig,
+    bundle: &[u8],
+) -> Result<Option<json_patch::Patch>, TlsError> {
     let Some(webhooks) = &config.webhooks else {
         // Not installed (yet): the next pass will try again.
         tracing::debug!(name = %config.name, "webhook configuration not found; caBundle not patched");
-        return Ok(false);
+        return Ok(None);
     };
     let value = serde_json::to_value(ByteString(bundle.to_vec()))?;
     let mut ops = Vec::new();
@@ -305,16 +339,15 @@ where
         ops.push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": value}));
     }
     if ops.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    api.patch(&config.name, &params, &Patch::Json::<()>(patch))
-        .await?;
-    Ok(true)
+    if let Some(version) = &config.resource_version {
+        ops.insert(
+            0,
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
+        );
+    }
+    Ok(Some(serde_json::from_value(serde_json::Value::Array(ops))?))
 }
 
 #[cfg(test)]
@@ -325,6 +358,7 @@ mod tests {
         ObservedConfig {
             name: "c".into(),
             source: source.map(Into::into),
+            resource_version: None,
             webhooks: Some(vec![]),
         }
     }
@@ -374,6 +408,7 @@ mod tests {
             mutating: Some(ObservedConfig {
                 name: "m".into(),
                 source: None,
+                resource_version: None,
                 webhooks: Some(
                     bundles
                         .iter()
@@ -421,5 +456,30 @@ mod tests {
             fresh.bundle(own.as_bytes(), &seen, start, far),
             own.as_bytes()
         );
+    }
+
+    #[test]
+    fn a_patch_applies_only_to_the_configuration_as_read() {
+        let mut read = with_bundles(&["old", "new"]).mutating.unwrap();
+        read.resource_version = Some("41".into());
+        let patch = ca_bundle_patch(&read, b"new").unwrap().unwrap();
+        let ops = serde_json::to_value(&patch).unwrap();
+        // The version first, then the one webhook that differs, guarded by its name.
+        assert_eq!(
+            ops,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+                {"op": "test", "path": "/webhooks/0/name", "value": "w"},
+                {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "bmV3"},
+            ])
+        );
+        assert!(ca_bundle_patch(&read, b"old").unwrap().is_some());
+        let same = with_bundles(&["new", "new"]).mutating.unwrap();
+        assert!(ca_bundle_patch(&same, b"new").unwrap().is_none());
+        let absent = ObservedConfig {
+            name: "m".into(),
+            ..ObservedConfig::default()
+        };
+        assert!(ca_bundle_patch(&absent, b"new").unwrap().is_none());
     }
 }

@@ -117,6 +117,7 @@ mod tests {
             mutating: Some(ObservedConfig {
                 name: "m".into(),
                 source: None,
+                resource_version: None,
                 webhooks: Some(bundles.into_iter().map(|b| ("w".to_string(), b)).collect()),
             }),
             validating: None,

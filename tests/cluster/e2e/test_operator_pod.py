@@ -19,6 +19,7 @@ from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, free_port, i
     wait_for_webhooks, wait_until
 from test_certmanager_and_leader import issue, openssl
 from test_rollout import Admissions
+from test_steady_state import now_rfc3339
 
 CERT_DIR = "/var/run/spin-operator/certs"
 NONROOT = "65532"
@@ -260,6 +261,7 @@ def test_switch_to_an_existing_secret_and_back_by_helm_upgrade(in_pods, tmp_path
                 st = Path(f"/proc/{pid}/root{CERT_DIR}/tls.key").stat()
                 assert st.st_gid == int(NONROOT) and st.st_mode & 0o777 == 0o440, oct(st.st_mode)
             assert_admits_through_pods(cp)
+            back_since = now_rfc3339()
             install_chart_in_pods(cp, values, upgrade=True)
             restored = True
     finally:
@@ -270,13 +272,41 @@ def test_switch_to_an_existing_secret_and_back_by_helm_upgrade(in_pods, tmp_path
           f"and back: {admissions.ok - to_secret[0]} admitted, {len(admissions.failures) - to_secret[1]} failed")
     # The CA a writer replaces stays trusted through the rollout: the old pods keep answering.
     assert admissions.failures == [], admissions.failures[:5]
-    secret = cp.get_json("secret", f"{RELEASE}-webhook-cert", "-n", OPERATOR_NAMESPACE)
-    # Once seen holding only the existingSecret CA right after `helm upgrade --wait` returned
-    # (1 run in the suite, with 0 admissions failing): a writer hand-off race still to be found.
-    # The self-signed writers must then repair it; how long that took is printed.
+    own_ca = base64.b64decode(cp.get_json("secret", f"{RELEASE}-webhook-cert", "-n", OPERATOR_NAMESPACE)
+                              ["data"]["ca.crt"])
+
+    def writes() -> list[str]:
+        return ca_bundle_writes(cp, back_since, {"self-signed": own_ca, "existingSecret": files["ca.crt"]})
+
+    # The new pods are Ready, so every caBundle trusts the self-signed CA from then on. (Once a
+    # writer of the previous mode, patching from a read made before the upgrade, left only the
+    # existingSecret CA: every caBundle patch now applies only to the version it read.)
+    assert all(own_ca in b for b in ca_bundles()), writes()
+    # It leads once a pod of this mode holds the Lease (until then the leader is a pod of the
+    # previous mode, which writes nothing); how long that took is printed.
     back = time.monotonic()
-    wait_until("caBundle led by the self-signed CA", lambda: leads_with(base64.b64decode(secret["data"]["ca.crt"])),
-               timeout=60, interval=0.5)
-    print(f"caBundle led by the self-signed CA {time.monotonic() - back:.1f}s after the upgrade back")
+    wait_until("caBundle led by the self-signed CA", lambda: leads_with(own_ca), timeout=60, interval=0.5)
+    print(f"caBundle led by the self-signed CA {time.monotonic() - back:.1f}s after the upgrade back; "
+          f"caBundle writes since the upgrade began: {writes()}")
     wait_for_webhooks(cp)
     assert_admits_through_pods(cp)
+
+
+def ca_bundle_writes(cp: ControlPlane, since: str, cas: dict[str, bytes]) -> list[str]:
+    """Every caBundle write since `since` from the audit log (its policy records their bodies):
+    time, pod, configuration, and the CAs written, named by `cas` (`?` for any other)."""
+    out = []
+    for e in cp.audit_events():
+        ref = e["objectRef"]
+        if (e["requestReceivedTimestamp"] < since or e["verb"] != "patch"
+                or ref.get("resource") not in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")):
+            continue
+        written = {base64.b64decode(op["value"]) for op in e.get("requestObject") or []
+                   if op.get("op") == "add" and op.get("path", "").endswith("/caBundle")}
+        named = [[name for pem in bundle.split(b"-----END CERTIFICATE-----")[:-1]
+                  for name in [next((n for n, ca in cas.items() if pem.strip() in ca), "?")]]
+                 for bundle in written]
+        pod = e["user"].get("extra", {}).get("authentication.kubernetes.io/pod-name", ["?"])[0]
+        out.append(f"{e['requestReceivedTimestamp'][11:23]} {pod} {ref['resource'][:10]} "
+                   f"{e['responseStatus']['code']} {named}")
+    return out
