@@ -9,6 +9,8 @@
 #   IMAGE_PROFILE=debug    the e2e tests' debug build (target/debug/spin-operator, dynamically
 #                          linked) with the glibc libraries it loads copied in from the build
 #                          host (ldd): no second compile, for test images only.
+#                          IMAGE_BIN=PATH packs that binary instead, built already (the
+#                          benchmarks' release build, so a pod runs what the local process ran).
 #   IMAGE_PUSH=REF         also push the image to REF, e.g. 127.0.0.1:5000/spin-operator:0.1.0
 #                          (a registry on loopback, see image/registry.sh).
 set -euo pipefail
@@ -37,8 +39,12 @@ case $profile in
     fi
     ;;
   debug)
-    cargo build --locked --bin spin-operator >&2
-    bin=target/debug/spin-operator
+    if [ -n "${IMAGE_BIN:-}" ]; then
+      bin=$IMAGE_BIN
+    else
+      cargo build --locked --bin spin-operator >&2
+      bin=target/debug/spin-operator
+    fi
     # The shared libraries and the loader, at the paths the binary asks for.
     for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
       install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"

@@ -62,10 +62,12 @@ from bench_floor import (
     prepare,
     send_all,
 )
+from bench_pod import PodOperator, pod_control_plane
 from controlplane import (
     OPERATOR_NAMESPACE,
     REPO,
     ControlPlane,
+    Operator,
     chart_operator,
     free_port,
     install_chart,
@@ -202,13 +204,13 @@ def until(what: str, check: Callable[[], bool], proc: Proc, timeout: float = 180
     """Polls `check` every second; fails at once, with the operator's exit code and log, if it exits."""
     def alive_and() -> bool:
         if not proc.alive():
-            raise OperatorExited(f"operator exited ({proc.popen.returncode}) waiting for {what}:\n{proc.tail()}")
+            raise OperatorExited(f"operator exited ({proc.returncode}) waiting for {what}:\n{proc.tail()}")
         return check()
     try:
         wait_until(what, alive_and, timeout=timeout, interval=1)
     except Exception as e:
         if not proc.alive():
-            raise OperatorExited(f"operator exited ({proc.popen.returncode}) waiting for {what}:\n{proc.tail()}") from e
+            raise OperatorExited(f"operator exited ({proc.returncode}) waiting for {what}:\n{proc.tail()}") from e
         raise
 
 
@@ -270,7 +272,7 @@ def measure(cp: ControlPlane, n: int, start: Callable[[str], tuple[Proc, str]], 
     t0 = time.monotonic()
     proc, user = start("cold")
     requests = audit.counter(user, mark)
-    pid = proc.popen.pid
+    pid = proc.pid
     with Profile(pid, profile):
         until(f"{n} apps converged", lambda: converged(api, "fleet", n), proc)
         row["cold_s"] = round(time.monotonic() - t0, 1)
@@ -362,32 +364,61 @@ def ours_control_plane(tmp: Path, bin_dir: Path, n: int) -> tuple[ControlPlane, 
     wait_for_webhooks(cp)
     prepare(cp, "fleet", n)
     admit.proc.stop()
-    cp.kubectl("delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "--all")
+    remove_webhooks(cp)
     return cp, port, [*args, "--disable-webhooks"], sa
 
 
 def round_ours(tmp: Path, bin_dir: Path, n: int, clients: list[int], profile: Path | None) -> tuple[dict, list[dict]]:
     cp, port, args, sa = ours_control_plane(tmp, bin_dir, n)
     try:
-        def start(name: str) -> tuple[Proc, str]:
+        def start(name: str) -> tuple[Proc, str, Operator]:
             op = start_operator(cp, name, port, args, service_account=sa, env={"RUST_LOG": "warn"}, wait_ready=False)
-            start.last = op
-            return op.proc, op.user
+            return op.proc, op.user, op
 
-        def reconciles() -> int:
-            return int(sum(float(m[1]) for m in re.finditer(
-                r'^spin_operator_controller_reconciles_total\{controller="spinapp",[^}]*\} (\S+)$',
-                start.last.metrics(), re.M)))
-
-        def reconciled(proc: Proc) -> bool:
-            return reconciles() >= n
-
-        row, proc = measure(cp, n, start, reconciled, profile,
-                            lambda: {"cold_reconciles_per_app": round(reconciles() / n, 2)})
-        proc.stop()
-        return row, floors(cp, n, clients, our_status(cp), lambda: controllers_idle(Api.of(cp)))
+        return measure_ours(cp, n, start, clients, profile)
     finally:
         cp.stop()
+
+
+def round_pod(tmp: Path, bin_dir: Path, n: int, clients: list[int], profile: Path | None) -> tuple[dict, list[dict]]:
+    """`round_ours` with the operator in the chart's pods on a node (bench_pod.py)."""
+    cp, ops = pod_control_plane(tmp, bin_dir, n)
+    try:
+        def start(name: str) -> tuple[PodOperator, str, PodOperator]:
+            op, user = ops.start(name)
+            return op, user, op
+
+        return measure_ours(cp, n, start, clients, profile,
+                            lambda op: {"cpu_shares": op.cpu_shares(), "leader_found_s": op.found_s})
+    finally:
+        cp.stop()
+
+
+def reconciles(op: Operator | PodOperator) -> int:
+    """SpinApp reconciles `op` has done, from its metrics."""
+    return int(sum(float(m[1]) for m in re.finditer(
+        r'^spin_operator_controller_reconciles_total\{controller="spinapp",[^}]*\} (\S+)$', op.metrics(), re.M)))
+
+
+def measure_ours(cp: ControlPlane, n: int, start: Callable, clients: list[int], profile: Path | None,
+                 stats: Callable[[Operator | PodOperator], dict] = lambda op: {}) -> tuple[dict, list[dict]]:
+    """`measure` of our operator, `start(name)` giving (process, user, metrics source), then the
+    floor on the same control plane with no operator and no webhooks."""
+    last: dict = {}
+
+    def started(name: str) -> tuple[Proc, str]:
+        proc, user, last["op"] = start(name)
+        return proc, user
+
+    row, proc = measure(cp, n, started, lambda proc: reconciles(last["op"]) >= n, profile,
+                        lambda: {"cold_reconciles_per_app": round(reconciles(last["op"]) / n, 2), **stats(last["op"])})
+    proc.stop()
+    remove_webhooks(cp)
+    return row, floors(cp, n, clients, our_status(cp), lambda: controllers_idle(Api.of(cp)))
+
+
+def remove_webhooks(cp: ControlPlane) -> None:
+    cp.kubectl("delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "--all")
 
 
 def our_status(cp: ControlPlane, ns: str = "fleet", name: str = "app-0") -> dict:
@@ -466,28 +497,44 @@ def spread(values: list[float], fmt: str = ".1f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
 
+# BENCH_WHERE: where our operator runs, in the order each round runs them.
+OURS = {"process": "ours", "pod": "ours-pod"}
+ROUNDS = {"process": round_ours, "pod": round_pod}
+
+
+def where() -> list[str]:
+    wheres = os.environ.get("BENCH_WHERE", "process").split()
+    if not wheres or any(w not in OURS for w in wheres):
+        raise SystemExit(f"BENCH_WHERE={os.environ.get('BENCH_WHERE')!r}: one or more of {' '.join(OURS)}")
+    return wheres
+
+
 def cold(bin_dir: Path, sizes: list[int]) -> list[dict]:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     perf = os.environ.get("BENCH_PERF")
     go = GO_MANAGER.exists() and os.environ.get("BENCH_GO", "1") != "0"
     if not GO_MANAGER.exists():
         print(f"| cold | Go operator absent ({GO_MANAGER}): measuring ours and the floor only |", flush=True)
+    wheres = where()
     rows: list[dict] = []
     for n in sizes:
-        clients = floor_clients()
+        clients = {w: floor_clients() for w in wheres}
         for r in range(rounds):
-            profile = Path(perf).resolve() / f"ours-{n}-r{r}.folded" if perf else None
-            with tempfile.TemporaryDirectory(prefix="spin-bench-cold-") as tmp:
-                row, tried = round_ours(Path(tmp), bin_dir, n, clients, profile)
-                # The first round tries every concurrency; later rounds use its best.
-                clients = [tried[0]["clients"]]
-                rows.append({"operator": "ours", "round": r, **row, "floor_s": tried[0]["floor_s"],
-                             "floor_clients": tried[0]["clients"], "floors": tried})
-                print(f"| cold | {json.dumps(rows[-1])} |", flush=True)
+            for w in wheres:
+                profile = Path(perf).resolve() / f"{OURS[w]}-{n}-r{r}.folded" if perf else None
+                with tempfile.TemporaryDirectory(prefix="spin-bench-cold-") as tmp:
+                    row, tried = ROUNDS[w](Path(tmp), bin_dir, n, clients[w], profile)
+                    # The first round tries every concurrency; later rounds use its best.
+                    clients[w] = [tried[0]["clients"]]
+                    rows.append({"operator": OURS[w], "round": r, **row, "floor_s": tried[0]["floor_s"],
+                                 "floor_clients": tried[0]["clients"], "floors": tried})
+                    print(f"| cold | {json.dumps(rows[-1])} |", flush=True)
             if go:
                 with tempfile.TemporaryDirectory(prefix="spin-bench-cold-") as tmp:
-                    rows.append({"operator": "go", "round": r, **round_go(Path(tmp), bin_dir, n),
-                                 "floor_s": rows[-1]["floor_s"]})
+                    # Against the floor of this round's process run (its control plane has no node).
+                    floor = {x["operator"]: x["floor_s"] for x in rows if x["round"] == r and x["apps"] == n}
+                    floor = floor.get("ours", rows[-1]["floor_s"])
+                    rows.append({"operator": "go", "round": r, **round_go(Path(tmp), bin_dir, n), "floor_s": floor})
                     print(f"| cold | {json.dumps(rows[-1])} |", flush=True)
     print_cold_table(rows)
     return rows
@@ -504,7 +551,9 @@ COLUMNS = (
     ("live CPU ms/app", "live_cpu_ms_per_app", ".2f"),
     ("spec change s", "spec_s", ".1f"), ("spec writes/app", "spec_writes_per_app", ".2f"),
     ("spec CPU ms/app", "spec_cpu_ms_per_app", ".2f"),
-    ("writes after restart", "restart_writes", ".0f"), ("RSS MiB", "rss_end_mib", ".1f"),
+    ("writes after restart", "restart_writes", ".0f"), ("RSS MiB at cold", "rss_mib", ".1f"),
+    ("RSS MiB", "rss_end_mib", ".1f"), ("cold CPU s", "cold_cpu_s", ".2f"),
+    ("pod leading after s", "leader_found_s", ".1f"),
 )
 
 
@@ -518,17 +567,27 @@ def derived(r: dict) -> dict:
     return out
 
 
+WHO = ("ours", "ours-pod", "go")
+
+
 def print_cold_table(rows: list[dict]) -> None:
     """One row per measure, a column per operator: median (min–max) over the rounds."""
     for n in sorted({r["apps"] for r in rows}):
-        by = {who: [derived(r) for r in rows if r["apps"] == n and r["operator"] == who] for who in ("ours", "go")}
-        whos = [w for w in ("ours", "go") if by[w]]
-        print(f"\n{n} apps, {len(by['ours'])} rounds; median (min–max)\n\n| measure | "
+        by = {who: [derived(r) for r in rows if r["apps"] == n and r["operator"] == who] for who in WHO}
+        whos = [w for w in WHO if by[w]]
+        print(f"\n{n} apps, {max(len(v) for v in by.values())} rounds; median (min–max)\n\n| measure | "
               + " | ".join(whos) + " |\n|---|" + "---:|" * len(whos))
         for label, key, fmt in COLUMNS:
             cells = [spread([r[key] for r in by[w]], fmt) if all(key in r for r in by[w]) else "–" for w in whos]
             if any(c != "–" for c in cells):
                 print(f"| {label} | " + " | ".join(cells) + " |")
-        if by["go"]:
+        if by["go"] and by["ours"]:
             ours, go = (statistics.median(r["cold_cpu_ms_per_app"] for r in by[w]) for w in ("ours", "go"))
             print(f"\nCPU per converged app, ours ÷ Go: {ours / go:.2f}")
+        if len(whos) > 1:
+            print(f"\nWithin each round, ÷ {whos[0]} (cold s, cold CPU s, RSS MiB at cold):")
+            for r in sorted({x["round"] for x in by[whos[0]]}):
+                base = next(x for x in by[whos[0]] if x["round"] == r)
+                cells = [f"{w} " + " / ".join(f"{x[k] / base[k]:.2f}" for k in ("cold_s", "cold_cpu_s", "rss_mib"))
+                         for w in whos[1:] for x in by[w] if x["round"] == r]
+                print(f"- round {r}: " + "; ".join(cells))

@@ -408,13 +408,15 @@ def install_chart(cp: ControlPlane, webhook_port: int, values: Mapping[str, Any]
 
 
 def install_chart_in_pods(cp: ControlPlane, values: Mapping[str, Any] | None = None, release: str = RELEASE,
-                          namespace: str = OPERATOR_NAMESPACE, upgrade: bool = False) -> None:
+                          namespace: str = OPERATOR_NAMESPACE, upgrade: bool = False,
+                          binary: Path | None = None) -> None:
     """`helm install --wait` the chart on the node, as a platform engineer would: the operator runs
-    in the chart's pods from the image `make image` builds, and the API server calls the webhooks
-    at the webhook Service's Endpoints (no ExternalName). Needs a control plane with a node."""
+    in the chart's pods from the image `make image` builds (of `binary` if given), and the API
+    server calls the webhooks at the webhook Service's Endpoints (no ExternalName). Needs a
+    control plane with a node."""
     if cp.node is None:
         raise ClusterError("install_chart_in_pods needs a control plane started with_node=True")
-    repository, tag = cp.node.push_operator_image()
+    repository, tag = cp.node.push_operator_image(binary=binary)
     base = {"image": {"repository": repository, "tag": tag}, "runtimeClass": {"enabled": True}}
     values_file = cp.workdir / f"values-{release}.json"
     values_file.write_text(json.dumps(_merge(base, dict(values or {}))))

@@ -295,10 +295,12 @@ class Node:
             *self.net.nsenter(), str(self.cp.bin_dir / "kube-proxy"), f"--config={self.dir / 'kube-proxy.json'}",
             "--v=1"], self.cp.workdir))
 
-    def push_operator_image(self, tag: str = "e2e") -> tuple[str, str]:
+    def push_operator_image(self, tag: str = "e2e", binary: Path | None = None) -> tuple[str, str]:
         """`make image` (image/operator.sh, IMAGE_PROFILE=debug: the e2e tests' debug build, no second
-        compile) pushed to the node's registry; returns (repository, tag) as the chart takes them."""
-        return self._push_built("image/operator.sh", "spin-operator", tag, IMAGE_PROFILE="debug")
+        compile; or `binary`, e.g. the benchmarks' release build) pushed to the node's registry;
+        returns (repository, tag) as the chart takes them."""
+        extra = {"IMAGE_BIN": str(binary)} if binary is not None else {}
+        return self._push_built("image/operator.sh", "spin-operator", tag, IMAGE_PROFILE="debug", **extra)
 
     def push_app_image(self, tag: str = "v1") -> str:
         """The stand-in Spin app image (image/spin-standin/build.sh) in the node's registry."""

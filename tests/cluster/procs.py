@@ -44,6 +44,14 @@ class Proc:
     popen: subprocess.Popen
     log: Path
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
     def alive(self) -> bool:
         return self.popen.poll() is None
 
