@@ -3,9 +3,10 @@
 A fresh control plane with a node (node.py) per round; the chart installed with `helm install
 --wait` from an image of the same binary the process rounds run (SPIN_OPERATOR_BIN, packed by
 image/operator.sh with IMAGE_BIN), self-signed certificates, the webhooks registered through the
-chart's configurations and served by the pods throughout. The fleet is created through them; then
-the Deployment is scaled to 0 and, for each phase that starts an operator (cold, restart), back to
-the chart's replicas: the clock starts at the scale-up, so it includes scheduling and starting the
+chart's configurations and served by the pods throughout. The fleet is created through them, with
+the chart's `controllers.enabled=false` (as the process rounds admit it with `--disable-controllers`);
+then, scaled to 0, the Deployment's `--disable-controllers` is dropped, and each phase that starts
+an operator (cold, restart) scales it back to the chart's replicas: the clock starts at the scale-up, so it includes scheduling and starting the
 containers (the image is on the node already). The measured process is the leader's (the Lease's
 holder), found on this machine by its pod's cgroup; CPU and RSS are read from /proc as for a local
 process. Requests are those of the chart's ServiceAccount: both replicas.
@@ -46,11 +47,13 @@ def pod_control_plane(tmp: Path, bin_dir: Path, n: int) -> tuple[ControlPlane, "
     the operator Deployment scaled to 0."""
     cp = ControlPlane(tmp / "pod", bin_dir, with_node=True).start()
     try:
-        install_chart_in_pods(cp, VALUES, binary=operator_binary())
+        # Webhooks only while the fleet is created (the process rounds' `--disable-controllers`).
+        install_chart_in_pods(cp, {**VALUES, "controllers": {"enabled": False}}, binary=operator_binary())
         wait_for_webhooks(cp)
         prepare(cp, "fleet", n)
         ops = PodOperators(cp)
         ops.stop()
+        ops.enable_controllers()
         return cp, ops
     except BaseException:
         cp.stop()
@@ -78,6 +81,20 @@ class PodOperators:
     def stop(self) -> None:
         """Scale to 0 and wait until every pod is gone (lame duck and drain included)."""
         self.scale(0)
+        self.wait_gone()
+
+    def enable_controllers(self) -> None:
+        """Drops `--disable-controllers` from the Deployment's arguments (the chart's
+        `controllers.enabled=true`; a `helm upgrade` would also start the chart's replicas, and its
+        schema allows no fewer than 1)."""
+        args = self.cp.get_json("deployment", self.deployment, "-n", OPERATOR_NAMESPACE)[
+            "spec"]["template"]["spec"]["containers"][0]["args"]
+        path = f"/spec/template/spec/containers/0/args/{args.index('--disable-controllers')}"
+        self.cp.kubectl("patch", "deployment", self.deployment, "-n", OPERATOR_NAMESPACE, "--type=json", "-p",
+                        json.dumps([{"op": "test", "path": path, "value": "--disable-controllers"},
+                                    {"op": "remove", "path": path}]))
+
+    def wait_gone(self) -> None:
         wait_until("the operator pods gone", lambda: not self.pods(), timeout=300, interval=0.5)
 
     def start(self, name: str) -> tuple["PodOperator", str]:
