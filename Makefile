@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster crds-check venv demo fuzz docs release-check
+.PHONY: test lint rust-test helm-test e2e-test cluster-build cluster-up cluster-down bench-cluster bench-cluster-pod crds-check venv demo fuzz docs release-check
 
 test: lint release-check rust-test helm-test e2e-test
 
@@ -56,6 +56,17 @@ cluster-up: $(VENV)/.installed
 bench-cluster: $(VENV)/.installed cluster-build
 	cargo build --release --locked --bin spin-operator
 	SPIN_OPERATOR_BIN=target/release/spin-operator $(PY) tests/cluster/bench.py
+
+# The fleet's cold phase with the operator in the chart's pods on a node next to it as a local
+# process, rounds interleaved (BENCHMARKS.md, "The operator in a pod"; tests/cluster/bench_pod.py).
+BENCH_POD_FLEET ?= 1000
+BENCH_POD_ROUNDS ?= 1
+BENCH_POD_PHASES ?=
+bench-cluster-pod: $(VENV)/.installed cluster-build
+	cargo build --release --locked --bin spin-operator
+	BENCH_PARTS=cold BENCH_WHERE="process pod" BENCH_GO=0 BENCH_FLEET="$(BENCH_POD_FLEET)" \
+	  BENCH_ROUNDS=$(BENCH_POD_ROUNDS) BENCH_PHASES="$(BENCH_POD_PHASES)" BENCH_FLOOR_CLIENTS=8 \
+	  SPIN_OPERATOR_BIN=target/release/spin-operator $(PY) tests/cluster/bench.py
 
 # Coverage-guided fuzzing (fuzz/, BENCHMARKS.md "Fuzzing"): each target for FUZZ_SECONDS (default
 # 120) on one core, then executions, coverage and findings. Not part of `make test`;

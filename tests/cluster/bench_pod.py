@@ -4,7 +4,7 @@ A fresh control plane with a node (node.py) per round; the chart installed with 
 --wait` from an image of the same binary the process rounds run (SPIN_OPERATOR_BIN, packed by
 image/operator.sh with IMAGE_BIN), self-signed certificates, the webhooks registered through the
 chart's configurations and served by the pods throughout. The fleet is created through them, with
-the chart's `controllers.enabled=false` (as the process rounds admit it with `--disable-controllers`);
+`--disable-controllers` in the chart's `extraArgs` (as the process rounds admit it);
 then, scaled to 0, the Deployment's `--disable-controllers` is dropped, and each phase that starts
 an operator (cold, restart) scales it back to the chart's replicas: the clock starts at the scale-up, so it includes scheduling and starting the
 containers (the image is on the node already). The measured process is the leader's (the Lease's
@@ -48,7 +48,10 @@ def pod_control_plane(tmp: Path, bin_dir: Path, n: int) -> tuple[ControlPlane, "
     cp = ControlPlane(tmp / "pod", bin_dir, with_node=True).start()
     try:
         # Webhooks only while the fleet is created (the process rounds' `--disable-controllers`).
-        install_chart_in_pods(cp, {**VALUES, "controllers": {"enabled": False}}, binary=operator_binary())
+        # Not the chart's `controllers.enabled=false`: that also leaves out the controllers' RBAC
+        # (rbac.yaml), and the pods started later without the flag would be refused every list
+        # (403) and never get Ready. The flag through `extraArgs` keeps the shipped ClusterRole.
+        install_chart_in_pods(cp, {**VALUES, "extraArgs": ["--disable-controllers"]}, binary=operator_binary())
         wait_for_webhooks(cp)
         prepare(cp, "fleet", n)
         ops = PodOperators(cp)
@@ -84,8 +87,8 @@ class PodOperators:
         self.wait_gone()
 
     def enable_controllers(self) -> None:
-        """Drops `--disable-controllers` from the Deployment's arguments (the chart's
-        `controllers.enabled=true`; a `helm upgrade` would also start the chart's replicas, and its
+        """Drops `--disable-controllers` (from `extraArgs`) from the Deployment's arguments: the
+        chart's defaults then (a `helm upgrade` would also start the chart's replicas, and its
         schema allows no fewer than 1)."""
         args = self.cp.get_json("deployment", self.deployment, "-n", OPERATOR_NAMESPACE)[
             "spec"]["template"]["spec"]["containers"][0]["args"]
