@@ -75,7 +75,7 @@ from controlplane import (
     wait_for_webhooks,
     wait_until,
 )
-from procs import Proc, start_process
+from procs import ClusterError, Proc, start_process
 
 UPSTREAM = REPO.parent / "shared" / "upstream"
 GO_MANAGER = UPSTREAM / "bin" / "manager"
@@ -201,17 +201,19 @@ def quiet(counter: Callable[[], int], secs: float = 5, limit: float = 120) -> No
 
 
 def until(what: str, check: Callable[[], bool], proc: Proc, timeout: float = 1800) -> None:
-    """Polls `check` every second; fails at once, with the operator's exit code and log, if it exits."""
-    def alive_and() -> bool:
+    """Polls `check` every second; fails at once, with the operator's exit code and log, if it exits
+    (checked outside `check`: wait_until retries on every exception, so it would wait out `timeout`)."""
+    deadline, last_error = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
         if not proc.alive():
             raise OperatorExited(f"operator exited ({proc.returncode}) waiting for {what}:\n{proc.tail()}")
-        return check()
-    try:
-        wait_until(what, alive_and, timeout=timeout, interval=1)
-    except Exception as e:
-        if not proc.alive():
-            raise OperatorExited(f"operator exited ({proc.returncode}) waiting for {what}:\n{proc.tail()}") from e
-        raise
+        try:
+            if check():
+                return
+        except Exception as e:  # noqa: BLE001 - reported on timeout, as wait_until does
+            last_error = e
+        time.sleep(1)
+    raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}" + (f": {last_error}" if last_error else ""))
 
 
 class OperatorExited(RuntimeError):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +34,9 @@ from controlplane import OPERATOR_NAMESPACE, RELEASE, ControlPlane, install_char
 from test_operator_pod import container_pid
 
 LABELS = "app.kubernetes.io/component=operator"
+# Seconds from the scale-up: a leader not Ready by then is failing (RBAC, certificates), and the
+# bench stops with its /readyz and log instead of waiting out the convergence timeout.
+READY_LIMIT = 180.0
 USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
 VALUES = {
     "certManager": {"enabled": False},
@@ -114,7 +118,7 @@ class PodOperators:
             return PodOperator(self, pod, container_pid(pod)) if pod else None
 
         self.last = wait_until(f"a leader among the operator pods ({name})", leader, timeout=300, interval=0.5)
-        self.last.found_s = round(time.monotonic() - t0, 1)
+        self.last.t0, self.last.found_s = t0, round(time.monotonic() - t0, 1)
         return self.last, USER
 
 
@@ -124,18 +128,44 @@ class PodOperator:
     def __init__(self, owner: PodOperators, pod: dict, pid: int):
         self.owner, self.pod, self.pid = owner, pod, pid
         self.name, self.ip = pod["metadata"]["name"], pod["status"]["podIP"]
-        self.returncode: int | None = None
+        self.returncode: int | str | None = None
+        self.t0 = time.monotonic()  # the scale-up
         self.found_s = 0.0  # from the scale-up until this process was found leading
+        self.ready_seen = False
 
     def alive(self) -> bool:
-        return Path(f"/proc/{self.pid}").exists()
+        """The process runs and its pod has been Ready, or may still become so (READY_LIMIT)."""
+        if not Path(f"/proc/{self.pid}").exists():
+            return False
+        if not self.ready_seen:
+            try:
+                self.ready_seen = self.ready()
+            except Exception:  # noqa: BLE001 - the API server busy: asked again on the next poll
+                pass
+            if not self.ready_seen and time.monotonic() - self.t0 > READY_LIMIT:
+                self.returncode = f"running, but not Ready {READY_LIMIT:.0f} s after the scale-up"
+                return False
+        return True
+
+    def ready(self) -> bool:
+        pod = json.loads(self.owner.api.send("GET", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{self.name}"))
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
 
     def stop(self) -> None:
         self.owner.stop()
 
     def tail(self, lines: int = 40) -> str:
         out = self.owner.cp.kubectl("logs", "-n", OPERATOR_NAMESPACE, self.name, f"--tail={lines}", check=False)
-        return out.stdout + out.stderr
+        return f"/readyz: {self.readyz()}\n{out.stdout}{out.stderr}"
+
+    def readyz(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://{self.ip}:8080/readyz", timeout=5) as r:
+                return f"{r.status} {r.read().decode(errors='replace')}"
+        except urllib.error.HTTPError as e:
+            return f"{e.code} {e.read().decode(errors='replace')}"
+        except OSError as e:
+            return f"unreachable: {e}"
 
     def metrics(self) -> str:
         # The pod's health port on its IP: a network namespace this bench created (node.py).
