@@ -187,6 +187,20 @@ async fn a_patch_from_a_stale_read_writes_nothing() {
         .unwrap();
     assert!(patched.is_empty(), "{patched:?}");
     assert_eq!(bundles(&server), vec![None; 4]);
+    // A patch refused although nothing changed since the read is an error, not a quiet skip
+    // (here a webhook name that no longer matches what was read: the `test` fails with 422).
+    let mut wrong = configs.observe().await.unwrap();
+    if let Some(webhooks) = wrong.mutating.as_mut().and_then(|c| c.webhooks.as_mut()) {
+        webhooks[0].0 = "not-this-webhook".into();
+    }
+    let err = configs
+        .patch_ca_bundles(&wrong, b"the previous mode's CA")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("422") || err.to_string().to_lowercase().contains("invalid"),
+        "{err}"
+    );
     // Read again, the same write goes through.
     let fresh = configs.observe().await.unwrap();
     let patched = configs

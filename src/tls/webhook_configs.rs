@@ -309,9 +309,14 @@ where
         .await
     {
         Ok(_) => Ok(true),
-        // 409 (resourceVersion) or 422 (a failed `test`): changed since read.
+        // A failed `test` is 422, like any other invalid patch: only a version that moved
+        // since the read makes it "changed, the next pass will see it", never a silent drop.
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => {
-            tracing::debug!(name = %config.name, code = status.code, "webhook configuration changed since read; caBundle not patched");
+            let now = api.get_metadata_opt(&config.name).await?;
+            if now.and_then(|m| m.metadata.resource_version) == config.resource_version {
+                return Err(kube::Error::Api(status).into());
+            }
+            tracing::debug!(name = %config.name, "webhook configuration changed since read; caBundle not patched");
             Ok(false)
         }
         Err(err) => Err(err.into()),

@@ -303,8 +303,8 @@ def ca_bundle_writes(cp: ControlPlane, since: str, cas: dict[str, bytes]) -> lis
             continue
         written = {base64.b64decode(op["value"]) for op in e.get("requestObject") or []
                    if op.get("op") == "add" and op.get("path", "").endswith("/caBundle")}
-        named = [[name for pem in bundle.split(b"-----END CERTIFICATE-----")[:-1]
-                  for name in [next((n for n, ca in cas.items() if pem.strip() in ca), "?")]]
+        named = [[next((n for n, ca in cas.items() if pem.strip() in ca), "?")
+                  for pem in bundle.split(b"-----END CERTIFICATE-----")[:-1]]
                  for bundle in written]
         pod = e["user"].get("extra", {}).get("authentication.kubernetes.io/pod-name", ["?"])[0]
         out.append(f"{e['requestReceivedTimestamp'][11:23]} {pod} {ref['resource'][:10]} "
